@@ -1,0 +1,235 @@
+"""The `workbench` command line (typer).
+
+Every user error ends in one line on stderr, `error: ...`, and exit code 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+
+from experiments.config import PRESETS, RunSpec, apply_overrides, default_preset, get_preset, parse_sets
+from experiments.errors import UserError
+
+app = typer.Typer(
+    add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None, no_args_is_help=True,
+    help="workbench: train small GPTs on synthetic tasks and Shakespeare, and score them.",
+)
+
+
+def fail(msg: str, code: int = 2) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+def user_errors(fn):
+    """Turn UserError (and friends) into one line + exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from experiments.train import TrainFailed, TrainFailedInterrupt
+
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            fail(str(e))
+        except TrainFailedInterrupt as e:
+            fail(str(e), e.code)
+        except TrainFailed as e:
+            fail(str(e), 1)
+
+    return wrapper
+
+
+SetOpt = typer.Option([], "--set", "-s", help="override a config field: task.KEY=V, model.KEY=V or train.KEY=V")
+IncludeOpt = typer.Option([], "--include", help="a Python file defining extra task classes")
+DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | mps")
+
+
+# ---- train ---------------------------------------------------------------------------------
+
+def build_spec(task: str, preset: str | None, sets: list[str], steps: int | None, seed: int,
+               include: list[str]) -> RunSpec:
+    from experiments.runs import task_class
+
+    cls = task_class(task, include)
+    p = get_preset(preset or default_preset(task))
+    if p.tasks and task not in p.tasks and preset:
+        raise UserError(f"preset {p.name!r} is for {', '.join(p.tasks)}, not {task!r}")
+    over = parse_sets(sets)
+    task_over = {**p.task_overrides(), **over["task"]}
+    task_cfg = apply_overrides(cls.Config(), task_over, "task")
+    model = apply_overrides(p.model, over["model"], "model")
+    train = p.train
+    if steps is not None:
+        if steps <= 0:
+            raise UserError(f"--steps must be positive, got {steps}")
+        train = dataclasses.replace(train, steps=steps, lr_decay_steps=0)
+    train = apply_overrides(train, over["train"], "train")
+    return RunSpec(task=task, task_config=task_cfg, model=model, train=train, seed=seed, preset=p.name,
+                   include=tuple(include))
+
+
+@app.command()
+@user_errors
+def train(
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="task name (see `workbench tasks`)"),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="named config (see `workbench presets`)"),
+    sets: list[str] = SetOpt,
+    steps: Optional[int] = typer.Option(None, "--steps", help="optimizer steps (overrides the preset)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default runs/TASK-TIMESTAMP)"),
+    seed: int = typer.Option(1337, "--seed"),
+    device: str = DeviceOpt,
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its checkpoint"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    target_acc: Optional[float] = typer.Option(None, "--target-acc", help="stop once val_acc reaches this"),
+    include: list[str] = IncludeOpt,
+) -> None:
+    """Train a GPT on a task; resumable, with a run directory of config, metrics and checkpoints."""
+    from experiments.runs import new_run_dir
+    from experiments.train import TrainOptions, train as run_train
+
+    if target_acc is not None and not 0 < target_acc <= 1:
+        raise UserError(f"--target-acc must be in (0, 1], got {target_acc}")
+    if resume:
+        if out is None:
+            raise UserError("--resume needs --out RUN_DIR")
+        if steps is not None and steps <= 0:
+            raise UserError(f"--steps must be positive, got {steps}")
+        spec = None
+    else:
+        if task is None:
+            raise UserError("missing --task; see `workbench tasks` for the list")
+        spec = build_spec(task, preset, sets, steps, seed, include)
+        if target_acc is None:
+            target_acc = get_preset(spec.preset).target_acc or None
+    opts = TrainOptions(out=out or new_run_dir(task or "run", None), device=device, resume=resume,
+                        quiet=quiet, target_acc=target_acc)
+    run_train(spec, opts, steps if resume else None)
+
+
+# ---- sample --------------------------------------------------------------------------------
+
+@app.command()
+@user_errors
+def sample(
+    run: Path = typer.Argument(..., help="run directory"),
+    prompt: str = typer.Option("\n", "--prompt", help="text to continue"),
+    tokens: int = typer.Option(500, "--tokens", "-n"),
+    temperature: float = typer.Option(0.8, "--temperature"),
+    top_k: Optional[int] = typer.Option(200, "--top-k"),
+    seed: int = typer.Option(1337, "--seed"),
+    device: str = DeviceOpt,
+) -> None:
+    """Stream sampled text from a run."""
+    import torch
+
+    from experiments.runs import load_run
+    from gpt.generate import sample_stream
+
+    if tokens <= 0 or temperature <= 0 or (top_k is not None and top_k <= 0):
+        raise UserError("--tokens, --temperature and --top-k must be positive")
+    r = load_run(run, device)
+    ids = r.encode_prompt(prompt) if prompt else [0]
+    gen = torch.Generator(device=r.device).manual_seed(seed)
+    sys.stdout.write(prompt)
+    for t in sample_stream(r.model, ids, tokens, temperature, top_k, gen):
+        sys.stdout.write(r.task.vocab.chars[t])
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+
+
+# ---- eval ----------------------------------------------------------------------------------
+
+@app.command("eval")
+@user_errors
+def eval_cmd(
+    runs: list[Path] = typer.Argument(..., help="one or more run directories"),
+    n: int = typer.Option(10_000, "--n", help="problems to score"),
+    split: str = typer.Option("test", "--split", help="test (held out, in distribution) or ood"),
+    by: Optional[str] = typer.Option(None, "--by", help="bucket columns, comma-separated (e.g. a_digits,b_digits)"),
+    sets: list[str] = typer.Option([], "--set", "-s", help="task.KEY=V: change the task for evaluation only"),
+    fmt: str = typer.Option("table", "--format", help="table | csv | markdown | json"),
+    out: Optional[Path] = typer.Option(None, "--out", help="also write the table here (format by --format)"),
+    samples: Optional[Path] = typer.Option(None, "--samples", help="write one JSON line per problem"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="accuracy heatmap PNG (needs matplotlib)"),
+    batch_size: int = typer.Option(1024, "--batch-size"),
+    seed: int = typer.Option(0, "--seed", help="which fixed evaluation set"),
+    checkpoint: str = typer.Option("ckpt.pt", "--checkpoint", help="ckpt.pt (latest) or best.pt"),
+    device: str = DeviceOpt,
+) -> None:
+    """Exact-match accuracy of runs on held-out problems, by bucket, with 95% Wilson intervals."""
+    from experiments.report import eval_runs
+
+    eval_runs(runs, n=n, split=split, by=by, sets=sets, fmt=fmt, out=out, samples=samples, plot=plot,
+              batch_size=batch_size, seed=seed, checkpoint=checkpoint, device=device)
+
+
+# ---- show / tasks / presets -----------------------------------------------------------------
+
+@app.command()
+@user_errors
+def show(
+    task: str = typer.Option(..., "--task", "-t"),
+    sets: list[str] = SetOpt,
+    n: int = typer.Option(5, "-n", "--n"),
+    split: str = typer.Option("train", "--split"),
+    seed: int = typer.Option(0, "--seed"),
+    include: list[str] = IncludeOpt,
+) -> None:
+    """Print sample problems: each input token above its target, masked targets shown as ·"""
+    from experiments.report import show_task
+
+    show_task(task, sets, n, split, seed, include)
+
+
+@app.command("tasks")
+@user_errors
+def tasks_cmd(include: list[str] = IncludeOpt) -> None:
+    """List tasks: origin, description, options with defaults, splits."""
+    from experiments.report import list_tasks
+
+    list_tasks(include)
+
+
+@app.command()
+@user_errors
+def presets() -> None:
+    """List named presets."""
+    for p in PRESETS.values():
+        m, t = p.model, p.train
+        typer.echo(f"{p.name:12s} {p.description}")
+        typer.echo(f"{'':12s} model {m.n_layer}L {m.n_head}H {m.n_embd}d block {m.block_size}; "
+                   f"{t.steps} steps x batch {t.batch_size}, lr {t.lr}" + (f"; for {', '.join(p.tasks)}" if p.tasks else ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: click's usage errors become one line and exit code 2 as well."""
+    try:
+        rv = app(args=argv, standalone_mode=False, prog_name="workbench")
+        return rv if isinstance(rv, int) else 0
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.UsageError as e:
+        cmd = f"workbench {e.ctx.info_name} --help" if e.ctx and e.ctx.info_name != "workbench" else "workbench --help"
+        typer.echo(f"error: {e.format_message()} (see `{cmd}`)", err=True)
+        return 2
+    except click.ClickException as e:
+        typer.echo(f"error: {e.format_message()}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        typer.echo("error: aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted", err=True)
+        return 130
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Exact-match evaluation: batched KV-cache greedy decoding, bucketed accuracy, Wilson intervals.
+
+Evaluation sets are fixed by (eval seed, split, n) and streamed in chunks, so a
+million problems take constant memory.  Results do not depend on the decode
+batch size: rows are grouped by prompt length and each row is decoded on its own
+position grid, whatever else shares its batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from gpt.generate import greedy_batch
+from gpt.model import GPT
+from tasks.encode import END, Rendered
+
+EVAL_SEED = 0
+
+
+def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a binomial proportion."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p = correct / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def complete_rendered(model: GPT, task, r: Rendered, batch_size: int = 1024, use_cache: bool = True) -> list[str]:
+    """Greedy completions for each rendered problem's prompt (END stripped)."""
+    vocab = task.vocab
+    end_id = vocab.stoi[END]
+    device = model.wte.weight.device
+    w = int(r.prompt_len.max())
+    pos = np.arange(w)[None, :]
+    ids = vocab.ids_of_codepoints(np.where(pos < r.prompt_len[:, None], r.chars[:, :w], ord(END)))
+    max_new = int((r.length - r.prompt_len).max()) + 2  # room for the target, END, and a little overrun
+    table = np.array(list(vocab.chars))
+    out: list[str] = [""] * len(r)
+    for length in np.unique(r.prompt_len):
+        rows = np.flatnonzero(r.prompt_len == length)
+        for s in range(0, len(rows), batch_size):
+            chunk = rows[s : s + batch_size]
+            x = torch.from_numpy(ids[chunk, :length]).to(device)
+            new = greedy_batch(model, x, end_id, max_new, use_cache).cpu().numpy()
+            ended = new == end_id
+            stop = np.where(ended.any(axis=1), ended.argmax(axis=1), new.shape[1])
+            for i, row, k in zip(chunk, new, stop):
+                out[i] = "".join(table[row[:k]])
+    return out
+
+
+def score_chunk(model: GPT, task, problems, batch_size: int, use_cache: bool = True) -> pd.DataFrame:
+    """One row per problem: prompt, expected, got, correct (+ task metrics), bucket columns."""
+    r = task.render(problems)
+    got = complete_rendered(model, task, r, batch_size, use_cache)
+    expected = task.solve(problems)
+    scores = [task.check_answer(g, e) for g, e in zip(got, expected)]
+    df = pd.DataFrame({
+        "prompt": [r.prompt(i) for i in range(len(r))],
+        "expected": [str(e) for e in expected],
+        "got": got,
+    })
+    for key in scores[0] if scores else ["correct"]:
+        df[key] = [bool(s[key]) for s in scores]
+    for b in task.buckets:
+        df[b] = problems[b]
+    return df
+
+
+def accuracy(model: GPT, task, problems, batch_size: int = 1024) -> float:
+    was_training = model.training
+    model.eval()
+    try:
+        return float(score_chunk(model, task, problems, batch_size)["correct"].mean())
+    finally:
+        model.train(was_training)
+
+
+def evaluate(model: GPT, task, split: str = "test", n: int = 10_000, by: Sequence[str] = (),
+             batch_size: int = 1024, seed: int = EVAL_SEED, samples: Path | None = None,
+             use_cache: bool = True) -> pd.DataFrame:
+    """Bucketed accuracy table: rows per bucket of `by` plus an 'all' row."""
+    model.eval()
+    counts: pd.DataFrame | None = None
+    sample_file = open(samples, "w", encoding="utf-8") if samples else None
+    try:
+        for problems in task.eval_problems(seed, split, n):
+            df = score_chunk(model, task, problems, batch_size, use_cache)
+            if sample_file:
+                for rec in df.to_dict(orient="records"):
+                    sample_file.write(json.dumps({k: _plain(v) for k, v in rec.items()}) + "\n")
+            metrics = [c for c in df.columns if c not in ("prompt", "expected", "got") and c not in task.buckets]
+            part = _counts(df, list(by), metrics)
+            counts = part if counts is None else counts.add(part, fill_value=0)
+    finally:
+        if sample_file:
+            sample_file.close()
+    assert counts is not None  # n >= 1 is checked by the caller
+    return _table(counts.reset_index(), list(by))
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _counts(df: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFrame:
+    df = df.assign(n=1)
+    cols = ["n"] + metrics
+    allrow = df[cols].sum().to_frame().T
+    if not by:
+        allrow.index = pd.Index(["all"], name="bucket")
+        return allrow.astype("int64")
+    grouped = df.groupby(by)[cols].sum()
+    for b in by:
+        allrow[b] = "all"
+    allrow = allrow.set_index(by)
+    grouped.index = grouped.index.map(lambda k: tuple(str(x) for x in (k if isinstance(k, tuple) else (k,))))
+    if len(by) == 1:
+        grouped.index = grouped.index.map(lambda k: k[0])
+    grouped.index.names = by
+    return pd.concat([grouped, allrow]).astype("int64")
+
+
+def _table(counts: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    t = counts.copy()
+    t["accuracy"] = t["correct"] / t["n"]
+    lo_hi = [wilson(int(c), int(n)) for c, n in zip(t["correct"], t["n"])]
+    t["ci_low"] = [x[0] for x in lo_hi]
+    t["ci_high"] = [x[1] for x in lo_hi]
+    for extra in [c for c in counts.columns if c not in ("n", "correct", "bucket", *by)]:
+        t[extra] = t[extra] / t["n"]
+    if by:
+        # numeric sort of bucket values, 'all' last
+        key = t[by].apply(lambda col: col.map(lambda v: (1, 0) if v == "all" else (0, _num(v))))
+        t = t.iloc[sorted(range(len(t)), key=lambda i: tuple(key.iloc[i]))].reset_index(drop=True)
+    return t
+
+
+def _num(v: str) -> Any:
+    try:
+        return float(v)
+    except ValueError:
+        return v
+

@@ -1,0 +1,272 @@
+"""Run directories: creating, locking, loading; and the Python API `load_run`.
+
+A run directory holds
+    config.json     the fully resolved config (task, model, train, seed, versions)
+    metrics.jsonl   one JSON object per logged step
+    ckpt.pt         the latest checkpoint        best.pt   the best val loss
+    .lock           the pid of the process writing it (stale locks are taken over)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import tasks as task_registry
+from experiments.config import RunSpec, apply_overrides, from_dict, to_jsonable
+from experiments.errors import UserError
+from gpt.checkpoint import CheckpointError, atomic_write_text, load_checkpoint
+from gpt.generate import greedy_complete
+from gpt.model import GPT, GPTConfig
+from gpt.train import TrainConfig
+from tasks.data import DataError
+from tasks.encode import END
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name not in ("cpu", "cuda", "mps"):
+        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda or mps")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError("--device mps: no MPS device is available")
+    return torch.device(name)
+
+
+# ---- tasks -------------------------------------------------------------------------------------
+
+def task_class(name: str, include: Sequence[str] = ()):
+    try:
+        for path in include:
+            task_registry.include_file(path)
+        return task_registry.get_task_class(name)
+    except (task_registry.TaskNotFound, task_registry.TaskLoadError, ValueError) as e:
+        raise UserError(str(e)) from None
+
+
+def build_task(name: str, overrides: dict[str, Any], include: Sequence[str] = (), base=None):
+    """Instantiate a task with --set task.* overrides applied to its (or a given) config."""
+    cls = task_class(name, include)
+    config = apply_overrides(base if base is not None else cls.Config(), overrides, "task")
+    try:
+        return cls(config)
+    except (DataError, ValueError) as e:
+        raise UserError(str(e)) from None
+
+
+def model_config_for(task, model: GPTConfig) -> GPTConfig:
+    """Fit the model to the task: its vocabulary, and a block long enough for its problems."""
+    import dataclasses
+
+    cfg = dataclasses.replace(model, vocab_size=len(task.vocab))
+    if task.kind == "text":
+        task.check_block_size(cfg.block_size)
+    else:
+        need = task.max_length() - 1  # x drops the last character
+        if need > cfg.block_size:
+            raise UserError(
+                f"model.block_size {cfg.block_size} is too small for task {task.name!r}: "
+                f"its longest problem needs {need}; pass --set model.block_size={need}"
+            )
+    return cfg
+
+
+# ---- run directories ---------------------------------------------------------------------------
+
+def git_commit() -> str | None:
+    try:
+        here = Path(__file__).resolve().parent.parent
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def config_record(spec: RunSpec, task, model: GPTConfig, device: torch.device) -> dict[str, Any]:
+    return {
+        "task": {"name": spec.task, "origin": origin_of(spec.task, spec.include),
+                 "include": [str(Path(p).resolve()) for p in spec.include],
+                 "config": to_jsonable(task.config), "vocab": task.vocab.chars},
+        "model": to_jsonable(model),
+        "train": to_jsonable(spec.train),
+        "seed": spec.seed,
+        "preset": spec.preset,
+        "device": str(device),
+        "torch": torch.__version__,
+        "git": git_commit(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def origin_of(name: str, include: Sequence[str]) -> str:
+    known = task_registry.available()
+    return known[name][0] if name in known else "include"
+
+
+def is_run(path: Path) -> bool:
+    return (Path(path) / "config.json").is_file()
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"{path} is not a directory")
+    if not is_run(path):
+        raise UserError(f"{path} is not a run directory (no config.json)")
+    try:
+        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        if not isinstance(cfg, dict) or not {"task", "model", "train"} <= cfg.keys():
+            raise ValueError("missing sections")
+        return cfg
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}/config.json is corrupt: {e}") from None
+
+
+def write_config(path: Path, record: dict[str, Any]) -> None:
+    atomic_write_text(Path(path) / "config.json", json.dumps(record, indent=2) + "\n")
+
+
+class RunLock:
+    """An exclusive lock on a run directory: O_EXCL on .lock, holding our pid.
+
+    A lock whose pid is no longer alive (a killed run) is stale and taken over.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / ".lock"
+        self.held = False
+
+    def acquire(self) -> None:
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                pid = self._owner()
+                if pid is not None and pid != os.getpid() and _alive(pid):
+                    raise UserError(f"{self.path.parent} is in use by another workbench process (pid {pid})") from None
+                self.path.unlink(missing_ok=True)  # stale: its owner is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            self.held = True
+            return
+        raise UserError(f"could not lock {self.path.parent}")
+
+    def _owner(self) -> int | None:
+        try:
+            return int(self.path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> "RunLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ---- loading runs ----------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    """A trained run: run.model (on its device), run.task, run.config, run.complete(prompts)."""
+
+    path: Path
+    config: dict[str, Any]
+    task: Any
+    model: GPT
+    step: int
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.wte.weight.device
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        vocab = self.task.vocab
+        if not vocab.contains(prompt):
+            bad = "".join(sorted({c for c in prompt if c not in vocab.stoi}))
+            raise UserError(f"prompt has characters outside the task's vocabulary: {bad!r}")
+        return vocab.encode(prompt)
+
+    def complete(self, prompts: Sequence[str], max_new_tokens: int | None = None, batch_size: int = 1024) -> list[str]:
+        """Batched greedy completion; the end token and anything after it are stripped."""
+        ids = [self.encode_prompt(p) for p in prompts]
+        if max_new_tokens is None:
+            max_new_tokens = self.model.config.block_size
+        if END not in self.task.vocab.stoi:
+            raise UserError(f"task {self.task.name!r} has no end token; use `workbench sample`")
+        out = greedy_complete(self.model, ids, self.task.vocab.stoi[END], max_new_tokens, batch_size)
+        return [self.task.vocab.decode(o) for o in out]
+
+
+def load_run(path: str | os.PathLike, device: str = "auto", checkpoint: str = "ckpt.pt",
+             task_overrides: dict[str, Any] | None = None) -> Run:
+    """Load a run's task and model.  task_overrides change the task for evaluation only."""
+    path = Path(path)
+    cfg = read_config(path)
+    tcfg = cfg["task"]
+    name = tcfg["name"]
+    include = [p for p in tcfg.get("include", [])]
+    for p in include:
+        if not Path(p).is_file():
+            raise UserError(f"run {path} needs task file {p}, which no longer exists")
+    cls = task_class(name, include)
+    base = from_dict(cls.Config, tcfg.get("config", {}), "task")
+    task = build_task(name, task_overrides or {}, include, base=base)
+    if task.vocab.chars != tcfg.get("vocab", task.vocab.chars):
+        raise UserError(f"task {name!r} now has a different vocabulary from the one run {path} was trained on")
+    dev = resolve_device(device)
+    try:
+        ckpt = load_checkpoint(path / checkpoint, map_location=dev)
+    except CheckpointError as e:
+        raise UserError(str(e)) from None
+    mcfg = from_dict(GPTConfig, cfg["model"], "model")
+    model = GPT(mcfg)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise UserError(f"{path / checkpoint} does not match the run's model config: {str(e).splitlines()[0]}") from None
+    model.to(dev).eval()
+    return Run(path, cfg, task, model, int(ckpt["step"]))
+
+
+def train_config_from(cfg: dict[str, Any]) -> TrainConfig:
+    return from_dict(TrainConfig, cfg["train"], "train")
+
+
+def new_run_dir(task: str, out: str | None) -> Path:
+    if out:
+        return Path(out)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{task}-{stamp}"
+

@@ -1,0 +1,183 @@
+"""Wiring a task to the GPT trainer: the `workbench train` job."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from experiments.config import RunSpec, from_dict
+from experiments.errors import UserError
+from experiments.evaluate import EVAL_SEED, accuracy
+from experiments.runs import (
+    RunLock, build_task, config_record, is_run, model_config_for, read_config, resolve_device,
+    task_class, write_config,
+)
+from gpt.checkpoint import CheckpointError, load_checkpoint
+from gpt.model import GPT, GPTConfig
+from gpt.progress import TrainProgress
+from gpt.train import NonFiniteLoss, Trainer, TrainingInterrupted, TrainConfig
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    out: Path
+    device: str = "auto"
+    resume: bool = False
+    quiet: bool = False
+    target_acc: float | None = None
+    eval_n: int = 1000  # held-out problems scored at every eval
+    progress_mode: str | None = None
+
+
+class TrainFailed(Exception):
+    """The run stopped on its own (NaN, a failed write); exit code 1 with the message."""
+
+
+def make_batch_fn(task, seed: int, batch_size: int, block_size: int, device: torch.device):
+    pin = device.type == "cuda"
+
+    def batch(split: str, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = task.batch(seed, split, step, micro, batch_size, block_size)
+        x, y = torch.from_numpy(x), torch.from_numpy(y)
+        if pin:
+            x, y = x.pin_memory(), y.pin_memory()
+        return x.to(device, non_blocking=pin), y.to(device, non_blocking=pin)
+
+    return batch
+
+
+def make_eval_fn(task, n: int):
+    if task.kind == "text" or n <= 0:
+        return None
+    problems = next(iter(task.eval_problems(EVAL_SEED + 1, "test", n, chunk=n)))
+
+    def evaluate(model: GPT) -> dict[str, float]:
+        return {"val_acc": accuracy(model, task, problems)}
+
+    return evaluate
+
+
+def resume_spec(out: Path, steps: int | None) -> RunSpec:
+    """On --resume the run's own config wins; only --steps may change (extend) it."""
+    cfg = read_config(out)
+    t = cfg["task"]
+    include = tuple(t.get("include", []))
+    train_cfg = from_dict(TrainConfig, cfg["train"], "train")
+    if steps is not None:
+        train_cfg = dataclasses.replace(train_cfg, steps=steps)
+    return RunSpec(
+        task=t["name"], task_config=from_dict(task_class(t["name"], include).Config, t.get("config", {}), "task"),
+        model=from_dict(GPTConfig, cfg["model"], "model"), train=train_cfg, seed=int(cfg.get("seed", 0)),
+        preset=cfg.get("preset", ""), include=include,
+    )
+
+
+def train(spec: RunSpec | None, opts: TrainOptions, steps: int | None = None) -> Path:
+    """Train a new run from spec, or (opts.resume) continue the run in opts.out."""
+    out = Path(opts.out)
+    device = resolve_device(opts.device)
+    ckpt = None
+    if opts.resume:
+        if not is_run(out):
+            raise UserError(f"--resume: {out} is not a run directory")
+        try:
+            ckpt = load_checkpoint(out / "ckpt.pt", map_location=device)
+        except CheckpointError as e:
+            raise UserError(f"--resume: {e}") from None
+        spec = resume_spec(out, steps)
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out} already exists and is not empty; pass --resume to continue a run, or choose another --out")
+    assert spec is not None
+    task = build_task(spec.task, {}, spec.include, base=spec.task_config)
+    model_cfg = model_config_for(task, spec.model)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(out)
+    try:
+        lock.acquire()
+    except UserError:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    try:
+        if ckpt is None:
+            write_config(out, config_record(spec, task, model_cfg, device))
+        elif steps is not None:
+            record = read_config(out)
+            record["train"]["steps"] = steps
+            write_config(out, record)
+        return _train_locked(spec, opts, task, model_cfg, device, out, ckpt)
+    finally:
+        lock.release()
+
+
+def _train_locked(spec, opts, task, model_cfg, device, out: Path, ckpt) -> Path:
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(spec.seed)  # only the initial weights come from here
+    model = GPT(model_cfg).to(device)
+    batch = make_batch_fn(task, spec.seed, spec.train.batch_size, model_cfg.block_size, device)
+    evaluate = make_eval_fn(task, opts.eval_n)
+    target = ("val_acc", opts.target_acc) if opts.target_acc is not None else None
+    if target and evaluate is None:
+        raise UserError(f"--target-acc needs a task with exact-match evaluation; {task.name!r} has none")
+    mode = "quiet" if opts.quiet else opts.progress_mode
+    start = int(ckpt["step"]) if ckpt else 0
+    progress = TrainProgress(spec.train.steps, start, mode, title=task.name)
+    trainer = Trainer(model, spec.train, batch, out, device, spec.seed, evaluate, target,
+                      meta={"task": task.name, "vocab": task.vocab.chars, "model": dataclasses.asdict(model_cfg)},
+                      progress=progress)
+    if ckpt is not None:
+        _check_compatible(ckpt, task, model_cfg, out)
+        trainer.load_state(ckpt)
+        progress.print(f"resuming {out} at step {trainer.state.step}")
+    else:
+        progress.print(f"{task.name}: {model.num_params() / 1e6:.2f}M parameters, {spec.train.steps} steps -> {out}")
+    try:
+        state = trainer.run()
+    except TrainingInterrupted as e:
+        progress.close()
+        raise TrainFailedInterrupt(e, out) from None
+    except NonFiniteLoss as e:
+        progress.close()
+        raise TrainFailed(
+            f"training stopped: loss became {e.value} at step {e.step}; the last good checkpoint is "
+            f"{out / 'ckpt.pt'}. Lower train.lr, or pass --set train.nan_policy=skip to skip such steps"
+        ) from None
+    except OSError as e:
+        progress.close()
+        raise TrainFailed(f"training stopped: writing to {out} failed ({e}); the previous checkpoint is intact") from None
+    progress.close()
+    if not opts.quiet:
+        best = f"best val loss {state.best_val:.4f}"
+        print(f"done: {out} at step {state.step}, {best}")
+    return out
+
+
+def _check_compatible(ckpt: dict, task, model_cfg: GPTConfig, out: Path) -> None:
+    meta = ckpt.get("config", {})
+    diffs = []
+    if meta.get("task") not in (None, task.name):
+        diffs.append(f"task {meta.get('task')!r} vs {task.name!r}")
+    if meta.get("vocab") not in (None, task.vocab.chars):
+        diffs.append("vocabulary")
+    saved_model = meta.get("model")
+    if isinstance(saved_model, dict):
+        for k, v in dataclasses.asdict(model_cfg).items():
+            if k in saved_model and saved_model[k] != v:
+                diffs.append(f"model.{k} {saved_model[k]} vs {v}")
+    if diffs:
+        raise UserError(f"{out / 'ckpt.pt'} does not match this run's config: {', '.join(diffs)}")
+
+
+class TrainFailedInterrupt(Exception):
+    def __init__(self, e: TrainingInterrupted, out: Path):
+        super().__init__(
+            f"interrupted at step {e.step}; checkpoint saved. Resume with: workbench train --resume --out {out}"
+        )
+        self.code = 130 if e.signum == 2 else 143

@@ -1,0 +1,1 @@
+"""The GPT core: model, training loop, decoding, checkpoints.  Knows nothing about tasks."""

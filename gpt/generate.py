@@ -1,0 +1,174 @@
+"""Decoding: a preallocated KV cache, batched greedy completion, and sampling.
+
+Small pure functions in the spirit of gpt-fast.  Prompts of different
+lengths are grouped by length, so every row of a decoding batch sits at the
+same position and no padding mask is needed; rows that emit the end token are
+compacted out of the cache in place, so finished rows cost nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from gpt.model import GPT
+
+
+class KVCache:
+    """Keys and values for every layer, preallocated for (batch, max_len)."""
+
+    def __init__(self, model: GPT, batch: int, max_len: int, device, dtype=torch.float32):
+        c = model.config
+        shape = (c.n_layer, batch, c.n_head, max_len, c.head_size)
+        self.k = torch.empty(shape, device=device, dtype=dtype)
+        self.v = torch.empty(shape, device=device, dtype=dtype)
+        self.batch = batch  # rows in use; the first `batch` rows of the buffers
+        self.pos = 0
+        self.max_len = max_len
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        T = k.size(2)
+        end = self.pos + T
+        self.k[layer, : self.batch, :, self.pos : end] = k
+        self.v[layer, : self.batch, :, self.pos : end] = v
+        return self.k[layer, : self.batch, :, :end], self.v[layer, : self.batch, :, :end]
+
+    def mask(self, T: int) -> torch.Tensor | None:
+        """Attention mask for T new queries: query i sees keys 0..pos+i."""
+        if T == 1:
+            return None  # a single new token sees everything cached
+        q = torch.arange(self.pos, self.pos + T, device=self.k.device)
+        keys = torch.arange(self.pos + T, device=self.k.device)
+        return keys[None, :] <= q[:, None]
+
+    def advance(self, T: int) -> None:
+        self.pos += T
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep only `rows` (ascending indices), moved to the front in place."""
+        n = rows.numel()
+        self.k[:, :n, :, : self.pos] = self.k[:, rows, :, : self.pos]
+        self.v[:, :n, :, : self.pos] = self.v[:, rows, :, : self.pos]
+        self.batch = n
+
+
+@torch.no_grad()
+def greedy_batch(
+    model: GPT, prompts: torch.Tensor, end_id: int, max_new_tokens: int, use_cache: bool = True
+) -> torch.Tensor:
+    """Greedy-decode equal-length prompts (B, T) -> (B, max_new_tokens) new tokens.
+
+    A row stops at its end token; positions after it are filled with end_id.
+    """
+    B, T = prompts.shape
+    device = prompts.device
+    max_new_tokens = min(max_new_tokens, model.config.block_size - T)
+    out = torch.full((B, max_new_tokens), end_id, dtype=torch.long, device=device)
+    if max_new_tokens <= 0:
+        return out
+    active = torch.arange(B, device=device)  # original row of each live row
+    if use_cache:
+        cache = KVCache(model, B, T + max_new_tokens, device, dtype=model.wte.weight.dtype)
+        logits, _ = model(prompts, cache=cache)
+        cache.advance(T)
+    else:
+        seq = prompts
+        logits, _ = model(seq)
+    for t in range(max_new_tokens):
+        nxt = logits[:, -1, :].argmax(dim=-1)  # (B_live,)
+        out[active, t] = nxt
+        live = nxt != end_id
+        if not bool(live.all()):
+            if not bool(live.any()):
+                break
+            rows = live.nonzero().squeeze(1)
+            active, nxt = active[rows], nxt[rows]
+            if use_cache:
+                cache.keep(rows)
+            else:
+                seq = seq[rows]
+        if t + 1 == max_new_tokens:
+            break
+        if use_cache:
+            logits, _ = model(nxt[:, None], cache=cache)
+            cache.advance(1)
+        else:
+            seq = torch.cat([seq, nxt[:, None]], dim=1)
+            logits, _ = model(seq)
+    return out
+
+
+@torch.no_grad()
+def greedy_complete(
+    model: GPT,
+    prompts: Sequence[Sequence[int]],
+    end_id: int,
+    max_new_tokens: int,
+    batch_size: int = 1024,
+    use_cache: bool = True,
+) -> list[list[int]]:
+    """Greedy completions of token-id prompts, end token and anything after stripped.
+
+    Prompts are grouped by length and decoded in batches of at most
+    batch_size; results come back in input order.
+    """
+    device = model.wte.weight.device
+    results: list[list[int]] = [[] for _ in prompts]
+    by_len: dict[int, list[int]] = {}
+    for i, p in enumerate(prompts):
+        by_len.setdefault(len(p), []).append(i)
+    for length in sorted(by_len):
+        index = by_len[length]
+        for s in range(0, len(index), batch_size):
+            chunk = index[s : s + batch_size]
+            x = torch.tensor([prompts[i] for i in chunk], dtype=torch.long, device=device)
+            new = greedy_batch(model, x, end_id, max_new_tokens, use_cache).tolist()
+            for i, row in zip(chunk, new):
+                results[i] = row[: row.index(end_id)] if end_id in row else row
+    return results
+
+
+@torch.no_grad()
+def sample_stream(
+    model: GPT,
+    prompt: Sequence[int],
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Iterator[int]:
+    """Yield sampled tokens one at a time (for streaming to a terminal).
+
+    Uses the KV cache while the context fits in block_size; after that each
+    token re-reads the last block_size tokens, exactly as nanoGPT's generate.
+    """
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0")
+    device = model.wte.weight.device
+    block = model.config.block_size
+    seq = list(prompt)[-block:]
+    cache = KVCache(model, 1, block, device, dtype=model.wte.weight.dtype)
+    logits, _ = model(torch.tensor([seq], dtype=torch.long, device=device), cache=cache)
+    cache.advance(len(seq))
+    for _ in range(max_new_tokens):
+        nxt = sample_next(logits[:, -1, :], temperature, top_k, generator)
+        yield nxt
+        seq.append(nxt)
+        if cache.pos < block:
+            logits, _ = model(torch.tensor([[nxt]], device=device), cache=cache)
+            cache.advance(1)
+        else:
+            logits, _ = model(torch.tensor([seq[-block:]], device=device))
+
+
+def sample_next(
+    logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None
+) -> int:
+    """Sample one token id from (1, V) logits with temperature and optional top-k."""
+    logits = logits / temperature
+    if top_k is not None and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits.float(), dim=-1)
+    return int(torch.multinomial(probs, 1, generator=generator).item())

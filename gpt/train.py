@@ -1,0 +1,289 @@
+"""The training loop: AdamW, warmup + cosine LR, clipping, accumulation, exact resume.
+
+The loop knows nothing about tasks.  It is handed
+  - `batch(split, step, micro) -> (x, y)`: a pure function, so resuming at
+    step s replays exactly the batches an uninterrupted run would have seen;
+  - `evaluate(model) -> dict`: extra metrics at each eval (e.g. val_acc).
+Dropout, the only other randomness, is reseeded from (seed, step) every step,
+so there is no RNG state to save.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gpt.checkpoint import MetricsLog, save_checkpoint
+from gpt.model import GPT
+
+EVAL_STEP_BASE = 1 << 40  # eval batches use step ids no training step ever reaches
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 2000
+    batch_size: int = 12
+    grad_accum: int = 1
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 100
+    lr_decay_steps: int = 0  # 0: decay over all `steps`
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # 0 disables clipping
+    eval_interval: int = 250
+    eval_iters: int = 20
+    log_interval: int = 1
+    compile: str = "auto"  # auto (on for CUDA) | on | off
+    nan_policy: str = "stop"  # stop | skip
+
+    def __post_init__(self) -> None:
+        positive = ("steps", "batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval")
+        for name in positive:
+            v = getattr(self, name)
+            if not isinstance(v, int) or v <= 0:
+                raise ValueError(f"train.{name} must be a positive integer, got {v!r}")
+        for name in ("warmup_steps", "lr_decay_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)!r}")
+        if not (self.lr > 0 and 0 <= self.min_lr <= self.lr):
+            raise ValueError(f"need 0 < train.lr and 0 <= train.min_lr <= train.lr, got {self.lr}, {self.min_lr}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("train.weight_decay and train.grad_clip must be >= 0")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError("train.beta1 and train.beta2 must be in [0, 1)")
+        if self.compile not in ("auto", "on", "off"):
+            raise ValueError(f"train.compile must be auto, on or off, got {self.compile!r}")
+        if self.nan_policy not in ("stop", "skip"):
+            raise ValueError(f"train.nan_policy must be stop or skip, got {self.nan_policy!r}")
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """nanoGPT's schedule: linear warmup, cosine decay to min_lr, then flat."""
+    decay = cfg.lr_decay_steps or cfg.steps
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / (cfg.warmup_steps + 1)
+    if step > decay:
+        return cfg.min_lr
+    ratio = (step - cfg.warmup_steps) / max(1, decay - cfg.warmup_steps)
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
+
+
+def make_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW; weight decay only on matrices (>= 2 dims), not on biases and norms."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    # fused kernels exist for CUDA and (since torch 2.4) CPU; one kernel per step instead of
+    # a Python loop over parameters is the single biggest overhead cut for small models
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast on CUDA; fp32 elsewhere (bf16 is slower than fp32 on this CPU)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def step_seed(seed: int, step: int) -> int:
+    return int(np.random.SeedSequence([seed, 0xD0, step]).generate_state(1, np.uint64)[0] >> 1)
+
+
+class TrainingInterrupted(Exception):
+    def __init__(self, signum: int, step: int):
+        super().__init__(f"interrupted by signal {signum} at step {step}")
+        self.signum, self.step = signum, step
+
+
+class NonFiniteLoss(Exception):
+    def __init__(self, step: int, value: float):
+        super().__init__(f"loss became {value} at step {step}")
+        self.step, self.value = step, value
+
+
+@dataclass
+class TrainState:
+    step: int = 0  # optimizer updates done
+    best_val: float = float("inf")
+    skipped: int = 0
+
+
+BatchFn = Callable[[str, int, int], tuple[torch.Tensor, torch.Tensor]]
+EvalFn = Callable[[GPT], dict[str, float]]
+
+
+class Trainer:
+    """Runs `cfg.steps` optimizer updates, evaluating and checkpointing every eval_interval."""
+
+    def __init__(
+        self,
+        model: GPT,
+        cfg: TrainConfig,
+        batch: BatchFn,
+        out_dir: Path,
+        device: torch.device,
+        seed: int = 0,
+        evaluate: EvalFn | None = None,
+        target: tuple[str, float] | None = None,
+        meta: dict[str, Any] | None = None,
+        progress=None,
+    ):
+        self.model, self.cfg, self.batch, self.device = model, cfg, batch, device
+        self.out_dir, self.seed, self.evaluate, self.target = Path(out_dir), seed, evaluate, target
+        self.meta = meta or {}
+        self.progress = progress
+        self.optimizer = make_optimizer(model, cfg, device)
+        self.state = TrainState()
+        self.metrics = MetricsLog(self.out_dir / "metrics.jsonl")
+        use_compile = cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")
+        self.fwd = torch.compile(model) if use_compile else model
+        self._signal: int | None = None
+
+    # ---- checkpoints -------------------------------------------------------------------
+    def state_payload(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),  # the unwrapped model: no _orig_mod. prefix
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.state.step,
+            "best_val": self.state.best_val,
+            "skipped": self.state.skipped,
+            "config": self.meta,
+        }
+
+    def load_state(self, ckpt: dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.state = TrainState(int(ckpt["step"]), float(ckpt["best_val"]), int(ckpt.get("skipped", 0)))
+        self.metrics.truncate_after(self.state.step)
+
+    def save(self, best: bool = False) -> None:
+        payload = self.state_payload()
+        self.metrics.sync()
+        save_checkpoint(self.out_dir / "ckpt.pt", payload)
+        if best:
+            save_checkpoint(self.out_dir / "best.pt", payload)
+
+    # ---- evaluation --------------------------------------------------------------------
+    @torch.no_grad()
+    def estimate_loss(self) -> dict[str, float]:
+        self.model.eval()
+        out = {}
+        for split, key in (("train", "train_loss"), ("val", "val_loss")):
+            losses = torch.zeros(self.cfg.eval_iters)
+            for i in range(self.cfg.eval_iters):
+                x, y = self.batch(split, EVAL_STEP_BASE + i, 0)
+                with autocast_for(self.device):
+                    _, loss = self.fwd(x, y)
+                losses[i] = loss.float()
+            out[key] = float(losses.mean())
+        if self.evaluate is not None:
+            out.update(self.evaluate(self.model))
+        self.model.train()
+        return out
+
+    # ---- the loop ----------------------------------------------------------------------
+    def _on_signal(self, signum, frame) -> None:
+        self._signal = signum
+
+    def run(self) -> TrainState:
+        cfg, model = self.cfg, self.model
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            return self._loop(cfg, model)
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+            self.metrics.close()
+
+    def _loop(self, cfg: TrainConfig, model: GPT) -> TrainState:
+        model.train()
+        st = self.state
+        record: dict[str, Any] = {}
+        if st.step == 0:
+            record = {"step": 0, **self.estimate_loss()}
+            st.best_val = record["val_loss"]
+            self.metrics.append(record)
+            if self.progress:
+                self.progress.update(0, record)
+        reached = self._reached(record)
+        t_last = time.perf_counter()
+        tokens = 0
+        while st.step < cfg.steps and not reached:
+            step = st.step
+            lr = lr_at(step, cfg)
+            for g in self.optimizer.param_groups:
+                g["lr"] = lr
+            if model.config.dropout > 0:
+                torch.manual_seed(step_seed(self.seed, step))
+            loss_sum = torch.zeros((), device=self.device)
+            for micro in range(cfg.grad_accum):
+                x, y = self.batch("train", step, micro)
+                tokens += x.numel()
+                with autocast_for(self.device):
+                    _, loss = self.fwd(x, y)
+                (loss / cfg.grad_accum).backward()
+                loss_sum += loss.detach()
+            loss_val = loss_sum / cfg.grad_accum
+            check = self.device.type == "cpu" or (step + 1) % cfg.log_interval == 0
+            finite = bool(torch.isfinite(loss_val)) if check else True
+            if not finite and cfg.nan_policy == "stop":
+                raise NonFiniteLoss(step + 1, float(loss_val))
+            if finite:
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                self.optimizer.step()
+            else:
+                st.skipped += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            st.step += 1
+            record = {"step": st.step}
+            if not finite:
+                record["skipped"] = f"non-finite loss {float(loss_val)}"
+            do_eval = st.step % cfg.eval_interval == 0 or st.step == cfg.steps
+            if st.step % cfg.log_interval == 0 or do_eval:
+                now = time.perf_counter()
+                dt = now - t_last
+                record.update(
+                    loss=round(float(loss_val), 6), lr=lr,
+                    tokens_per_s=round(tokens / dt, 1), ms_per_step=round(1000 * dt / cfg.log_interval, 3),
+                )
+                tokens, t_last = 0, now
+            if do_eval:
+                record.update(self.estimate_loss())
+                reached = self._reached(record)
+                best = record["val_loss"] < st.best_val
+                if best:
+                    st.best_val = record["val_loss"]
+                self.metrics.append(record)
+                self.save(best=best)
+                t_last = time.perf_counter()  # eval time is not training time
+            elif len(record) > 1:
+                self.metrics.append(record)
+            if self.progress:
+                self.progress.update(st.step, record)
+            if self._signal is not None:
+                if not do_eval:
+                    self.save()
+                raise TrainingInterrupted(self._signal, st.step)
+        return st
+
+    def _reached(self, record: dict[str, Any]) -> bool:
+        if self.target is None:
+            return False
+        key, value = self.target
+        return key in record and record[key] >= value

@@ -1,0 +1,171 @@
+"""Addition of non-negative integers, answer digits reversed by default.
+
+Worked example, default format (min_digits=1, max_digits=3):
+
+    a=123, b=45      prompt "123+45="     target "861$"
+
+168 is written least-significant digit first, "861", because that is the
+order in which a carry-propagating adder produces digits: each output digit
+then depends only on digits the model has already seen.  "$" is the end
+token.  With mask_prompt (default) the loss covers only "861$".
+
+Format switches:  reverse_answer (True), reverse_operands (False),
+zero_pad (False: pad operands to max_digits and the answer to max_digits+1),
+delimiters (False: wrap each number in brackets, "[123]+[45]=[861]").
+
+Sampling: `digits` (default) picks (a_digits, b_digits) evenly over all pairs
+in [min_digits, max_digits]^2, then a uniform number of exactly that many
+digits (0 counts as a 1-digit number); `uniform` draws a and b uniformly from
+[0, 10^max_digits).  The `ood` split uses digit counts in
+[max_digits+1, ood_max_digits] for both operands.
+
+Numbers are little-endian digit matrices, so any length works and rendering
+is vectorised.  Buckets: a_digits, b_digits, carries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from tasks.base import Problems, Task, TaskConfig
+from tasks.encode import Rendered, field_const, field_digits, render_fields
+
+
+@dataclass(frozen=True)
+class AdditionConfig(TaskConfig):
+    min_digits: int = 1
+    max_digits: int = 3
+    reverse_answer: bool = True
+    reverse_operands: bool = False
+    zero_pad: bool = False
+    delimiters: bool = False
+    mask_prompt: bool = True
+    sampling: str = "digits"  # digits | uniform
+    ood_max_digits: int = 0  # 0: 2 * max_digits
+
+    def __post_init__(self) -> None:
+        if self.min_digits <= 0 or self.max_digits <= 0:
+            raise ValueError(f"digits must be positive, got min_digits={self.min_digits}, max_digits={self.max_digits}")
+        if self.min_digits > self.max_digits:
+            raise ValueError(f"min_digits ({self.min_digits}) is greater than max_digits ({self.max_digits})")
+        if self.sampling not in ("digits", "uniform"):
+            raise ValueError(f"sampling must be 'digits' or 'uniform', got {self.sampling!r}")
+        if self.ood_max_digits and self.ood_max_digits <= self.max_digits:
+            raise ValueError(f"ood_max_digits ({self.ood_max_digits}) must exceed max_digits ({self.max_digits})")
+
+    @property
+    def ood_digits(self) -> int:
+        return self.ood_max_digits or 2 * self.max_digits
+
+
+def random_digits(rng: np.random.Generator, count: np.ndarray, width: int) -> np.ndarray:
+    """Little-endian digit matrix of numbers with exactly count[i] digits."""
+    n = len(count)
+    d = rng.integers(0, 10, size=(n, width), dtype=np.int8)
+    d[np.arange(width)[None, :] >= count[:, None]] = 0
+    lead = rng.integers(1, 10, size=n, dtype=np.int8)
+    multi = count > 1
+    d[np.flatnonzero(multi), count[multi] - 1] = lead[multi]
+    return d
+
+
+def n_digits(d: np.ndarray) -> np.ndarray:
+    """Digit count of each row (0 has one digit)."""
+    nz = d != 0
+    last = d.shape[1] - 1 - np.argmax(nz[:, ::-1], axis=1)
+    return np.where(nz.any(axis=1), last + 1, 1)
+
+
+def add_digits(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column-wise addition with carries: (sum digits (N, D+1), number of carries)."""
+    n, w = a.shape
+    out = np.zeros((n, w + 1), dtype=np.int8)
+    carry = np.zeros(n, dtype=np.int8)
+    carries = np.zeros(n, dtype=np.int64)
+    for j in range(w):
+        s = a[:, j] + b[:, j] + carry
+        out[:, j] = s % 10
+        carry = s // 10
+        carries += carry
+    out[:, w] = carry
+    return out, carries
+
+
+def to_int(d: np.ndarray) -> int:
+    return int("".join(map(str, d[::-1].tolist())))
+
+
+class AdditionTask(Task):
+    name: ClassVar[str] = "addition"
+    description: ClassVar[str] = "a+b=c, answer digits reversed by default"
+    Config: ClassVar[type[TaskConfig]] = AdditionConfig
+    splits: ClassVar[tuple[str, ...]] = ("train", "test", "ood")
+    buckets: ClassVar[tuple[str, ...]] = ("a_digits", "b_digits", "carries")
+    default_by: ClassVar[tuple[str, ...]] = ("a_digits", "b_digits")
+    key_columns: ClassVar[tuple[str, ...]] = ("a", "b")
+
+    @property
+    def chars(self) -> str:
+        return "0123456789+=" + ("[]" if self.config.delimiters else "")
+
+    def sample(self, rng: np.random.Generator, n: int, split: str) -> Problems:
+        c = self.config
+        lo, hi = (c.max_digits + 1, c.ood_digits) if split == "ood" else (c.min_digits, c.max_digits)
+        width = hi
+        if c.sampling == "uniform" and split != "ood":
+            a = rng.integers(0, 10, size=(n, width), dtype=np.int8)
+            b = rng.integers(0, 10, size=(n, width), dtype=np.int8)
+            return self._problems(a, b)
+        ad = rng.integers(lo, hi + 1, size=n)
+        bd = rng.integers(lo, hi + 1, size=n)
+        return self._problems(random_digits(rng, ad, width), random_digits(rng, bd, width))
+
+    def max_length(self, splits=("train",)) -> int:
+        d = self.config.ood_digits if "ood" in splits else self.config.max_digits
+        delim = 6 if self.config.delimiters else 0
+        return 2 * d + (d + 1) + 3 + delim  # a + b = c $
+
+    def _problems(self, a: np.ndarray, b: np.ndarray) -> Problems:
+        s, carries = add_digits(a, b)
+        return Problems(a=a, b=b, c=s, a_digits=n_digits(a), b_digits=n_digits(b),
+                        c_digits=n_digits(s), carries=carries)
+
+    def render(self, p: Problems) -> Rendered:
+        c = self.config
+        n = len(p)
+        pad = np.full(n, c.max_digits)
+        a_len = np.maximum(p["a_digits"], pad) if c.zero_pad else p["a_digits"]
+        b_len = np.maximum(p["b_digits"], pad) if c.zero_pad else p["b_digits"]
+        c_len = np.maximum(p["c_digits"], pad + 1) if c.zero_pad else p["c_digits"]
+        a = field_digits(p["a"], a_len, c.reverse_operands)
+        b = field_digits(p["b"], b_len, c.reverse_operands)
+        s = field_digits(p["c"], c_len, c.reverse_answer)
+        if c.delimiters:
+            lb, rb = field_const("[", n), field_const("]", n)
+            return render_fields([lb, a, rb, field_const("+", n), lb, b, rb, field_const("=", n)], [lb, s, rb])
+        return render_fields([a, field_const("+", n), b, field_const("=", n)], [s])
+
+    def solve(self, p: Problems) -> list[int]:
+        return [to_int(a) + to_int(b) for a, b in zip(p["a"], p["b"])]
+
+    def parse_answer(self, text: str) -> int | None:
+        if self.config.delimiters:
+            if not (text.startswith("[") and text.endswith("]")):
+                return None
+            text = text[1:-1]
+        if not text.isdigit() or not text.isascii():
+            return None
+        return int(text[::-1] if self.config.reverse_answer else text)
+
+    # ---- the Python API promised in the README -------------------------------------------
+    def prompt(self, a: int, b: int) -> str:
+        """The prompt for a + b in this task's format, e.g. prompt(123, 45) == '123+45='."""
+        if a < 0 or b < 0:
+            raise ValueError("addition operands must be non-negative")
+        width = max(len(str(a)), len(str(b)), self.config.max_digits)
+        digits = [np.array([int(ch) for ch in str(v)[::-1].ljust(width, "0")], dtype=np.int8) for v in (a, b)]
+        p = self._problems(digits[0][None, :], digits[1][None, :])
+        return self.render(p).prompt(0)

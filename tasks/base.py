@@ -1,0 +1,206 @@
+"""The task contract.
+
+A task makes problems, renders them to characters, and scores answers.  It
+knows nothing about models or training.  To write one, subclass `Task`:
+
+    name, description   class attributes
+    Config              a frozen dataclass that validates itself (ValueError)
+    chars               the task's alphabet (END is added for you)
+    sample(rng, n, split) -> Problems     columnar problems for a split
+    key_columns         columns that identify a problem (for held-out hashing)
+    render(problems) -> Rendered          prompt + target characters (see encode.py)
+    solve(problems) -> list               reference answers, computed independently
+    parse_answer(text) -> answer or None  completion text -> answer
+
+Everything else (held-out splits, batches, scoring) is built on those.
+
+Determinism: a batch is a pure function of (seed, split, step, micro), drawn
+with np.random.default_rng([seed, split_id, step, micro]).  SeedSequence
+hashes the whole tuple, so (seed s, step i+1) and (seed s+1, step i) share
+nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from tasks.encode import END, Rendered, Vocab, to_xy
+
+SPLIT_IDS = {"train": 0, "val": 1, "test": 2, "ood": 3}
+HOLDOUT_SALT = 0x5EED_CAFE_F00D
+
+
+class Problems:
+    """Columns of equal length: numpy arrays, one row per problem."""
+
+    def __init__(self, **columns: np.ndarray):
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"columns have different lengths: { {k: len(v) for k, v in columns.items()} }")
+        self.columns = {k: np.asarray(v) for k, v in columns.items()}
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.columns
+
+    def take(self, index: np.ndarray) -> "Problems":
+        return Problems(**{k: v[index] for k, v in self.columns.items()})
+
+    @staticmethod
+    def concat(parts: Sequence["Problems"]) -> "Problems":
+        keys = parts[0].columns.keys()
+        return Problems(**{k: _concat([p[k] for p in parts]) for k in keys})
+
+
+def _concat(arrays: list[np.ndarray]) -> np.ndarray:
+    if arrays[0].ndim == 2:  # digit matrices may have different widths
+        w = max(a.shape[1] for a in arrays)
+        arrays = [np.pad(a, ((0, 0), (0, w - a.shape[1]))) for a in arrays]
+    return np.concatenate(arrays)
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Base for task configs.  Subclasses add fields and check them in __post_init__."""
+
+    def replace(self, **changes: Any) -> "TaskConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a fast, well-spread 64-bit hash, vectorised."""
+    x = np.asarray(x, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def hash_rows(columns: Sequence[np.ndarray], salt: int) -> np.ndarray:
+    """One uint64 per row from integer columns.
+
+    A 2-D column is a little-endian digit matrix; it hashes the same whatever
+    its width (trailing zero digits do not count), so a problem's held-out
+    membership does not change when a config widens the matrices.
+    """
+    n = len(columns[0])
+    h = np.full(n, np.uint64(salt), dtype=np.uint64)
+    for col in columns:
+        col = np.asarray(col).astype(np.int64)
+        if col.ndim == 1:
+            v = mix64(col.view(np.uint64) ^ np.uint64(0x9E3779B97F4A7C15))
+        else:
+            pos = np.arange(col.shape[1], dtype=np.int64)[None, :] * 64
+            terms = np.where(col != 0, mix64((pos + col + 1).view(np.uint64)), np.uint64(0))
+            with np.errstate(over="ignore"):
+                v = terms.sum(axis=1, dtype=np.uint64)
+        h = mix64(h ^ v)
+    return h
+
+
+class Task(ABC):
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Config: ClassVar[type[TaskConfig]] = TaskConfig
+    splits: ClassVar[tuple[str, ...]] = ("train", "test")
+    buckets: ClassVar[tuple[str, ...]] = ()  # metadata columns for accuracy tables
+    default_by: ClassVar[tuple[str, ...]] = ()  # buckets `workbench eval` groups by unless --by says
+    key_columns: ClassVar[tuple[str, ...]] = ()
+    test_fraction: ClassVar[float] = 0.05  # share of problems (per bucket, by hash) held out
+    kind: ClassVar[str] = "problems"  # "problems" (exact-match eval) or "text" (loss only)
+
+    def __init__(self, config: TaskConfig | None = None):
+        self.config = config if config is not None else self.Config()
+        if not isinstance(self.config, self.Config):
+            raise TypeError(f"{type(self).__name__} needs a {self.Config.__name__}")
+        self.vocab = Vocab(self.chars + END)
+
+    # ---- what a task implements ------------------------------------------------------------
+    @property
+    @abstractmethod
+    def chars(self) -> str: ...
+
+    @abstractmethod
+    def sample(self, rng: np.random.Generator, n: int, split: str) -> Problems:
+        """n problems from the split's distribution (held-out filtering is done for you)."""
+
+    @abstractmethod
+    def render(self, problems: Problems) -> Rendered: ...
+
+    @abstractmethod
+    def solve(self, problems: Problems) -> list:
+        """Reference answers, computed independently of render()."""
+
+    @abstractmethod
+    def parse_answer(self, text: str) -> Any:
+        """A completion (END stripped) -> the answer, or None when it does not parse."""
+
+    @property
+    def mask_prompt(self) -> bool:
+        return bool(getattr(self.config, "mask_prompt", True))
+
+    def max_length(self, splits: Sequence[str] = ("train",)) -> int:
+        """Longest rendered sequence (prompt + target + END) seen in 512 samples of the splits.
+
+        Tasks whose longest case is rare should override this with the exact bound."""
+        rng = np.random.default_rng(0)
+        return int(max(self.render(self.sample(rng, 512, s)).length.max() for s in splits))
+
+    def check_answer(self, completion: str, expected: Any) -> dict[str, Any]:
+        """Score one completion; tasks with traces add e.g. trace_valid."""
+        return {"correct": self.parse_answer(completion) == expected}
+
+    # ---- held-out splits ---------------------------------------------------------------------
+    def is_test(self, problems: Problems) -> np.ndarray:
+        """Membership of the held-out test set, by a salted hash of the problem's key."""
+        if not self.key_columns:
+            raise NotImplementedError(f"task {self.name!r} declares no key_columns")
+        h = hash_rows([problems[c] for c in self.key_columns], HOLDOUT_SALT)
+        return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53) < self.test_fraction
+
+    def problems(self, rng: np.random.Generator, n: int, split: str) -> Problems:
+        """n problems of a split.  train never contains a test problem: rejected ones are resampled."""
+        if split not in self.splits and split != "val":
+            raise ValueError(f"task {self.name!r} has no split {split!r}; it has {', '.join(self.splits)}")
+        if split == "ood":
+            return self.sample(rng, n, "ood")
+        want_test = split in ("test", "val")
+        parts, have = [], 0
+        share = self.test_fraction if want_test else 1 - self.test_fraction
+        for _ in range(1000):
+            m = max(16, int((n - have) / max(share, 1e-3) * 1.2) + 16)
+            cand = self.sample(rng, m, "test" if want_test else "train")
+            keep = self.is_test(cand) == want_test
+            got = cand.take(np.flatnonzero(keep)[: n - have])
+            parts.append(got)
+            have += len(got)
+            if have >= n:
+                return Problems.concat(parts)
+        raise RuntimeError(f"task {self.name!r}: could not draw {n} {split} problems (is the split empty?)")
+
+    # ---- batches ------------------------------------------------------------------------------
+    def rng(self, seed: int, split: str, step: int, micro: int = 0) -> np.random.Generator:
+        return np.random.default_rng([seed, SPLIT_IDS[split], step, micro])
+
+    def batch(self, seed: int, split: str, step: int, micro: int, batch_size: int,
+              block_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Training arrays (x, y) for one micro-batch; a pure function of its arguments."""
+        probs = self.problems(self.rng(seed, split, step, micro), batch_size, split)
+        return to_xy(self.render(probs), self.vocab, self.mask_prompt)
+
+    def eval_problems(self, seed: int, split: str, n: int, chunk: int = 10_000) -> Iterator[Problems]:
+        """A fixed, reproducible evaluation set, streamed in chunks (constant memory)."""
+        for start in range(0, n, chunk):
+            rng = np.random.default_rng([seed, SPLIT_IDS[split], 1 << 50, start])
+            yield self.problems(rng, min(chunk, n - start), split)

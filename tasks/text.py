@@ -1,0 +1,85 @@
+"""Character-level language modelling on a text file (nanoGPT's shakespeare_char).
+
+The first 90% of the characters are train, the last 10% val.  A batch is
+batch_size random windows of block_size + 1 characters; x is the window
+without its last character, y without its first.  Nothing is masked.
+
+    >>> task = ShakespeareTask()                # finds tiny Shakespeare (see data.py)
+    >>> x, y = task.batch(seed=0, split="train", step=0, micro=0, batch_size=2, block_size=8)
+    >>> x.shape, y.shape
+    ((2, 8), (2, 8))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from tasks.base import SPLIT_IDS, TaskConfig
+from tasks.data import DataError, find_shakespeare, read_codepoints
+from tasks.encode import Vocab
+
+
+@dataclass(frozen=True)
+class TextConfig(TaskConfig):
+    path: str = ""  # a UTF-8 text file; .gz, .xz and .bz2 are read as streams
+    val_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"task.val_fraction must be in (0, 1), got {self.val_fraction}")
+
+
+class TextTask:
+    name: ClassVar[str] = "text"
+    description: ClassVar[str] = "character-level language modelling on any UTF-8 text file"
+    Config: ClassVar[type[TaskConfig]] = TextConfig
+    splits: ClassVar[tuple[str, ...]] = ("train", "val")
+    buckets: ClassVar[tuple[str, ...]] = ()
+    kind: ClassVar[str] = "text"
+
+    def __init__(self, config: TextConfig | None = None):
+        self.config = config if config is not None else self.Config()
+        self.path = self.resolve_path()
+        cps = read_codepoints(self.path)
+        present = np.flatnonzero(np.bincount(cps)) if cps.dtype == np.uint8 else np.unique(cps)
+        self.chars = "".join(chr(int(c)) for c in present)
+        self.vocab = Vocab(self.chars)
+        dtype = np.uint8 if len(self.chars) <= 256 else np.int32
+        self.data = self.vocab.ids_of_codepoints(cps).astype(dtype)
+        n_train = int(len(self.data) * (1 - self.config.val_fraction))
+        self.split_data = {"train": self.data[:n_train], "val": self.data[n_train:]}
+
+    def resolve_path(self) -> Path:
+        if not self.config.path:
+            raise DataError("task 'text' needs a file: --set task.path=FILE")
+        return Path(self.config.path).expanduser()
+
+    def check_block_size(self, block_size: int) -> None:
+        for split, data in self.split_data.items():
+            if len(data) <= block_size + 1:
+                raise DataError(
+                    f"block_size {block_size} is larger than the {split} split of {self.path} "
+                    f"({len(data)} characters); use a smaller model.block_size or more data"
+                )
+
+    def rng(self, seed: int, split: str, step: int, micro: int = 0) -> np.random.Generator:
+        return np.random.default_rng([seed, SPLIT_IDS[split], step, micro])
+
+    def batch(self, seed: int, split: str, step: int, micro: int, batch_size: int,
+              block_size: int) -> tuple[np.ndarray, np.ndarray]:
+        data = self.split_data["val" if split == "test" else split]
+        starts = self.rng(seed, split, step, micro).integers(0, len(data) - block_size - 1, size=batch_size)
+        window = data[starts[:, None] + np.arange(block_size + 1)[None, :]].astype(np.int64)
+        return window[:, :-1], window[:, 1:]
+
+
+class ShakespeareTask(TextTask):
+    name: ClassVar[str] = "shakespeare"
+    description: ClassVar[str] = "tiny Shakespeare, character level (downloaded and cached if needed)"
+
+    def resolve_path(self) -> Path:
+        return find_shakespeare(self.config.path)
