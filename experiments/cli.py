@@ -88,15 +88,16 @@ def train(
     device: str = DeviceOpt,
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its checkpoint"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
-    target_acc: Optional[float] = typer.Option(None, "--target-acc", help="stop once val_acc reaches this"),
+    target_acc: Optional[float] = typer.Option(
+        None, "--target-acc", help="stop once val_acc reaches this (0: never; default: the preset's)"),
     include: list[str] = IncludeOpt,
 ) -> None:
     """Train a GPT on a task; resumable, with a run directory of config, metrics and checkpoints."""
     from experiments.runs import new_run_dir
     from experiments.train import TrainOptions, train as run_train
 
-    if target_acc is not None and not 0 < target_acc <= 1:
-        raise UserError(f"--target-acc must be in (0, 1], got {target_acc}")
+    if target_acc is not None and not 0 <= target_acc <= 1:
+        raise UserError(f"--target-acc must be in [0, 1], got {target_acc}")
     if resume:
         if out is None:
             raise UserError("--resume needs --out RUN_DIR")
@@ -108,7 +109,8 @@ def train(
             raise UserError("missing --task; see `workbench tasks` for the list")
         spec = build_spec(task, preset, sets, steps, seed, include)
         if target_acc is None:
-            target_acc = get_preset(spec.preset).target_acc or None
+            target_acc = get_preset(spec.preset).target_acc
+        target_acc = target_acc or None  # 0 means never stop early
     opts = TrainOptions(out=out or new_run_dir(task or "run", None), device=device, resume=resume,
                         quiet=quiet, target_acc=target_acc)
     run_train(spec, opts, steps if resume else None)

@@ -55,10 +55,10 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "shakespeare",
-            "default Shakespeare run: 5 minutes on a 2-core CPU",
-            GPTConfig(block_size=128, n_layer=4, n_head=4, n_embd=192, dropout=0.0),
-            dataclasses.replace(_NANOGPT_CPU_TRAIN, steps=3500, batch_size=24, lr=2e-3, lr_decay_steps=0,
-                                warmup_steps=100, eval_interval=500, eval_iters=20),
+            "default Shakespeare run: about 5 minutes on a 2-core CPU",
+            GPTConfig(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
+            dataclasses.replace(_NANOGPT_CPU_TRAIN, steps=3500, batch_size=12, lr=2e-3, min_lr=2e-4,
+                                lr_decay_steps=0, warmup_steps=100, eval_interval=500, eval_iters=20),
             tasks=("shakespeare", "text"),
         ),
         Preset(
@@ -75,11 +75,13 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "add10",
             "10-digit addition, operands uniform in [0, 10^10): 99.9% in under 30 minutes on a 2-core CPU",
-            GPTConfig(block_size=40, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
-            TrainConfig(steps=20000, batch_size=128, lr=2e-3, min_lr=2e-4, warmup_steps=200,
-                        weight_decay=0.1, beta2=0.99, grad_clip=1.0, eval_interval=1000, eval_iters=4),
+            GPTConfig(block_size=40, n_layer=3, n_head=4, n_embd=128, dropout=0.0),
+            TrainConfig(steps=15000, batch_size=64, lr=2e-3, min_lr=2e-4, warmup_steps=200,
+                        weight_decay=0.1, beta2=0.99, grad_clip=1.0, eval_interval=500, eval_iters=4),
             task=(("max_digits", 10), ("sampling", "uniform"), ("zero_pad", True)),
-            tasks=("addition",), target_acc=1.0,
+            # no early stop: 100% on 1000 problems at step 10500 was only 99.80% on 10,000;
+            # the rest of the cosine decay buys the last digits (docs/LOG.md)
+            tasks=("addition",),
         ),
         Preset(
             "small",

@@ -1,0 +1,37 @@
+"""Shared test helpers: run the CLI in-process or as a subprocess, read metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from experiments.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMING = {"tokens_per_s", "ms_per_step"}
+
+# a model small enough to train in a few seconds on 2 cores
+TINY = ["--set", "model.n_layer=1", "--set", "model.n_head=2", "--set", "model.n_embd=32",
+        "--set", "model.block_size=32", "--set", "train.batch_size=8", "--set", "train.eval_iters=2"]
+
+
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def workbench_proc(*args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "experiments", *map(str, args)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def metrics(run: Path, drop_timing: bool = True) -> list[dict]:
+    recs = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+    if drop_timing:
+        recs = [{k: v for k, v in r.items() if k not in TIMING} for r in recs]
+    return recs

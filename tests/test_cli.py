@@ -1,0 +1,141 @@
+import json
+import shutil
+
+import pytest
+
+from experiments import load_run
+from helpers import TINY, cli, metrics
+
+
+@pytest.fixture(scope="module")
+def add_run(tmp_path_factory):
+    """A small addition run trained for a few hundred steps (not to convergence)."""
+    from experiments.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "add"
+    code = main(["train", "--task", "addition", "--steps", "150", "--set", "model.n_layer=1",
+                 "--set", "train.eval_interval=75", "--out", str(out), "--quiet", "--device", "cpu"])
+    assert code == 0
+    return out
+
+
+def test_train_shakespeare_end_to_end(tmp_path, capsys, shakespeare):
+    out = tmp_path / "run"
+    code, stdout, err = cli(capsys, "train", "--task", "shakespeare", *TINY, "--steps", "20",
+                            "--set", "train.eval_interval=10", "--out", out, "--device", "cpu")
+    assert code == 0, err
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["task"]["name"] == "shakespeare" and cfg["model"]["n_layer"] == 1 and cfg["seed"] == 1337
+    assert {"torch", "git", "device", "train"} <= cfg.keys()
+    assert (out / "ckpt.pt").exists() and (out / "best.pt").exists() and not (out / ".lock").exists()
+    recs = metrics(out, drop_timing=False)
+    assert recs[-1]["step"] == 20 and "val_loss" in recs[-1] and "tokens_per_s" in recs[1]
+    code, stdout, err = cli(capsys, "sample", out, "--tokens", "30", "--prompt", "ROMEO:")
+    assert code == 0, err
+    assert stdout.startswith("ROMEO:") and len(stdout) >= 36
+
+
+def test_addition_eval_api_and_batch_size_independence(add_run, capsys):
+    run = load_run(add_run, device="cpu")
+    got = run.complete([run.task.prompt(123, 45), run.task.prompt(1, 2)])
+    assert len(got) == 2 and all(isinstance(g, str) for g in got)
+    tables = []
+    for bs in ("7", "1024"):
+        code, out, err = cli(capsys, "eval", add_run, "--n", "600", "--format", "json", "--batch-size", bs)
+        assert code == 0, err
+        tables.append(json.loads(out))
+    assert tables[0] == tables[1]
+    overall = tables[0][-1]
+    assert overall["a_digits"] == "all" and overall["n"] == 600 and 0 <= overall["accuracy"] <= 1
+    assert overall["ci_low"] <= overall["accuracy"] <= overall["ci_high"]
+
+
+def test_eval_samples_plot_and_markdown(add_run, tmp_path, capsys):
+    code, out, err = cli(capsys, "eval", add_run, add_run, "--n", "200", "--format", "markdown",
+                         "--samples", tmp_path / "s.jsonl", "--plot", tmp_path / "h.png", "--out", tmp_path / "t.md")
+    assert code == 0, err
+    assert out.count("| all | all |") == 2
+    rows = [json.loads(line) for line in (tmp_path / "s.0.jsonl").read_text().splitlines()]
+    assert len(rows) == 200 and {"prompt", "expected", "got", "correct", "a_digits", "carries"} <= rows[0].keys()
+    for r in rows:  # the expected answer is Python's a + b
+        a, b = r["prompt"].rstrip("=").split("+")
+        assert int(r["expected"]) == int(a) + int(b)
+    assert (tmp_path / "h.png").stat().st_size > 1000 and (tmp_path / "t.md").exists()
+
+
+def test_show_and_tasks(capsys):
+    code, out, _ = cli(capsys, "show", "--task", "addition", "-n", "2")
+    assert code == 0 and out.count("target") == 2 and "·" in out
+    code, out, _ = cli(capsys, "tasks")
+    assert code == 0 and "addition" in out and "shakespeare" in out
+
+
+def _bad_inputs(tmp, run):
+    (tmp / "empty.txt").write_text("")
+    (tmp / "latin1.txt").write_bytes("café ".encode("latin-1") * 100)
+    (tmp / "binary.txt").write_bytes(b"\x00\x01abc" * 100)
+    (tmp / "small.txt").write_text("tiny text\n")
+    (tmp / "notrun").mkdir(exist_ok=True)
+    (tmp / "corrupt").mkdir(exist_ok=True)
+    shutil.copy(run / "config.json", tmp / "corrupt" / "config.json")
+    (tmp / "corrupt" / "ckpt.pt").write_bytes(b"garbage")
+    (tmp / "alien").mkdir(exist_ok=True)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["task"]["name"] = "no-such-task"
+    (tmp / "alien" / "config.json").write_text(json.dumps(cfg))
+    shutil.copy(run / "ckpt.pt", tmp / "alien" / "ckpt.pt")
+    t = ["train", "--device", "cpu", "--quiet", "--out", tmp / "new"]
+    return {
+        "unknown task": [*t, "--task", "adition"],
+        "unknown preset": [*t, "--task", "addition", "--preset", "huge"],
+        "unknown set key": [*t, "--task", "addition", "--set", "model.n_layers=2"],
+        "bad set section": [*t, "--task", "addition", "--set", "optim.lr=1"],
+        "set without =": [*t, "--task", "addition", "--set", "model.n_layer"],
+        "wrong type": [*t, "--task", "addition", "--set", "model.n_layer=two"],
+        "bad value": [*t, "--task", "addition", "--set", "model.n_layer=0"],
+        "head mismatch": [*t, "--task", "addition", "--set", "model.n_head=3"],
+        "digits <= 0": [*t, "--task", "addition", "--set", "task.max_digits=0"],
+        "min > max": [*t, "--task", "addition", "--set", "task.min_digits=5"],
+        "negative steps": [*t, "--task", "addition", "--steps", "-5"],
+        "unknown option": [*t, "--task", "addition", "--stepz", "5"],
+        "missing data file": [*t, "--task", "text", "--set", f"task.path={tmp / 'nope.txt'}"],
+        "text without path": [*t, "--task", "text"],
+        "empty data file": [*t, "--task", "text", "--set", f"task.path={tmp / 'empty.txt'}"],
+        "non-utf8 file": [*t, "--task", "text", "--set", f"task.path={tmp / 'latin1.txt'}"],
+        "binary file": [*t, "--task", "text", "--set", f"task.path={tmp / 'binary.txt'}"],
+        "block larger than data": [*t, "--task", "text", "--set", f"task.path={tmp / 'small.txt'}"],
+        "block too small for task": [*t, "--task", "addition", "--set", "model.block_size=4"],
+        "resume without checkpoint": ["train", "--resume", "--out", tmp / "notrun"],
+        "resume corrupt checkpoint": ["train", "--resume", "--out", tmp / "corrupt"],
+        "resume without out": ["train", "--resume"],
+        "out is an existing run": ["train", "--task", "addition", "--out", run, "--quiet"],
+        "bad device": [*t, "--task", "addition", "--device", "tpu"],
+        "eval not a run": ["eval", tmp / "notrun"],
+        "eval missing dir": ["eval", tmp / "missing"],
+        "eval n <= 0": ["eval", run, "--n", "0"],
+        "eval unknown by": ["eval", run, "--by", "colour"],
+        "eval bad split": ["eval", run, "--split", "hard"],
+        "eval bad format": ["eval", run, "--format", "xml"],
+        "eval task not installed": ["eval", tmp / "alien"],
+        "eval bad task set": ["eval", run, "--set", "task.min_digits=0"],
+        "show unknown task": ["show", "--task", "multiply"],
+        "show bad n": ["show", "--task", "addition", "-n", "0"],
+        "sample not a run": ["sample", tmp / "notrun"],
+        "sample bad temperature": ["sample", run, "--temperature", "0"],
+        "unknown command": ["trian"],
+    }
+
+
+def test_bad_inputs_give_one_line_and_exit_2(add_run, tmp_path, capsys):
+    before = {p.name: p.read_bytes() for p in add_run.iterdir() if p.is_file()}
+    cases = _bad_inputs(tmp_path, add_run)
+    assert len(cases) >= 30
+    for name, args in cases.items():
+        code, out, err = cli(capsys, *args)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2, f"{name}: exit {code}, stderr {err!r}"
+        assert len(lines) == 1 and lines[0].startswith("error: "), f"{name}: {err!r}"
+        assert "Traceback" not in err
+    after = {p.name: p.read_bytes() for p in add_run.iterdir() if p.is_file()}
+    assert before == after  # no existing run was touched
+    assert not (tmp_path / "new").exists()

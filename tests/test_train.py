@@ -1,0 +1,103 @@
+import math
+import os
+import signal
+import time
+
+import pytest
+import torch
+
+from gpt.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from gpt.model import GPT, GPTConfig
+from gpt.train import TrainConfig, lr_at, make_optimizer
+from helpers import TINY, cli, metrics, workbench_proc
+
+
+def test_lr_schedule_warmup_cosine_floor():
+    cfg = TrainConfig(steps=1000, lr=1e-3, min_lr=1e-4, warmup_steps=100)
+    assert lr_at(0, cfg) == pytest.approx(1e-3 / 101)
+    assert lr_at(99, cfg) == pytest.approx(1e-3 * 100 / 101)
+    assert lr_at(100, cfg) == pytest.approx(1e-3)
+    assert lr_at(550, cfg) == pytest.approx(1e-4 + 0.5 * 0.9e-3)
+    assert lr_at(1000, cfg) == pytest.approx(1e-4)
+    assert lr_at(5000, cfg) == 1e-4
+    values = [lr_at(s, cfg) for s in range(100, 1001)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_weight_decay_only_on_matrices():
+    model = GPT(GPTConfig(vocab_size=5, block_size=8, n_layer=1, n_head=1, n_embd=8, bias=True))
+    opt = make_optimizer(model, TrainConfig(), torch.device("cpu"))
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.1 and all(p.dim() >= 2 for p in decay["params"])
+    assert no_decay["weight_decay"] == 0.0 and all(p.dim() < 2 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize("bad", [dict(steps=0), dict(batch_size=-1), dict(lr=0.0), dict(min_lr=1.0),
+                                 dict(compile="maybe"), dict(nan_policy="ignore"), dict(beta2=1.0)])
+def test_train_config_validated(bad):
+    with pytest.raises(ValueError):
+        TrainConfig(**bad)
+
+
+def test_checkpoint_round_trip_and_refusals(tmp_path):
+    model = GPT(GPTConfig(vocab_size=5, block_size=8, n_layer=1, n_head=1, n_embd=8))
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(path, {"model": model.state_dict(), "step": 7, "config": {"a": 1}})
+    loaded = load_checkpoint(path)
+    assert loaded["step"] == 7 and loaded["config"] == {"a": 1}
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded["model"][k], v)
+    assert not list(tmp_path.glob(".*tmp"))  # no temp files left behind
+
+    data = path.read_bytes()
+    (tmp_path / "trunc.pt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    for name in ("trunc.pt", "junk.pt", "foreign.pt", "missing.pt"):
+        with pytest.raises(CheckpointError):
+            load_checkpoint(tmp_path / name)
+
+
+def run_args(out, steps=40):
+    return ["train", "--task", "shakespeare", "--preset", "nanogpt-cpu", *TINY, "--steps", steps,
+            "--set", "train.eval_interval=10", "--set", "train.warmup_steps=5", "--set", "model.dropout=0.1",
+            "--out", out, "--quiet", "--device", "cpu"]
+
+
+def test_resume_after_kill_equals_uninterrupted_run(tmp_path, capsys, shakespeare):
+    code, _, err = cli(capsys, *run_args(tmp_path / "a"))
+    assert code == 0, err
+    full = metrics(tmp_path / "a")
+    assert [r["step"] for r in full] == list(range(41))
+
+    # slow each step down so the kill lands mid-run, after the step-10 checkpoint
+    p = workbench_proc(*run_args(tmp_path / "b"), "--set", "train.log_interval=1")
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        m = tmp_path / "b" / "metrics.jsonl"
+        if m.exists() and sum(1 for _ in m.open()) > 14:
+            break
+        time.sleep(0.02)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    code, _, err = cli(capsys, "train", "--resume", "--out", tmp_path / "b", "--quiet", "--device", "cpu")
+    assert code == 0, err
+    resumed = metrics(tmp_path / "b")
+    assert [r["step"] for r in resumed] == list(range(41))  # each step exactly once
+    assert resumed == full  # bit-identical losses, lrs and val losses
+
+
+def test_sigterm_saves_and_exits_143(tmp_path, shakespeare):
+    p = workbench_proc(*run_args(tmp_path / "c", steps=5000))
+    m = tmp_path / "c" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (m.exists() and sum(1 for _ in m.open()) > 3):
+        time.sleep(0.02)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143
+    assert "--resume" in err
+    ckpt = load_checkpoint(tmp_path / "c" / "ckpt.pt")
+    assert ckpt["step"] >= 1
+    assert math.isfinite(ckpt["best_val"])
