@@ -11,8 +11,12 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
+
+try:  # recent typer vendors click as typer._click; older ones use click itself
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover
+    import click.exceptions as click_exc
 
 from experiments.config import PRESETS, RunSpec, apply_overrides, default_preset, get_preset, parse_sets
 from experiments.errors import UserError
@@ -216,16 +220,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="workbench")
         return rv if isinstance(rv, int) else 0
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         return e.exit_code
-    except click.UsageError as e:
+    except click_exc.UsageError as e:
+        if type(e).__name__ == "NoArgsIsHelpError":
+            typer.echo(e.ctx.get_help() if e.ctx else "see `workbench --help`", err=True)
+            return 0
         cmd = f"workbench {e.ctx.info_name} --help" if e.ctx and e.ctx.info_name != "workbench" else "workbench --help"
         typer.echo(f"error: {e.format_message()} (see `{cmd}`)", err=True)
         return 2
-    except click.ClickException as e:
+    except click_exc.ClickException as e:
         typer.echo(f"error: {e.format_message()}", err=True)
         return 2
-    except click.exceptions.Abort:
+    except typer.Abort:
         typer.echo("error: aborted", err=True)
         return 130
     except KeyboardInterrupt:

@@ -57,7 +57,7 @@ PRESETS: dict[str, Preset] = {
             "shakespeare",
             "default Shakespeare run: about 5 minutes on a 2-core CPU",
             GPTConfig(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
-            dataclasses.replace(_NANOGPT_CPU_TRAIN, steps=3500, batch_size=12, lr=2e-3, min_lr=2e-4,
+            dataclasses.replace(_NANOGPT_CPU_TRAIN, steps=3300, batch_size=12, lr=2e-3, min_lr=2e-4,
                                 lr_decay_steps=0, warmup_steps=100, eval_interval=500, eval_iters=20),
             tasks=("shakespeare", "text"),
         ),

@@ -49,7 +49,8 @@ def eval_runs(runs: list[Path], n: int, split: str, by: str | None, sets: list[s
             raise UserError(f"--by: unknown column {unknown[0]!r}; task {task.name!r} has {', '.join(task.buckets) or 'no buckets'}")
         sample_path = samples if len(runs) == 1 or samples is None else samples.with_suffix(f".{i}{samples.suffix}")
         t = evaluate(run.model, task, split=split, n=n, by=cols, batch_size=batch_size, seed=seed, samples=sample_path)
-        t.insert(0, "run", str(path))
+        label = str(path) if str(path) not in [x["run"].iloc[0] for x, _ in tables] else f"{path} #{i + 1}"
+        t.insert(0, "run", label)
         tables.append((t, cols))
     table = pd.concat([t for t, _ in tables], ignore_index=True)
     cols = tables[0][1]
@@ -213,9 +214,9 @@ def list_tasks(include: list[str]) -> None:
         known = registry.available()
     except (registry.TaskNotFound, registry.TaskLoadError) as e:
         raise UserError(str(e)) from None
-    table = Table(title="tasks")
-    for col in ("task", "origin", "description", "options (defaults)", "splits"):
-        table.add_column(col, overflow="fold")
+    table = Table(title="tasks", expand=True)
+    for col, ratio in (("task", 2), ("origin", 1), ("description", 3), ("options (defaults)", 3), ("splits", 1)):
+        table.add_column(col, overflow="fold", ratio=ratio)
     for name in sorted(known):
         origin = known[name][0]
         try:
@@ -224,7 +225,7 @@ def list_tasks(include: list[str]) -> None:
             table.add_row(name, origin, f"[red]{e}[/red]", "", "")
             continue
         d = describe_task(cls)
-        opts = ", ".join(f"{k}={v!r}" for k, v in d["options"].items())
+        opts = "\n".join(f"{k}={v!r}" for k, v in d["options"].items())
         table.add_row(name, origin, cls.description, opts, ", ".join(d["splits"]))
     console.print(table)
 

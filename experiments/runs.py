@@ -74,7 +74,10 @@ def model_config_for(task, model: GPTConfig) -> GPTConfig:
 
     cfg = dataclasses.replace(model, vocab_size=len(task.vocab))
     if task.kind == "text":
-        task.check_block_size(cfg.block_size)
+        try:
+            task.check_block_size(cfg.block_size)
+        except DataError as e:
+            raise UserError(str(e)) from None
     else:
         need = task.max_length() - 1  # x drops the last character
         if need > cfg.block_size:
