@@ -84,10 +84,12 @@ def train(spec: RunSpec | None, opts: TrainOptions, steps: int | None = None) ->
     if opts.resume:
         if not is_run(out):
             raise UserError(f"--resume: {out} is not a run directory")
-        try:
-            ckpt = load_checkpoint(out / "ckpt.pt", map_location=device)
-        except CheckpointError as e:
-            raise UserError(f"--resume: {e}") from None
+        if (out / "ckpt.pt").exists():
+            try:
+                ckpt = load_checkpoint(out / "ckpt.pt", map_location=device)
+            except CheckpointError as e:
+                raise UserError(f"--resume: {e}") from None
+        # else: the run died before its first checkpoint; it restarts from step 0 (same config)
         spec = resume_spec(out, steps)
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} already exists and is not empty; pass --resume to continue a run, or choose another --out")
@@ -106,6 +108,7 @@ def train(spec: RunSpec | None, opts: TrainOptions, steps: int | None = None) ->
     try:
         if ckpt is None:
             write_config(out, config_record(spec, task, model_cfg, device))
+            (out / "metrics.jsonl").unlink(missing_ok=True)  # a restart from step 0 logs afresh
         elif steps is not None:
             record = read_config(out)
             record["train"]["steps"] = steps

@@ -1,4 +1,5 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,9 @@ def shakespeare() -> Path:
     return p
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    # never touch the user's cache or the network from tests
-    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+def pytest_configure(config):
+    # Set before any fixture (module-scoped ones included) and inherited by subprocesses:
+    # tests use the shared tiny Shakespeare and never the user's cache or the network.
     if not os.environ.get("WORKBENCH_DATA_DIR") and shakespeare_path().is_file():
-        monkeypatch.setenv("WORKBENCH_DATA_DIR", str(shakespeare_path().parent))
+        os.environ["WORKBENCH_DATA_DIR"] = str(shakespeare_path().parent)
+    os.environ["WORKBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="workbench-test-cache-")

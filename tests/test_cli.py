@@ -105,7 +105,7 @@ def _bad_inputs(tmp, run):
         "binary file": [*t, "--task", "text", "--set", f"task.path={tmp / 'binary.txt'}"],
         "block larger than data": [*t, "--task", "text", "--set", f"task.path={tmp / 'small.txt'}"],
         "block too small for task": [*t, "--task", "addition", "--set", "model.block_size=4"],
-        "resume without checkpoint": ["train", "--resume", "--out", tmp / "notrun"],
+        "resume a non-run": ["train", "--resume", "--out", tmp / "notrun"],
         "resume corrupt checkpoint": ["train", "--resume", "--out", tmp / "corrupt"],
         "resume without out": ["train", "--resume"],
         "out is an existing run": ["train", "--task", "addition", "--out", run, "--quiet"],

@@ -1,0 +1,77 @@
+"""Long runs (slow suite): memory stays flat over a 20k-step run and a 1M-problem eval.
+
+    python -m pytest -m slow tests/test_long_runs.py -s     # prints the figures
+"""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import workbench_proc
+
+pytestmark = pytest.mark.slow
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def last_step(run: Path) -> int:
+    try:
+        with open(run / "metrics.jsonl", "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 400))
+            return json.loads(f.read().splitlines()[-1])["step"]
+    except (OSError, ValueError, IndexError, KeyError):
+        return -1
+
+
+def sample_rss(p, every: float = 1.0, step_of=None) -> list[tuple[int, float]]:
+    samples = []
+    while p.poll() is None:
+        r = rss_mb(p.pid)
+        if r is not None:
+            samples.append((step_of() if step_of else len(samples), r))
+        time.sleep(every)
+    return samples
+
+
+@pytest.fixture(scope="module")
+def long_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("long") / "add"
+    p = workbench_proc("train", "--task", "addition", "--steps", "20000", "--target-acc", "0",
+                       "--out", run, "--quiet", "--device", "cpu")
+    samples = sample_rss(p, step_of=lambda: last_step(run))
+    assert p.returncode == 0, p.stderr.read()
+    return run, samples
+
+
+def test_rss_flat_over_20k_steps(long_run):
+    _, samples = long_run
+    warm = [r for s, r in samples if 2000 <= s < 2500]
+    later = [r for s, r in samples if s >= 2500]
+    base, peak = min(warm), max(later)
+    growth = (peak - base) / base
+    print(f"\nRSS after warm-up (steps 2000-2500): {base:.1f} MB; peak after: {peak:.1f} MB; growth {100 * growth:.2f}%")
+    assert growth <= 0.05
+
+
+def test_eval_of_a_million_problems_streams_in_constant_memory(long_run, tmp_path):
+    run, _ = long_run
+    p = workbench_proc("eval", run, "--n", "1000000", "--format", "json", "--out", tmp_path / "t.json")
+    samples = sample_rss(p, every=0.5)
+    assert p.returncode == 0, p.stderr.read()
+    table = json.loads((tmp_path / "t.json").read_text())
+    assert table[-1]["n"] == 1_000_000
+    early = max(r for _, r in samples[len(samples) // 10 : len(samples) // 5])
+    peak = max(r for _, r in samples)
+    print(f"\neval 1M: RSS {early:.1f} MB at 10-20% done, peak {peak:.1f} MB, "
+          f"{len(samples) * 0.5:.0f} s, accuracy {100 * table[-1]['accuracy']:.3f}%")
+    assert peak <= early * 1.05
