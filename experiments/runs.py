@@ -26,7 +26,6 @@ from experiments.errors import UserError
 from gpt.checkpoint import CheckpointError, atomic_write_text, load_checkpoint
 from gpt.generate import greedy_complete
 from gpt.model import GPT, GPTConfig
-from gpt.train import TrainConfig
 from tasks.data import DataError
 from tasks.encode import END
 
@@ -101,7 +100,7 @@ def git_commit() -> str | None:
 
 def config_record(spec: RunSpec, task, model: GPTConfig, device: torch.device) -> dict[str, Any]:
     return {
-        "task": {"name": spec.task, "origin": origin_of(spec.task, spec.include),
+        "task": {"name": spec.task, "origin": origin_of(spec.task),
                  "include": [str(Path(p).resolve()) for p in spec.include],
                  "config": to_jsonable(task.config), "vocab": task.vocab.chars},
         "model": to_jsonable(model),
@@ -115,7 +114,7 @@ def config_record(spec: RunSpec, task, model: GPTConfig, device: torch.device) -
     }
 
 
-def origin_of(name: str, include: Sequence[str]) -> str:
+def origin_of(name: str) -> str:
     known = task_registry.available()
     return known[name][0] if name in known else "include"
 
@@ -261,10 +260,6 @@ def load_run(path: str | os.PathLike, device: str = "auto", checkpoint: str = "c
         raise UserError(f"{path / checkpoint} does not match the run's model config: {str(e).splitlines()[0]}") from None
     model.to(dev).eval()
     return Run(path, cfg, task, model, int(ckpt["step"]))
-
-
-def train_config_from(cfg: dict[str, Any]) -> TrainConfig:
-    return from_dict(TrainConfig, cfg["train"], "train")
 
 
 def new_run_dir(task: str, out: str | None) -> Path:

@@ -91,6 +91,8 @@ def train(spec: RunSpec | None, opts: TrainOptions, steps: int | None = None) ->
                 raise UserError(f"--resume: {e}") from None
         # else: the run died before its first checkpoint; it restarts from step 0 (same config)
         spec = resume_spec(out, steps)
+        if opts.target_acc is None:  # keep the run's own stopping rule
+            opts = dataclasses.replace(opts, target_acc=read_config(out).get("target_acc"))
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} already exists and is not empty; pass --resume to continue a run, or choose another --out")
     assert spec is not None
@@ -107,7 +109,7 @@ def train(spec: RunSpec | None, opts: TrainOptions, steps: int | None = None) ->
         raise
     try:
         if ckpt is None:
-            write_config(out, config_record(spec, task, model_cfg, device))
+            write_config(out, {**config_record(spec, task, model_cfg, device), "target_acc": opts.target_acc})
             (out / "metrics.jsonl").unlink(missing_ok=True)  # a restart from step 0 logs afresh
         elif steps is not None:
             record = read_config(out)

@@ -19,6 +19,11 @@ digits (0 counts as a 1-digit number); `uniform` draws a and b uniformly from
 [0, 10^max_digits).  The `ood` split uses digit counts in
 [max_digits+1, ood_max_digits] for both operands.
 
+Held out: 5% of problems, chosen by a salted hash of (a, b), so about 5% of
+every bucket -- including the small ones: 4 of the 100 problems with two 1-digit
+operands and 46 of the 900 with digit counts (1, 2) are test-only, and training
+never draws them.
+
 Numbers are little-endian digit matrices, so any length works and rendering
 is vectorised.  Buckets: a_digits, b_digits, carries.
 """

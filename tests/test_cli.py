@@ -123,6 +123,8 @@ def _bad_inputs(tmp, run):
         "sample not a run": ["sample", tmp / "notrun"],
         "sample bad temperature": ["sample", run, "--temperature", "0"],
         "unknown command": ["trian"],
+        "tasks include missing": ["tasks", "--include", tmp / "nope.py"],
+        "train include without task": [*t, "--task", "addition", "--include", tmp / "small.txt"],
     }
 
 
@@ -139,3 +141,18 @@ def test_bad_inputs_give_one_line_and_exit_2(add_run, tmp_path, capsys):
     after = {p.name: p.read_bytes() for p in add_run.iterdir() if p.is_file()}
     assert before == after  # no existing run was touched
     assert not (tmp_path / "new").exists()
+
+
+def test_typer_cli_runner_end_to_end(tmp_path, shakespeare):
+    from typer.testing import CliRunner
+
+    from experiments.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "r"
+    res = runner.invoke(app, ["train", "--task", "shakespeare", *TINY, "--steps", "5", "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["sample", str(out), "--tokens", "5"])
+    assert res.exit_code == 0 and len(res.output) >= 5
+    res = runner.invoke(app, ["train", "--task", "nope", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "unknown task" in res.output

@@ -147,8 +147,6 @@ def test_two_writers_and_stale_lock(tmp_path, capsys, shakespeare):
     p.kill()
     p.wait()
     assert (run / ".lock").exists()  # the killed owner's lock is left behind ...
-    if not (run / "ckpt.pt").exists():
-        pytest.skip("killed before the first checkpoint")
     code, _, err = cli(capsys, "train", "--resume", "--out", run, "--steps", "30", "--quiet")
     assert code == 0, err  # ... and does not block a new owner
 
