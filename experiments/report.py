@@ -43,6 +43,10 @@ def eval_runs(runs: list[Path], n: int, split: str, by: str | None, sets: list[s
             raise UserError(f"run {path} is a text run ({task.name}); it has val loss, not exact-match accuracy")
         if split not in task.splits:
             raise UserError(f"task {task.name!r} has no split {split!r}; it has {', '.join(task.splits)}")
+        need = task.max_length((split,)) - 1
+        if need > run.model.config.block_size:
+            raise UserError(f"run {path} has block_size {run.model.config.block_size}, but {split!r} problems of "
+                            f"this task need {need}; evaluate shorter problems (--set task.…) or train a longer block")
         cols = [c.strip() for c in by.split(",") if c.strip()] if by else list(getattr(task, "default_by", ()))
         unknown = [c for c in cols if c not in task.buckets]
         if unknown:

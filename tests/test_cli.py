@@ -115,6 +115,7 @@ def _bad_inputs(tmp, run):
         "eval n <= 0": ["eval", run, "--n", "0"],
         "eval unknown by": ["eval", run, "--by", "colour"],
         "eval bad split": ["eval", run, "--split", "hard"],
+        "eval ood longer than block": ["eval", run, "--split", "ood"],
         "eval bad format": ["eval", run, "--format", "xml"],
         "eval task not installed": ["eval", tmp / "alien"],
         "eval bad task set": ["eval", run, "--set", "task.min_digits=0"],
