@@ -61,9 +61,8 @@ def make_eval_fn(task, n: int):
     return evaluate
 
 
-def resume_spec(out: Path, steps: int | None) -> RunSpec:
-    """On --resume the run's own config wins; only --steps may change (extend) it."""
-    cfg = read_config(out)
+def resume_spec(cfg: dict, steps: int | None) -> RunSpec:
+    """On --resume the run's own config (config.json) wins; only --steps may change (extend) it."""
     t = cfg["task"]
     include = tuple(t.get("include", []))
     train_cfg = from_dict(TrainConfig, cfg["train"], "train")
@@ -90,9 +89,10 @@ def train(spec: RunSpec | None, opts: TrainOptions, steps: int | None = None) ->
             except CheckpointError as e:
                 raise UserError(f"--resume: {e}") from None
         # else: the run died before its first checkpoint; it restarts from step 0 (same config)
-        spec = resume_spec(out, steps)
+        run_cfg = read_config(out)
+        spec = resume_spec(run_cfg, steps)
         if opts.target_acc is None:  # keep the run's own stopping rule
-            opts = dataclasses.replace(opts, target_acc=read_config(out).get("target_acc"))
+            opts = dataclasses.replace(opts, target_acc=run_cfg.get("target_acc"))
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} already exists and is not empty; pass --resume to continue a run, or choose another --out")
     assert spec is not None
@@ -112,9 +112,8 @@ def train(spec: RunSpec | None, opts: TrainOptions, steps: int | None = None) ->
             write_config(out, {**config_record(spec, task, model_cfg, device), "target_acc": opts.target_acc})
             (out / "metrics.jsonl").unlink(missing_ok=True)  # a restart from step 0 logs afresh
         elif steps is not None:
-            record = read_config(out)
-            record["train"]["steps"] = steps
-            write_config(out, record)
+            run_cfg["train"]["steps"] = steps
+            write_config(out, run_cfg)
         return _train_locked(spec, opts, task, model_cfg, device, out, ckpt)
     finally:
         lock.release()
