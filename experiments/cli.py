@@ -95,10 +95,22 @@ def train(
     target_acc: Optional[float] = typer.Option(
         None, "--target-acc", help="stop once val_acc reaches this (0: never; default: the preset's)"),
     include: list[str] = IncludeOpt,
+    nproc: int = typer.Option(1, "--nproc", help="data-parallel processes: launches torchrun (DDP) for you"),
 ) -> None:
     """Train a GPT on a task; resumable, with a run directory of config, metrics and checkpoints."""
+    import os
+
     from experiments.runs import new_run_dir
     from experiments.train import TrainOptions, train as run_train
+
+    if nproc < 1:
+        raise UserError(f"--nproc must be at least 1, got {nproc}")
+    under_torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if nproc > 1 and not under_torchrun:
+        launch_torchrun(nproc, out or new_run_dir(task or "run", None))
+        return
+    if under_torchrun and out is None:
+        raise UserError("under torchrun pass --out, so that every rank writes to the same run directory")
 
     if target_acc is not None and not 0 <= target_acc <= 1:
         raise UserError(f"--target-acc must be in [0, 1], got {target_acc}")
@@ -177,6 +189,52 @@ def eval_cmd(
               batch_size=batch_size, seed=seed, checkpoint=checkpoint, device=device)
 
 
+# ---- ask -----------------------------------------------------------------------------------
+
+@app.command()
+@user_errors
+def ask(
+    run: Path = typer.Argument(..., help="run directory"),
+    prompts: list[str] = typer.Argument(..., help='one or more problems, e.g. "12+7*3-5="'),
+    checkpoint: str = typer.Option("ckpt.pt", "--checkpoint", help="ckpt.pt (latest) or best.pt"),
+    tokens: int = typer.Option(200, "--tokens", "-n", help="characters to generate for text runs"),
+    device: str = DeviceOpt,
+) -> None:
+    """Ask a run: its completion, the parsed and the true answer, and any wrong trace steps."""
+    from experiments.ask import ask as ask_run
+    from experiments.ask import format_answer
+
+    if tokens <= 0:
+        raise UserError("--tokens must be positive")
+    answers = ask_run(run, prompts, device=device, checkpoint=checkpoint, tokens=tokens)
+    typer.echo("\n\n".join(format_answer(a) for a in answers))
+
+
+# ---- bench ---------------------------------------------------------------------------------
+
+@app.command()
+@user_errors
+def bench(
+    task: str = typer.Option("addition", "--task", "-t"),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="default: the task's own"),
+    sets: list[str] = SetOpt,
+    steps: int = typer.Option(60, "--steps", help="timed optimizer steps (after --warmup)"),
+    warmup: int = typer.Option(10, "--warmup"),
+    run: Optional[Path] = typer.Option(None, "--run", help="a trained run of the task, for realistic decode numbers"),
+    decode_n: int = typer.Option(2000, "--decode-n", help="problems decoded, with and without the KV cache"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the figures here as JSON"),
+    device: str = DeviceOpt,
+) -> None:
+    """Benchmark a task and preset: ms/step, tokens/s, MFU, data share, decode problems/s."""
+    from experiments.bench import bench as run_bench
+    from experiments.bench import format_result, write_json
+
+    result = run_bench(task, preset, device, steps, warmup, run, decode_n, sets)
+    typer.echo(format_result(result))
+    if json_out:
+        write_json(result, json_out)
+
+
 # ---- show / tasks / presets -----------------------------------------------------------------
 
 @app.command()
@@ -215,8 +273,35 @@ def presets() -> None:
                    f"{t.steps} steps x batch {t.batch_size}, lr {t.lr}" + (f"; for {', '.join(p.tasks)}" if p.tasks else ""))
 
 
+_ARGV: list[str] = []
+
+
+def launch_torchrun(nproc: int, out: Path) -> None:
+    """Re-run this very command under `torchrun --nproc_per_node=N` (PyTorch's own launcher)."""
+    import subprocess
+
+    args, skip = [], False
+    for i, a in enumerate(_ARGV):
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            args.append(a)
+    if "--out" not in args and "-o" not in args and not any(a.startswith("--out=") for a in args):
+        args += ["--out", str(out)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "experiments", *args]
+    typer.echo("launching: " + " ".join(cmd[1:]), err=True)
+    code = subprocess.call(cmd)
+    if code:
+        raise typer.Exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: click's usage errors become one line and exit code 2 as well."""
+    global _ARGV
+    _ARGV = list(sys.argv[1:] if argv is None else argv)
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="workbench")
         return rv if isinstance(rv, int) else 0

@@ -84,6 +84,32 @@ PRESETS: dict[str, Preset] = {
             tasks=("addition",),
         ),
         Preset(
+            "calculator",
+            "calculator chains, 1-3 ops on operands up to 2 digits, cot=steps: ~20 minutes on 2 CPU cores",
+            GPTConfig(block_size=64, n_layer=3, n_head=4, n_embd=128, dropout=0.0),
+            TrainConfig(steps=12000, batch_size=64, lr=2e-3, min_lr=2e-4, warmup_steps=200,
+                        weight_decay=0.1, beta2=0.99, grad_clip=1.0, eval_interval=1000, eval_iters=4),
+            tasks=("calculator",),
+        ),
+        Preset(
+            "multiplication",
+            "2x2-digit multiplication with the partial-product scratchpad, to 100% on 1000 held-out",
+            GPTConfig(block_size=48, n_layer=3, n_head=4, n_embd=128, dropout=0.0),
+            TrainConfig(steps=8000, batch_size=64, lr=2e-3, min_lr=2e-4, warmup_steps=200,
+                        weight_decay=0.1, beta2=0.99, grad_clip=1.0, eval_interval=500, eval_iters=4),
+            task=(("min_digits", 2), ("max_digits", 2)),
+            tasks=("multiplication",), target_acc=1.0,
+        ),
+        Preset(
+            "mul3",
+            "3x3-digit multiplication with the scratchpad: at most 30 minutes on 2 CPU cores",
+            GPTConfig(block_size=48, n_layer=3, n_head=4, n_embd=128, dropout=0.0),
+            TrainConfig(steps=16000, batch_size=64, lr=2e-3, min_lr=2e-4, warmup_steps=200,
+                        weight_decay=0.1, beta2=0.99, grad_clip=1.0, eval_interval=1000, eval_iters=4),
+            task=(("min_digits", 3), ("max_digits", 3)),
+            tasks=("multiplication",), target_acc=1.0,
+        ),
+        Preset(
             "small",
             "a small general-purpose model for algorithmic tasks",
             GPTConfig(block_size=64, n_layer=2, n_head=4, n_embd=128, dropout=0.0),
@@ -93,7 +119,7 @@ PRESETS: dict[str, Preset] = {
     ]
 }
 
-DEFAULT_PRESET = {"addition": "addition", "shakespeare": "shakespeare", "text": "shakespeare"}
+DEFAULT_PRESET = {"addition": "addition", "calculator": "calculator", "multiplication": "multiplication", "shakespeare": "shakespeare", "text": "shakespeare"}
 
 
 def default_preset(task: str) -> str:

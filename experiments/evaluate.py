@@ -65,9 +65,10 @@ def score_chunk(model: GPT, task, problems, batch_size: int, use_cache: bool = T
     r = task.render(problems)
     got = complete_rendered(model, task, r, batch_size, use_cache)
     expected = task.solve(problems)
-    scores = [task.check_answer(g, e) for g, e in zip(got, expected)]
+    prompts = [r.prompt(i) for i in range(len(r))]
+    scores = [task.check_answer(g, e, p) for g, e, p in zip(got, expected, prompts)]
     df = pd.DataFrame({
-        "prompt": [r.prompt(i) for i in range(len(r))],
+        "prompt": prompts,
         "expected": [str(e) for e in expected],
         "got": got,
     })

@@ -17,6 +17,7 @@ from experiments.runs import (
     task_class, write_config,
 )
 from gpt.checkpoint import CheckpointError, load_checkpoint
+from gpt.distributed import Dist
 from gpt.model import GPT, GPTConfig
 from gpt.progress import TrainProgress
 from gpt.train import NonFiniteLoss, Trainer, TrainingInterrupted, TrainConfig
@@ -37,10 +38,16 @@ class TrainFailed(Exception):
     """The run stopped on its own (NaN, a failed write); exit code 1 with the message."""
 
 
-def make_batch_fn(task, seed: int, batch_size: int, block_size: int, device: torch.device):
+def make_batch_fn(task, seed: int, batch_size: int, block_size: int, device: torch.device,
+                  rank: int = 0, grad_accum: int = 1):
+    """batch(split, step, micro) on the device.  Rank r's micro-batch m of a step is global
+    micro-batch r * grad_accum + m, so N ranks see exactly the data one process sees with
+    N times the accumulation, and no two ranks share a batch."""
     pin = device.type == "cuda"
 
     def batch(split: str, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if split == "train":
+            micro = rank * grad_accum + micro
         x, y = task.batch(seed, split, step, micro, batch_size, block_size)
         x, y = torch.from_numpy(x), torch.from_numpy(y)
         if pin:
@@ -76,9 +83,27 @@ def resume_spec(cfg: dict, steps: int | None) -> RunSpec:
 
 
 def train(spec: RunSpec | None, opts: TrainOptions, steps: int | None = None) -> Path:
-    """Train a new run from spec, or (opts.resume) continue the run in opts.out."""
-    out = Path(opts.out)
+    """Train a new run from spec, or (opts.resume) continue the run in opts.out.
+
+    Under torchrun every rank calls this; rank 0 owns the run directory."""
+    dist = Dist.from_env()
     device = resolve_device(opts.device)
+    if dist.enabled:
+        if device.type == "cuda":
+            device = torch.device("cuda", dist.local_rank)
+        dist.init(device.type)
+    try:
+        out = _train(spec, opts, steps, dist, device)
+        # leave together: a rank that tears down while a peer's last collective is still
+        # in flight can abort that peer (gloo)
+        dist.barrier()
+        return out
+    finally:
+        dist.shutdown()
+
+
+def _train(spec: RunSpec | None, opts: TrainOptions, steps: int | None, dist: Dist, device: torch.device) -> Path:
+    out = Path(opts.out)
     ckpt = None
     if opts.resume:
         if not is_run(out):
@@ -93,49 +118,55 @@ def train(spec: RunSpec | None, opts: TrainOptions, steps: int | None = None) ->
         spec = resume_spec(run_cfg, steps)
         if opts.target_acc is None:  # keep the run's own stopping rule
             opts = dataclasses.replace(opts, target_acc=run_cfg.get("target_acc"))
-    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+    elif dist.is_main and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} already exists and is not empty; pass --resume to continue a run, or choose another --out")
     assert spec is not None
     task = build_task(spec.task, {}, spec.include, base=spec.task_config)
     model_cfg = model_config_for(task, spec.model)
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    lock = RunLock(out)
+    lock = RunLock(out) if dist.is_main else None
+    if lock is not None:
+        created = not out.exists()
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            lock.acquire()
+        except UserError:
+            if created:
+                shutil.rmtree(out, ignore_errors=True)
+            raise
     try:
-        lock.acquire()
-    except UserError:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    try:
-        if ckpt is None:
-            write_config(out, {**config_record(spec, task, model_cfg, device), "target_acc": opts.target_acc})
-            (out / "metrics.jsonl").unlink(missing_ok=True)  # a restart from step 0 logs afresh
-        elif steps is not None:
-            run_cfg["train"]["steps"] = steps
-            write_config(out, run_cfg)
-        return _train_locked(spec, opts, task, model_cfg, device, out, ckpt)
+        if dist.is_main:
+            if ckpt is None:
+                write_config(out, {**config_record(spec, task, model_cfg, device), "target_acc": opts.target_acc,
+                                   "world_size": dist.world})
+                (out / "metrics.jsonl").unlink(missing_ok=True)  # a restart from step 0 logs afresh
+            elif steps is not None:
+                run_cfg["train"]["steps"] = steps
+                write_config(out, run_cfg)
+        dist.barrier()  # the other ranks start once the run directory is ready
+        return _train_locked(spec, opts, task, model_cfg, device, out, ckpt, dist)
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
-def _train_locked(spec, opts, task, model_cfg, device, out: Path, ckpt) -> Path:
+def _train_locked(spec, opts, task, model_cfg, device, out: Path, ckpt, dist: Dist) -> Path:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(spec.seed)  # only the initial weights come from here
     model = GPT(model_cfg).to(device)
-    batch = make_batch_fn(task, spec.seed, spec.train.batch_size, model_cfg.block_size, device)
+    batch = make_batch_fn(task, spec.seed, spec.train.batch_size, model_cfg.block_size, device,
+                          dist.rank, spec.train.grad_accum)
     evaluate = make_eval_fn(task, opts.eval_n)
     target = ("val_acc", opts.target_acc) if opts.target_acc is not None else None
     if target and evaluate is None:
         raise UserError(f"--target-acc needs a task with exact-match evaluation; {task.name!r} has none")
-    mode = "quiet" if opts.quiet else opts.progress_mode
+    mode = "quiet" if opts.quiet or not dist.is_main else opts.progress_mode
     start = int(ckpt["step"]) if ckpt else 0
     progress = TrainProgress(spec.train.steps, start, mode, title=task.name)
     trainer = Trainer(model, spec.train, batch, out, device, spec.seed, evaluate, target,
                       meta={"task": task.name, "vocab": task.vocab.chars, "model": dataclasses.asdict(model_cfg)},
-                      progress=progress)
+                      progress=progress, dist=dist)
     if ckpt is not None:
         _check_compatible(ckpt, task, model_cfg, out)
         trainer.load_state(ckpt)
@@ -157,7 +188,7 @@ def _train_locked(spec, opts, task, model_cfg, device, out: Path, ckpt) -> Path:
         progress.close()
         raise TrainFailed(f"training stopped: writing to {out} failed ({e}); the previous checkpoint is intact") from None
     progress.close()
-    if not opts.quiet:
+    if not opts.quiet and dist.is_main:
         best = f"best val loss {state.best_val:.4f}"
         print(f"done: {out} at step {state.step}, {best}")
     return out

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from gpt.checkpoint import MetricsLog, save_checkpoint
+from gpt.distributed import Dist
 from gpt.model import GPT
 
 EVAL_STEP_BASE = 1 << 40  # eval batches use step ids no training step ever reaches
@@ -127,6 +128,15 @@ BatchFn = Callable[[str, int, int], tuple[torch.Tensor, torch.Tensor]]
 EvalFn = Callable[[GPT], dict[str, float]]
 
 
+class _NoLog:
+    """Metrics sink for ranks other than 0."""
+
+    def truncate_after(self, step: int) -> None: ...
+    def append(self, record: dict[str, Any]) -> None: ...
+    def sync(self) -> None: ...
+    def close(self) -> None: ...
+
+
 class Trainer:
     """Runs `cfg.steps` optimizer updates, evaluating and checkpointing every eval_interval."""
 
@@ -142,16 +152,29 @@ class Trainer:
         target: tuple[str, float] | None = None,
         meta: dict[str, Any] | None = None,
         progress=None,
+        dist: Dist = Dist(),
     ):
         self.model, self.cfg, self.batch, self.device = model, cfg, batch, device
         self.out_dir, self.seed, self.evaluate, self.target = Path(out_dir), seed, evaluate, target
         self.meta = meta or {}
-        self.progress = progress
+        self.dist = dist
+        self.progress = progress if dist.is_main else None
         self.optimizer = make_optimizer(model, cfg, device)
         self.state = TrainState()
-        self.metrics = MetricsLog(self.out_dir / "metrics.jsonl")
+        self.metrics = MetricsLog(self.out_dir / "metrics.jsonl") if dist.is_main else _NoLog()
         use_compile = cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")
-        self.fwd = torch.compile(model) if use_compile else model
+        self.eval_fwd = torch.compile(model) if use_compile else model
+        self.ddp = None
+        if dist.enabled:
+            # DDP all-reduces gradients during backward; the batch function hands each rank
+            # its own micro-batches, so ranks never see the same data
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [device.index] if device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(model, device_ids=ids)
+            self.fwd = torch.compile(self.ddp) if use_compile else self.ddp
+        else:
+            self.fwd = self.eval_fwd
         self._signal: int | None = None
 
     # ---- checkpoints -------------------------------------------------------------------
@@ -172,6 +195,8 @@ class Trainer:
         self.metrics.truncate_after(self.state.step)
 
     def save(self, best: bool = False) -> None:
+        if not self.dist.is_main:
+            return
         payload = self.state_payload()
         self.metrics.sync()
         save_checkpoint(self.out_dir / "ckpt.pt", payload)
@@ -188,7 +213,7 @@ class Trainer:
             for i in range(self.cfg.eval_iters):
                 x, y = self.batch(split, EVAL_STEP_BASE + i, 0)
                 with autocast_for(self.device):
-                    _, loss = self.fwd(x, y)
+                    _, loss = self.eval_fwd(x, y)
                 losses[i] = loss.float()
             out[key] = float(losses.mean())
         if self.evaluate is not None:
@@ -215,12 +240,8 @@ class Trainer:
         st = self.state
         record: dict[str, Any] = {}
         if st.step == 0:
-            record = {"step": 0, **self.estimate_loss()}
-            st.best_val = record["val_loss"]
-            self.metrics.append(record)
-            if self.progress:
-                self.progress.update(0, record)
-        reached = self._reached(record)
+            record = self._evaluate_main({"step": 0})
+        reached = self.dist.broadcast_flag(self._reached(record), self.device)
         t_last = time.perf_counter()
         tokens = 0
         while st.step < cfg.steps and not reached:
@@ -234,12 +255,20 @@ class Trainer:
             for micro in range(cfg.grad_accum):
                 x, y = self.batch("train", step, micro)
                 tokens += x.numel()
-                with autocast_for(self.device):
+                # gradients are all-reduced on the last micro-step only
+                sync = self.ddp is None or micro == cfg.grad_accum - 1
+                with autocast_for(self.device), (contextlib.nullcontext() if sync else self.ddp.no_sync()):
                     _, loss = self.fwd(x, y)
-                (loss / cfg.grad_accum).backward()
+                    (loss / cfg.grad_accum).backward()
                 loss_sum += loss.detach()
             loss_val = loss_sum / cfg.grad_accum
-            check = self.device.type == "cpu" or (step + 1) % cfg.log_interval == 0
+            if self.dist.enabled:  # every rank must take the same decisions: mean loss, any signal
+                shared = self.dist.all_sum(torch.stack([loss_val.float(), torch.tensor(
+                    float(self._signal is not None), device=self.device)]))
+                loss_val = shared[0] / self.dist.world
+                if shared[1] > 0 and self._signal is None:
+                    self._signal = signal.SIGTERM
+            check = self.device.type == "cpu" or self.dist.enabled or (step + 1) % cfg.log_interval == 0
             finite = bool(torch.isfinite(loss_val)) if check else True
             if not finite and cfg.nan_policy == "stop":
                 raise NonFiniteLoss(step + 1, float(loss_val))
@@ -264,13 +293,8 @@ class Trainer:
                 )
                 tokens, t_last = 0, now
             if do_eval:
-                record.update(self.estimate_loss())
-                reached = self._reached(record)
-                best = record["val_loss"] < st.best_val
-                if best:
-                    st.best_val = record["val_loss"]
-                self.metrics.append(record)
-                self.save(best=best)
+                record = self._evaluate_main(record)
+                reached = self.dist.broadcast_flag(self._reached(record), self.device)
                 t_last = time.perf_counter()  # eval time is not training time
             elif len(record) > 1:
                 self.metrics.append(record)
@@ -281,6 +305,25 @@ class Trainer:
                     self.save()
                 raise TrainingInterrupted(self._signal, st.step)
         return st
+
+    def _evaluate_main(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Rank 0 evaluates, logs and checkpoints; the other ranks skip ahead to the next step."""
+        if not self.dist.is_main:
+            return record
+        st = self.state
+        record = {**record, **self.estimate_loss()}
+        if st.step == 0:
+            st.best_val = record["val_loss"]
+            self.metrics.append(record)
+            if self.progress:
+                self.progress.update(0, record)
+            return record
+        best = record["val_loss"] < st.best_val
+        if best:
+            st.best_val = record["val_loss"]
+        self.metrics.append(record)
+        self.save(best=best)
+        return record
 
     def _reached(self, record: dict[str, Any]) -> bool:
         if self.target is None:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 BUILTIN: dict[str, str] = {
     "addition": "tasks.addition:AdditionTask",
+    "calculator": "tasks.calculator:CalculatorTask",
+    "multiplication": "tasks.multiplication:MultiplicationTask",
     "shakespeare": "tasks.text:ShakespeareTask",
     "text": "tasks.text:TextTask",
 }

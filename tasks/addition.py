@@ -165,12 +165,22 @@ class AdditionTask(Task):
             return None
         return int(text[::-1] if self.config.reverse_answer else text)
 
+    def problems_from_prompts(self, prompts) -> Problems:
+        """'123+45' or '123+45=' (ordinary notation, whatever this task's format) -> problems."""
+        pairs = []
+        for text in prompts:
+            a, sep, b = text.strip().removesuffix("=").partition("+")
+            if not sep or not (a.isdigit() and b.isdigit() and a.isascii() and b.isascii()):
+                raise ValueError(f"expected a prompt like '123+45=', got {text!r}")
+            pairs.append((int(a), int(b)))
+        width = max(max(len(str(v)) for pair in pairs for v in pair), self.config.max_digits)
+        digits = [[np.array([int(ch) for ch in str(v)[::-1].ljust(width, "0")], dtype=np.int8) for v in pair]
+                  for pair in pairs]
+        return self._problems(np.stack([d[0] for d in digits]), np.stack([d[1] for d in digits]))
+
     # ---- the Python API promised in the README -------------------------------------------
     def prompt(self, a: int, b: int) -> str:
         """The prompt for a + b in this task's format, e.g. prompt(123, 45) == '123+45='."""
         if a < 0 or b < 0:
             raise ValueError("addition operands must be non-negative")
-        width = max(len(str(a)), len(str(b)), self.config.max_digits)
-        digits = [np.array([int(ch) for ch in str(v)[::-1].ljust(width, "0")], dtype=np.int8) for v in (a, b)]
-        p = self._problems(digits[0][None, :], digits[1][None, :])
-        return self.render(p).prompt(0)
+        return self.render(self.problems_from_prompts([f"{a}+{b}"])).prompt(0)

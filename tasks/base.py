@@ -157,9 +157,19 @@ class Task(ABC):
         rng = np.random.default_rng(0)
         return int(max(self.render(self.sample(rng, 512, s)).length.max() for s in splits))
 
-    def check_answer(self, completion: str, expected: Any) -> dict[str, Any]:
-        """Score one completion; tasks with traces add e.g. trace_valid."""
+    def check_answer(self, completion: str, expected: Any, prompt: str = "") -> dict[str, Any]:
+        """Score one completion; tasks with traces add e.g. trace_valid (they may use the prompt)."""
         return {"correct": self.parse_answer(completion) == expected}
+
+    def trace_errors(self, prompt: str, completion: str) -> list[str]:
+        """What is wrong with a completion's chain of thought, step by step ([] = nothing).
+
+        Tasks without traces have none to check."""
+        return []
+
+    def problems_from_prompts(self, prompts: Sequence[str]) -> Problems:
+        """Problems from user-typed prompts (for `workbench ask`); ValueError when one is malformed."""
+        raise NotImplementedError(f"task {self.name!r} cannot read problems from prompts")
 
     # ---- held-out splits ---------------------------------------------------------------------
     def is_test(self, problems: Problems) -> np.ndarray:
@@ -197,7 +207,10 @@ class Task(ABC):
               block_size: int) -> tuple[np.ndarray, np.ndarray]:
         """Training arrays (x, y) for one micro-batch; a pure function of its arguments."""
         probs = self.problems(self.rng(seed, split, step, micro), batch_size, split)
-        return to_xy(self.render(probs), self.vocab, self.mask_prompt)
+        x, y = to_xy(self.render(probs), self.vocab, self.mask_prompt)
+        # a rare problem longer than the block (max_length is an estimate for some tasks)
+        # loses its tail rather than stopping the run
+        return x[:, :block_size], y[:, :block_size]
 
     def eval_problems(self, seed: int, split: str, n: int, chunk: int = 10_000) -> Iterator[Problems]:
         """A fixed, reproducible evaluation set, streamed in chunks (constant memory)."""

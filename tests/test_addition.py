@@ -124,3 +124,11 @@ def test_batch_tokens_in_vocab_and_padding():
     x, y = task.batch(0, "train", 0, 0, 256, 16)
     assert x.min() >= 0 and x.max() < len(task.vocab)
     assert y.max() < len(task.vocab) and y.min() >= -1
+
+
+@pytest.mark.parametrize("cfg", [AdditionConfig(), AdditionConfig(zero_pad=True, delimiters=True, max_digits=5),
+                                 AdditionConfig(sampling="uniform", reverse_answer=False, mask_prompt=False)])
+def test_contract(cfg):
+    from tasks.testing import check_task
+
+    check_task(AdditionTask, cfg, examples=10)

@@ -1,0 +1,161 @@
+"""`workbench bench`: where the time goes for one task and preset, on this machine.
+
+Measures, with the real training loop (gpt.train.Trainer) on a scratch directory:
+  - ms per optimizer step and tokens/s (median over the timed steps);
+  - model FLOPs utilisation: 6N + 12·L·d·T FLOPs per token (the PaLM / nanoGPT
+    estimate) against a matmul ceiling measured here and now (fp32 on CPU, bf16 on CUDA);
+  - the data share: the median time to build one batch over the median step time;
+  - decode problems/s for exact-match eval, KV cache on and off (a trained --run
+    decodes its real completions; an untrained model decodes to the full length).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from experiments.config import get_preset
+from experiments.errors import UserError
+
+
+def matmul_ceiling(device: torch.device, n: int | None = None, repeat: int = 10) -> float:
+    """Best-of GFLOP/s of a square matmul: fp32 on CPU, bf16 on CUDA."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    n = n or (8192 if device.type == "cuda" else 1024)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(repeat):
+        _sync(device)
+        t = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench(task_name: str, preset_name: str | None, device_name: str = "auto", steps: int = 60,
+          warmup: int = 10, run: Path | None = None, decode_n: int = 2000, sets: list[str] = ()) -> dict[str, Any]:
+    from experiments.cli import build_spec
+    from experiments.evaluate import evaluate
+    from experiments.runs import build_task, load_run, model_config_for, resolve_device
+    from experiments.train import make_batch_fn
+    from gpt.model import GPT
+    from gpt.train import Trainer
+    from gpt.checkpoint import read_metrics
+
+    if steps <= 0 or warmup < 0 or decode_n < 0:
+        raise UserError("--steps must be positive, --warmup and --decode-n non-negative")
+    device = resolve_device(device_name)
+    spec = build_spec(task_name, preset_name, list(sets), None, 1337, [])
+    train = spec.train.__class__(**{**spec.train.__dict__, "steps": warmup + steps, "eval_interval": warmup + steps,
+                                    "eval_iters": 1, "log_interval": 1})
+    task = build_task(spec.task, {}, spec.include, base=spec.task_config)
+    cfg = model_config_for(task, spec.model)
+    result: dict[str, Any] = {"task": task.name, "preset": spec.preset, "device": str(device),
+                              "machine": _machine(device), "torch": torch.__version__,
+                              "model": f"{cfg.n_layer}L {cfg.n_head}H {cfg.n_embd}d block {cfg.block_size}",
+                              "batch_size": train.batch_size}
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    ceiling = matmul_ceiling(device)
+    result["matmul_ceiling_gflops"] = round(ceiling, 1)
+
+    batch = make_batch_fn(task, 1337, train.batch_size, cfg.block_size, device)
+    torch.manual_seed(0)
+    model = GPT(cfg).to(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        Trainer(model, train, batch, Path(tmp), device, seed=1337).run()
+        recs = [r for r in read_metrics(Path(tmp) / "metrics.jsonl") if "ms_per_step" in r and r["step"] > warmup]
+    step_ms = statistics.median(r["ms_per_step"] for r in recs)
+    widths = []
+
+    def one_batch(i: int) -> None:
+        x, _ = batch("train", 10**6 + i, 0)
+        _sync(device)
+        widths.append(x.shape[1])
+
+    data_ms = _median_ms(one_batch, max(20, steps))
+    T = statistics.mean(widths)
+    tokens = train.batch_size * train.grad_accum * T
+    n = model.num_params()
+    flops_per_token = 6 * n + 12 * cfg.n_layer * cfg.n_embd * T
+    result.update(
+        ms_per_step=round(step_ms, 2), tokens_per_s=round(tokens / step_ms * 1000, 1),
+        mfu=round(flops_per_token * tokens / (step_ms / 1000) / (ceiling * 1e9), 4),
+        model_gflops=round(flops_per_token * tokens / (step_ms / 1000) / 1e9, 1),
+        data_ms=round(data_ms, 3), data_share=round(data_ms / step_ms, 4),
+    )
+    if task.kind == "problems" and decode_n > 0:
+        decoder, label = model, "untrained model, full-length decode"
+        if run is not None:
+            r = load_run(run, device=device_name)
+            if r.task.name != task.name:
+                raise UserError(f"--run {run} is a {r.task.name!r} run, not {task.name!r}")
+            decoder, task, label = r.model, r.task, f"trained run {run}"
+        decoder.eval()
+        for cache in (True, False):
+            t = time.perf_counter()
+            evaluate(decoder, task, n=decode_n, use_cache=cache)
+            _sync(device)
+            result[f"decode_problems_per_s_{'cache' if cache else 'no_cache'}"] = round(decode_n / (time.perf_counter() - t), 1)
+        result["decode_model"] = label
+        result["decode_speedup"] = round(result["decode_problems_per_s_cache"] / result["decode_problems_per_s_no_cache"], 2)
+    return result
+
+
+def _median_ms(fn, n: int) -> float:
+    for i in range(3):
+        fn(-1 - i)
+    ts = []
+    for i in range(n):
+        t = time.perf_counter()
+        fn(i)
+        ts.append(time.perf_counter() - t)
+    return 1000 * statistics.median(ts)
+
+
+def _machine(device: torch.device) -> str:
+    import os
+    import platform
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+
+
+def format_result(r: dict[str, Any]) -> str:
+    lines = [f"{r['task']} / preset {r['preset']} on {r['device']} ({r['machine']}), torch {r['torch']}",
+             f"model {r['model']}, batch {r['batch_size']}",
+             f"  step            {r['ms_per_step']:.2f} ms   {r['tokens_per_s']:,.0f} tokens/s",
+             f"  MFU             {100 * r['mfu']:.1f}%   ({r['model_gflops']} of a measured {r['matmul_ceiling_gflops']} GFLOP/s matmul ceiling)",
+             f"  data            {r['data_ms']:.3f} ms per batch = {100 * r['data_share']:.1f}% of a step"]
+    if "decode_speedup" in r:
+        lines.append(f"  decode          {r['decode_problems_per_s_cache']:,.0f} problems/s with the KV cache, "
+                     f"{r['decode_problems_per_s_no_cache']:,.0f} without ({r['decode_speedup']}x; {r['decode_model']})")
+    return "\n".join(lines)
+
+
+def write_json(r: dict[str, Any], path: Path) -> None:
+    from gpt.checkpoint import atomic_write_text
+
+    atomic_write_text(path, json.dumps(r, indent=1) + "\n")

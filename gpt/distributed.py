@@ -1,0 +1,67 @@
+"""Data-parallel training with PyTorch's own DDP, launched by `torchrun`.
+
+torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; `Dist.from_env()` reads them.
+A single process is world size 1, and every helper here is then a no-op, so
+the training loop has one code path.  Rank 0 alone logs, evaluates and writes
+checkpoints; decisions that every rank must agree on (stop at the target, a
+signal arrived, the loss went non-finite) are reduced across ranks first.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @staticmethod
+    def from_env() -> "Dist":
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return Dist()
+        return Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+    def init(self, device_type: str) -> None:
+        """Join the process group: NCCL between GPUs, gloo on CPU."""
+        if self.enabled and not dist.is_initialized():
+            backend = "nccl" if device_type == "cuda" else "gloo"
+            if device_type == "cuda":
+                torch.cuda.set_device(self.local_rank)
+            dist.init_process_group(backend, rank=self.rank, world_size=self.world)
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def all_sum(self, t: torch.Tensor) -> torch.Tensor:
+        if self.enabled:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t
+
+    def broadcast_flag(self, value: bool, device: torch.device) -> bool:
+        """Rank 0's value of a boolean, on every rank."""
+        if not self.enabled:
+            return value
+        t = torch.tensor([1.0 if value else 0.0], device=device)
+        dist.broadcast(t, src=0)
+        return bool(t.item())
+
+    def shutdown(self) -> None:
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,309 @@
+"""Calculator chains over + - * / on integers, with optional chain-of-thought traces.
+
+Worked example, `cot=steps` with the default reversed numbers:
+
+    expression   12+7*3-5                       (standard precedence)
+    prompt       "12+7*3-5="
+    target       "21+12-5=33-5=82$"             i.e. 12+21-5 = 33-5 = 28
+
+Each step performs exactly one operation, leftmost first in evaluation order;
+the text after the last "=" is the answer.  `cot=none` gives just "82$";
+`cot=full` adds digit-level work before a step that does a multi-digit * or /:
+
+    prompt "34*56+1="   target "[43*6=402,43*05=0071,402+0071=4091]4091+1=5091$"
+
+Default format: every number in the target is written least-significant digit
+first (`reverse_numbers=True`).  That is the order in which addition,
+subtraction and multiplication produce digits, so each output digit depends
+only on operand digits and a carry the model has already placed (the same reason
+the addition task reverses its answer).  The prompt stays in ordinary notation:
+it is what a user types.  Negative numbers keep the sign in front: -123 -> "-321".
+
+Options:  min_ops..max_ops operations; operands of 1..max_digits digits (digit
+count uniform, then value uniform); `ops`, a subset of "+-*/";
+`precedence=standard|left` (left: pocket-calculator chains); `division=exact`
+(every division leaves no remainder: divisors are drawn among the divisors of
+the running value) or `floor` (Python's //); `parens`, the chance that a
+problem groups a sub-chain in parentheses.
+
+Held out: 5% of expressions, by a salted hash of the prompt.  Buckets: n_ops,
+max_digits (longest operand), ops (the operators used, e.g. "+*").
+Scoring: exact match of the answer, plus `trace_valid`: every step is one
+correct reduction of the previous one (tasks/expr.py).  With cot=none the trace
+is the answer, so trace_valid equals correct.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, ClassVar
+
+import numpy as np
+
+from tasks.base import Problems, Task, TaskConfig
+from tasks.encode import Rendered, codepoints, render_strings
+from tasks.expr import (
+    Bin, ExprError, Node, Num, Syntax, literals, operators, render_trace, split_trace, trace_errors,
+)
+from tasks.expr import value as expr_value
+
+COTS = ("none", "steps", "full")
+
+
+@dataclass(frozen=True)
+class CalculatorConfig(TaskConfig):
+    min_ops: int = 1
+    max_ops: int = 3
+    max_digits: int = 2
+    ops: str = "+-*/"
+    precedence: str = "standard"  # standard | left
+    division: str = "exact"  # exact | floor
+    parens: float = 0.0  # chance of one parenthesised sub-chain (problems with 2+ operations)
+    cot: str = "steps"  # none | steps | full
+    reverse_numbers: bool = True
+    mask_prompt: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.ops:
+            raise ValueError("ops is empty: give at least one of + - * /")
+        bad = sorted(set(self.ops) - set("+-*/"))
+        if bad or len(set(self.ops)) != len(self.ops):
+            raise ValueError(f"ops must be distinct characters from '+-*/', got {self.ops!r}")
+        if self.min_ops <= 0:
+            raise ValueError(f"min_ops must be at least 1, got {self.min_ops}")
+        if self.min_ops > self.max_ops:
+            raise ValueError(f"min_ops ({self.min_ops}) is greater than max_ops ({self.max_ops})")
+        if self.max_digits <= 0:
+            raise ValueError(f"max_digits must be at least 1, got {self.max_digits}")
+        if self.precedence not in ("standard", "left"):
+            raise ValueError(f"precedence must be 'standard' or 'left', got {self.precedence!r}")
+        if self.division not in ("exact", "floor"):
+            raise ValueError(f"division must be 'exact' or 'floor', got {self.division!r}")
+        if self.cot not in COTS:
+            raise ValueError(f"cot must be one of {', '.join(COTS)}, got {self.cot!r}")
+        if not 0.0 <= self.parens <= 1.0:
+            raise ValueError(f"parens is a probability in [0, 1], got {self.parens}")
+
+
+class CalculatorTask(Task):
+    name: ClassVar[str] = "calculator"
+    description: ClassVar[str] = "chains of + - * / on integers, with step-by-step traces"
+    Config: ClassVar[type[TaskConfig]] = CalculatorConfig
+    buckets: ClassVar[tuple[str, ...]] = ("n_ops", "max_digits", "ops")
+    default_by: ClassVar[tuple[str, ...]] = ("n_ops",)
+    key_columns: ClassVar[tuple[str, ...]] = ("key",)
+
+    def __init__(self, config: CalculatorConfig | None = None):
+        super().__init__(config)
+        c = self.config
+        self.syntax = Syntax(c.precedence, c.reverse_numbers)  # targets
+        self.prompt_syntax = Syntax(c.precedence, False)  # what users type
+        self._max_length: int | None = None
+
+    @property
+    def chars(self) -> str:
+        return "0123456789+-*/()=[],r"
+
+    # ---- sampling ------------------------------------------------------------------------------
+    def sample(self, rng: np.random.Generator, n: int, split: str) -> Problems:
+        nodes = [_Generator(self.config, rng).expression() for _ in range(n)]
+        return self.from_nodes(nodes)
+
+    def from_nodes(self, nodes: list[Node]) -> Problems:
+        exprs = [self.prompt_syntax.render(nd) for nd in nodes]
+        key = np.zeros((len(exprs), max((len(e) for e in exprs), default=1)), dtype=np.int64)
+        for i, e in enumerate(exprs):
+            key[i, : len(e)] = codepoints(e)
+        ops = [operators(nd) for nd in nodes]
+        return Problems(
+            expr=np.array(exprs, dtype=object), key=key,
+            n_ops=np.array([len(o) for o in ops], dtype=np.int64),
+            max_digits=np.array([max(len(str(abs(v))) for v in literals(nd)) for nd in nodes], dtype=np.int64),
+            ops=np.array(["".join(op for op in "+-*/" if op in o) for o in ops], dtype=object),
+        )
+
+    def max_length(self, splits=("train",)) -> int:
+        """Longest rendered problem: the worst of many samples with max_ops operations, +15%."""
+        if self._max_length is None:
+            self._max_length = self._estimate_max_length()
+        return self._max_length
+
+    def _estimate_max_length(self) -> int:
+        c = self.config
+        worst = CalculatorTask(c.replace(min_ops=c.max_ops))
+        rng = np.random.default_rng(0)
+        longest = max(int(worst.render(worst.sample(rng, 1024, "train")).length.max()) for _ in range(4))
+        return int(longest * 1.15) + 2
+
+    # ---- rendering and scoring -----------------------------------------------------------------
+    def parse_prompt(self, text: str) -> Node:
+        """A user's expression ("12+7*3-5" or "12+7*3-5=") -> its tree; ValueError when malformed."""
+        text = text.strip().removesuffix("=")
+        node = self.prompt_syntax.parse(text)
+        expr_value(node, self.config.division)  # division by zero / inexact raise ExprError here
+        return node
+
+    def problems_from_prompts(self, prompts: list[str]) -> Problems:
+        return self.from_nodes([self.parse_prompt(p) for p in prompts])
+
+    def target(self, node: Node) -> str:
+        c = self.config
+        if c.cot == "none":
+            return self.syntax.num(expr_value(node, c.division))
+        return render_trace(node, self.syntax, c.division, full=c.cot == "full")
+
+    def render(self, p: Problems) -> Rendered:
+        nodes = [self.prompt_syntax.parse(e) for e in p["expr"]]
+        return render_strings([e + "=" for e in p["expr"]], [self.target(nd) for nd in nodes])
+
+    def solve(self, p: Problems) -> list[int]:
+        return [evaluate_python(e, self.config.precedence, self.config.division) for e in p["expr"]]
+
+    def parse_answer(self, text: str) -> int | None:
+        try:
+            return self.syntax.parse_num(split_trace(text)[-1][1])
+        except ExprError:
+            return None
+
+    def trace_errors(self, prompt: str, completion: str) -> list[str]:
+        c = self.config
+        start = self.parse_prompt(prompt)
+        if c.cot == "none":
+            got = self.parse_answer(completion)
+            want = expr_value(start, c.division)
+            return [] if got == want else [f"answer {completion!r} is not {self.syntax.num(want)!r}"]
+        return trace_errors(start, completion, self.syntax, c.division, full=c.cot == "full")
+
+    def check_answer(self, completion: str, expected: Any, prompt: str = "") -> dict[str, Any]:
+        correct = self.parse_answer(completion) == expected
+        if self.config.cot == "none" or not prompt:
+            return {"correct": correct, "trace_valid": correct}
+        return {"correct": correct, "trace_valid": not self.trace_errors(prompt, completion)}
+
+
+# ---- the generator ----------------------------------------------------------------------------
+
+class _Generator:
+    """Draws one expression tree; exact divisions pick their divisor among the divisors of the
+    value they divide, so no problem is ever rejected for a remainder."""
+
+    def __init__(self, c: CalculatorConfig, rng: np.random.Generator):
+        self.c, self.rng = c, rng
+
+    def literal(self, nonzero: bool = False) -> int:
+        k = int(self.rng.integers(1, self.c.max_digits + 1))
+        lo = 10 ** (k - 1) if k > 1 else (1 if nonzero else 0)
+        return int(self.rng.integers(lo, 10**k))
+
+    def expression(self) -> Node:
+        c, rng = self.c, self.rng
+        n_ops = int(rng.integers(c.min_ops, c.max_ops + 1))
+        ops = [c.ops[int(i)] for i in rng.integers(0, len(c.ops), size=n_ops)]
+        items: list[Any] = [None] * (n_ops + 1)  # None: a literal
+        if n_ops >= 2 and c.parens > 0 and rng.random() < c.parens:
+            # group items i..j (2 or more, not all); never as a divisor, so division stays exact
+            spans = [(i, j) for i in range(n_ops + 1) for j in range(i + 1, n_ops + 1)
+                     if (i, j) != (0, n_ops) and (i == 0 or ops[i - 1] != "/")]
+            i, j = spans[int(rng.integers(len(spans)))]
+            items[i : j + 1] = [("group", [None] * (j - i + 1), ops[i:j])]
+            ops = ops[:i] + ops[j:]
+        return self.chain(items, ops)
+
+    def item(self, it: Any) -> Node:
+        return Num(self.literal()) if it is None else self.chain(it[1], it[2])
+
+    def chain(self, items: list[Any], ops: list[str]) -> Node:
+        if self.c.precedence == "left":
+            node = self.item(items[0])
+            for op, it in zip(ops, items[1:]):
+                node = self.combine(op, node, it)
+            return node
+        terms, add_ops = [], []
+        cur = self.item(items[0])
+        for op, it in zip(ops, items[1:]):
+            if op in "*/":
+                cur = self.combine(op, cur, it)
+            else:
+                terms.append(cur)
+                add_ops.append(op)
+                cur = self.item(it)
+        terms.append(cur)
+        node = terms[0]
+        for op, t in zip(add_ops, terms[1:]):
+            node = Bin(op, node, t)
+        return node
+
+    def combine(self, op: str, left: Node, it: Any) -> Node:
+        if op != "/":
+            return Bin(op, left, self.item(it))
+        if self.c.division == "floor":
+            return Bin(op, left, Num(self.literal(nonzero=True)))
+        top = 10**self.c.max_digits
+        if isinstance(left, Num) and self.rng.random() < 0.5:
+            # a literal dividend: draw the divisor, then a multiple of it (keeps quotients varied)
+            d = self.literal(nonzero=True)
+            q = int(self.rng.integers(0, (top - 1) // d + 1))
+            return Bin(op, Num(d * q), Num(d))
+        v = abs(expr_value(left, "exact"))
+        if v == 0:
+            return Bin(op, left, Num(self.literal(nonzero=True)))
+        cand = np.arange(1, min(v, top - 1) + 1)
+        divisors = cand[v % cand == 0]
+        return Bin(op, left, Num(int(divisors[int(self.rng.integers(len(divisors)))])))
+
+
+# ---- an independent reference evaluator -------------------------------------------------------
+
+_SAFE = re.compile(r"^[0-9+\-*/() ]+$")
+
+
+def evaluate_python(expr: str, precedence: str = "standard", division: str = "exact") -> int:
+    """Evaluate with Python itself (standard precedence) or a plain left-to-right loop.
+
+    Exact division is computed with Fractions and must come out whole."""
+    if not _SAFE.match(expr):
+        raise ValueError(f"not an arithmetic expression: {expr!r}")
+    if precedence == "standard":
+        if division == "floor":
+            v = eval(expr.replace("/", "//"), {"__builtins__": {}})  # noqa: S307 (checked by _SAFE)
+        else:
+            v = eval(re.sub(r"(\d+)", r"F(\1)", expr), {"__builtins__": {}, "F": Fraction})  # noqa: S307
+            if v.denominator != 1:
+                raise ValueError(f"{expr} is not a whole number")
+        return int(v)
+    return _left_to_right(re.findall(r"\d+|[-+*/()]", expr), division)
+
+
+def _left_to_right(toks: list[str], division: str) -> int:
+    def run(i: int) -> tuple[int, int]:
+        acc, op, expect_value = None, None, True
+        while i < len(toks) and toks[i] != ")":
+            t = toks[i]
+            if expect_value:
+                if t == "(":
+                    v, i = run(i + 1)
+                elif t == "-" and acc is None:
+                    v, i = -int(toks[i + 1]), i + 1
+                else:
+                    v = int(t)
+                if acc is None:
+                    acc = v
+                elif op == "+":
+                    acc += v
+                elif op == "-":
+                    acc -= v
+                elif op == "*":
+                    acc *= v
+                else:
+                    if division == "exact" and Fraction(acc, v).denominator != 1:
+                        raise ValueError("inexact division")
+                    acc //= v
+                expect_value = False
+            else:
+                op, expect_value = t, True
+            i += 1
+        return acc, i
+
+    return run(0)[0]

@@ -1,0 +1,336 @@
+"""Integer expressions: trees, a parser, a printer, one-step reductions, digit-level work.
+
+The calculator and multiplication tasks render chain-of-thought traces with this
+module, and check them with it too.  A trace is a list of steps separated by "=";
+each step is one reduction of the previous expression: one operation whose two
+operands are numbers is replaced by its result.  With `full` traces a step may
+start with its digit-level work in brackets:
+
+    prompt  12+34*56=
+    steps   12+1904=1916
+    full    [34*6=204,34*50=1700,204+1700=1904]12+1904=1916
+
+Numbers can be written least-significant digit first (`Syntax.reverse`); a
+negative number keeps its sign in front ("-7" reversed is "-7", -123 is "-321").
+A negative number that is not at the start of an expression or of a group is
+wrapped in parentheses: "2*(-3)".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
+
+
+class ExprError(ValueError):
+    """A malformed expression, or one whose value is undefined (division by zero)."""
+
+
+@dataclass(frozen=True)
+class Num:
+    value: int
+
+
+@dataclass(frozen=True)
+class Bin:
+    op: str
+    left: "Node"
+    right: "Node"
+
+
+Node = Union[Num, Bin]
+
+
+def apply(op: str, a: int, b: int, division: str = "exact") -> int:
+    """a op b on Python integers; division is `exact` (must divide) or `floor` (Python's //)."""
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    if b == 0:
+        raise ExprError(f"division by zero in {a}/{b}")
+    if division == "exact" and a % b:
+        raise ExprError(f"{a}/{b} does not divide exactly (use division=floor for //)")
+    return a // b
+
+
+def value(node: Node, division: str = "exact") -> int:
+    if isinstance(node, Num):
+        return node.value
+    return apply(node.op, value(node.left, division), value(node.right, division), division)
+
+
+def count_ops(node: Node) -> int:
+    return 0 if isinstance(node, Num) else 1 + count_ops(node.left) + count_ops(node.right)
+
+
+def literals(node: Node) -> list[int]:
+    return [node.value] if isinstance(node, Num) else literals(node.left) + literals(node.right)
+
+
+def operators(node: Node) -> list[str]:
+    return [] if isinstance(node, Num) else operators(node.left) + [node.op] + operators(node.right)
+
+
+@dataclass(frozen=True)
+class Syntax:
+    """How expressions are written: precedence (`standard` or `left`) and digit order."""
+
+    precedence: str = "standard"  # standard: * / before + -; left: strictly left to right
+    reverse: bool = False  # numbers least-significant digit first
+
+    # ---- printing ----------------------------------------------------------------------------
+    def num(self, v: int) -> str:
+        s = str(abs(v))
+        if self.reverse:
+            s = s[::-1]
+        return "-" + s if v < 0 else s
+
+    def render(self, node: Node) -> str:
+        return self._render(node, True)
+
+    def _render(self, node: Node, start: bool) -> str:
+        if isinstance(node, Num):
+            s = self.num(node.value)
+            return s if node.value >= 0 or start else f"({s})"
+        left = self._render(node.left, start)
+        if self._needs_parens(node, node.left, right=False):
+            left = "(" + self._render(node.left, True) + ")"
+        right = self._render(node.right, False)
+        if self._needs_parens(node, node.right, right=True):
+            right = "(" + self._render(node.right, True) + ")"
+        return f"{left}{node.op}{right}"
+
+    def _needs_parens(self, parent: Bin, child: Node, right: bool) -> bool:
+        if isinstance(child, Num):
+            return False
+        if self.precedence == "left":
+            return right
+        return PREC[child.op] < PREC[parent.op] or (right and PREC[child.op] == PREC[parent.op])
+
+    # ---- parsing -----------------------------------------------------------------------------
+    def parse_num(self, text: str) -> int:
+        neg = text.startswith("-")
+        digits = text[1:] if neg else text
+        if not digits or not digits.isdigit() or not digits.isascii():
+            raise ExprError(f"not a number: {text!r}")
+        v = int(digits[::-1] if self.reverse else digits)
+        return -v if neg else v
+
+    def parse(self, text: str) -> Node:
+        toks = _tokenize(text)
+        node, i = self._expr(toks, 0, text)
+        if i != len(toks):
+            raise ExprError(f"unexpected {toks[i]!r} in {text!r}")
+        return node
+
+    def _expr(self, toks: list[str], i: int, text: str) -> tuple[Node, int]:
+        if self.precedence == "left":
+            node, i = self._factor(toks, i, text, first=True)
+            while i < len(toks) and toks[i] in PREC:
+                op = toks[i]
+                right, i = self._factor(toks, i + 1, text, first=False)
+                node = Bin(op, node, right)
+            return node, i
+        node, i = self._term(toks, i, text, first=True)
+        while i < len(toks) and toks[i] in "+-":
+            op = toks[i]
+            right, i = self._term(toks, i + 1, text, first=False)
+            node = Bin(op, node, right)
+        return node, i
+
+    def _term(self, toks: list[str], i: int, text: str, first: bool) -> tuple[Node, int]:
+        node, i = self._factor(toks, i, text, first)
+        while i < len(toks) and toks[i] in "*/":
+            op = toks[i]
+            right, i = self._factor(toks, i + 1, text, first=False)
+            node = Bin(op, node, right)
+        return node, i
+
+    def _factor(self, toks: list[str], i: int, text: str, first: bool) -> tuple[Node, int]:
+        if i >= len(toks):
+            raise ExprError(f"expression ends too early: {text!r}")
+        t = toks[i]
+        if t == "(":
+            node, i = self._expr(toks, i + 1, text)
+            if i >= len(toks) or toks[i] != ")":
+                raise ExprError(f"unbalanced parentheses in {text!r}")
+            return node, i + 1
+        if t == "-" and first and i + 1 < len(toks) and toks[i + 1].isdigit():
+            return Num(self.parse_num("-" + toks[i + 1])), i + 2
+        if t.isdigit():
+            return Num(self.parse_num(t)), i + 1
+        raise ExprError(f"unexpected {t!r} in {text!r}")
+
+
+def _tokenize(text: str) -> list[str]:
+    toks: list[str] = []
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c.isdigit() and c.isascii():
+            j = i
+            while j < len(text) and text[j].isdigit() and text[j].isascii():
+                j += 1
+            toks.append(text[i:j])
+            i = j
+        elif c in "+-*/()":
+            toks.append(c)
+            i += 1
+        else:
+            raise ExprError(f"unexpected character {c!r} in {text!r}")
+    if not toks:
+        raise ExprError("empty expression")
+    return toks
+
+
+# ---- reductions ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Reduction:
+    result: Node  # the whole expression after the reduction
+    op: str
+    a: int
+    b: int
+    value: int
+
+
+def reductions(node: Node, division: str = "exact") -> list[Reduction]:
+    """Every single-operation reduction of node, leftmost first (the canonical order).
+
+    An operation that is undefined (division by zero, inexact exact division) is skipped."""
+    if isinstance(node, Num):
+        return []
+    if isinstance(node.left, Num) and isinstance(node.right, Num):
+        a, b = node.left.value, node.right.value
+        try:
+            v = apply(node.op, a, b, division)
+        except ExprError:
+            return []
+        return [Reduction(Num(v), node.op, a, b, v)]
+    out = [Reduction(Bin(node.op, r.result, node.right), r.op, r.a, r.b, r.value)
+           for r in reductions(node.left, division)]
+    out += [Reduction(Bin(node.op, node.left, r.result), r.op, r.a, r.b, r.value)
+            for r in reductions(node.right, division)]
+    return out
+
+
+def canonical_steps(node: Node, division: str = "exact") -> list[Reduction]:
+    """Reduce leftmost-first until a number is left; raises ExprError if a step is undefined."""
+    steps = []
+    while isinstance(node, Bin):
+        options = reductions(node, division)
+        if not options:
+            value(node, division)  # raises the specific error
+            raise ExprError("expression cannot be reduced")
+        steps.append(options[0])
+        node = options[0].result
+    return steps
+
+
+# ---- digit-level work (cot=full) -------------------------------------------------------------
+
+def work(op: str, a: int, b: int, syn: Syntax) -> list[str]:
+    """Digit-level work for one multi-digit * or /, on absolute values; [] when there is none.
+
+    *: one partial product per digit of the multiplier (b, or a when b has one digit),
+       then running sums:  34*56 -> 34*6=204, 34*50=1700, 204+1700=1904
+    /: long division, one item per digit brought down from the first that divides:
+       1904/56 -> 190/56=3r22, 224/56=4r0
+    """
+    a, b = abs(a), abs(b)
+    f = syn.num
+    if op == "*" and max(a, b) >= 10:
+        m, other = (b, a) if b >= 10 else (a, b)
+        items, total = [], None
+        for i, d in enumerate(str(m)[::-1]):
+            part = int(d) * 10**i
+            p = other * part
+            items.append(f"{f(other)}*{f(part)}={f(p)}")
+            if total is None:
+                total = p
+            else:
+                items.append(f"{f(total)}+{f(p)}={f(total + p)}")
+                total += p
+        return items
+    if op == "/" and a >= 10 and b != 0:
+        items, rem, started = [], 0, False
+        digits = str(a)
+        for k, d in enumerate(digits):
+            cur = rem * 10 + int(d)
+            if not started and cur < b and k < len(digits) - 1:
+                rem = cur
+                continue
+            started = True
+            q, rem = divmod(cur, b)
+            items.append(f"{f(cur)}/{f(b)}={f(q)}r{f(rem)}")
+        return items
+    return []
+
+
+# ---- traces --------------------------------------------------------------------------------
+
+def render_trace(node: Node, syn: Syntax, division: str, full: bool) -> str:
+    """The steps from node to its value, joined by '='; the last step is the answer."""
+    parts = []
+    for r in canonical_steps(node, division):
+        w = work(r.op, r.a, r.b, syn) if full else []
+        parts.append(("[" + ",".join(w) + "]" if w else "") + syn.render(r.result))
+    return "=".join(parts) if parts else syn.num(value(node, division))
+
+
+def split_trace(text: str) -> list[tuple[list[str] | None, str]]:
+    """'[w1,w2]e1=e2' -> [(['w1','w2'], 'e1'), (None, 'e2')]; raises ExprError on bad brackets."""
+    steps: list[tuple[list[str] | None, str]] = []
+    i = 0
+    while True:
+        w = None
+        if i < len(text) and text[i] == "[":
+            j = text.find("]", i)
+            if j < 0:
+                raise ExprError("unclosed '[' in trace")
+            w = text[i + 1 : j].split(",")
+            i = j + 1
+        j = text.find("=", i)
+        step = text[i:] if j < 0 else text[i:j]
+        if "[" in step or "]" in step:
+            raise ExprError(f"misplaced bracket in step {step!r}")
+        steps.append((w, step))
+        if j < 0:
+            return steps
+        i = j + 1
+
+
+def trace_errors(start: Node, completion: str, syn: Syntax, division: str, full: bool) -> list[str]:
+    """Check a trace step by step; [] when every step is one correct reduction of the previous one
+    (with the canonical digit-level work, for full traces) and the last step is a number."""
+    try:
+        steps = split_trace(completion)
+    except ExprError as e:
+        return [f"trace does not parse: {e}"]
+    errors, prev = [], start
+    for k, (w, text) in enumerate(steps, 1):
+        try:
+            node = syn.parse(text)
+        except ExprError as e:
+            errors.append(f"step {k} {text!r} does not parse: {e}")
+            break
+        options = reductions(prev, division)
+        match = next((r for r in options if r.result == node), None)
+        if match is None:
+            want = syn.render(options[0].result) if options else "(nothing: the previous step was the answer)"
+            errors.append(f"step {k} {text!r} is not one correct reduction of {syn.render(prev)!r} (expected {want!r})")
+        else:
+            expected_work = work(match.op, match.a, match.b, syn) if full else []
+            got_work = w or []
+            if got_work != expected_work:
+                errors.append(f"step {k} work {','.join(got_work)!r} is not the digit-level work of "
+                              f"{syn.num(match.a)}{match.op}{syn.num(match.b)} (expected {','.join(expected_work)!r})")
+        prev = node
+    if not errors and not isinstance(prev, Num):
+        errors.append(f"trace stops at {syn.render(prev)!r} before the answer")
+    return errors

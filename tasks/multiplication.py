@@ -1,0 +1,185 @@
+"""Multiplication a*b of non-negative integers, with an optional scratchpad.
+
+Worked example, a=12, b=34 (408):
+
+    format=plain       "12*34="  ->  "408$"
+    format=reversed    "12*34="  ->  "804$"
+    format=scratchpad  "12*34="  ->  "84+063=804$"
+
+The scratchpad, in the spirit of Lee et al. 2023's detailed scratchpad, writes
+the partial product a * (digit i of b) * 10^i for each digit of b, least
+significant first, joined by "+", then adds them up one at a time: each "="
+is one addition, so the running sum is always visible.  Numbers in it are
+reversed (least-significant digit first), as the order a carry-propagating
+adder produces them:  12*4=48 -> "84", 12*30=360 -> "063", 48+360=408 -> "804".
+For 123*456:  "837+0516+00294=8886+00294=88065".  A 1-digit b has one partial
+product, which is the answer.
+
+a has min_digits..max_digits digits, b has b_min_digits..b_max_digits (0: as
+a); the digit counts are uniform, then the values uniform.  Held out: 5% of
+(a, b) pairs by salted hash.  Buckets: a_digits, b_digits.  Scratchpad traces
+are checked step by step (`trace_valid`): the partial products must be the
+right ones and every addition one correct reduction (tasks/expr.py).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from tasks.base import Problems, Task, TaskConfig
+from tasks.encode import Rendered, render_strings
+from tasks.expr import Bin, ExprError, Node, Num, Syntax, split_trace, trace_errors
+
+FORMATS = ("plain", "reversed", "scratchpad")
+_SUM = Syntax("left", reverse=True)  # the scratchpad's sums: left to right, reversed numbers
+
+
+@dataclass(frozen=True)
+class MultiplicationConfig(TaskConfig):
+    min_digits: int = 1
+    max_digits: int = 2
+    b_min_digits: int = 0  # 0: min_digits
+    b_max_digits: int = 0  # 0: max_digits
+    format: str = "scratchpad"
+    mask_prompt: bool = True
+
+    def __post_init__(self) -> None:
+        for lo, hi, who in ((self.min_digits, self.max_digits, ""), (self.b_lo, self.b_hi, "b_")):
+            if lo <= 0 or hi <= 0:
+                raise ValueError(f"{who}min_digits and {who}max_digits must be positive, got {lo}, {hi}")
+            if lo > hi:
+                raise ValueError(f"{who}min_digits ({lo}) is greater than {who}max_digits ({hi})")
+        if max(self.max_digits, self.b_hi) > 9:
+            raise ValueError("operands of more than 9 digits are not supported (products must fit in 64 bits)")
+        if self.format not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+
+    @property
+    def b_lo(self) -> int:
+        return self.b_min_digits or self.min_digits
+
+    @property
+    def b_hi(self) -> int:
+        return self.b_max_digits or self.max_digits
+
+
+def partials(a: int, b: int) -> list[int]:
+    return [a * int(d) * 10**i for i, d in enumerate(str(b)[::-1])]
+
+
+def sum_tree(parts: list[int]) -> Node:
+    node: Node = Num(parts[0])
+    for p in parts[1:]:
+        node = Bin("+", node, Num(p))
+    return node
+
+
+class MultiplicationTask(Task):
+    name: ClassVar[str] = "multiplication"
+    description: ClassVar[str] = "a*b=c, plain, reversed, or with a partial-product scratchpad"
+    Config: ClassVar[type[TaskConfig]] = MultiplicationConfig
+    buckets: ClassVar[tuple[str, ...]] = ("a_digits", "b_digits")
+    default_by: ClassVar[tuple[str, ...]] = ("a_digits", "b_digits")
+    key_columns: ClassVar[tuple[str, ...]] = ("a", "b")
+
+    @property
+    def chars(self) -> str:
+        return "0123456789*+="
+
+    def sample(self, rng: np.random.Generator, n: int, split: str) -> Problems:
+        c = self.config
+        ad = rng.integers(c.min_digits, c.max_digits + 1, size=n)
+        bd = rng.integers(c.b_lo, c.b_hi + 1, size=n)
+        return self._problems(_uniform_with_digits(rng, ad), _uniform_with_digits(rng, bd))
+
+    def _problems(self, a: np.ndarray, b: np.ndarray) -> Problems:
+        digits = np.vectorize(lambda v: len(str(v)))
+        return Problems(a=a, b=b, a_digits=digits(a), b_digits=digits(b))
+
+    def max_length(self, splits=("train",)) -> int:
+        c = self.config
+        a, b = 10**c.max_digits - 1, 10**c.b_hi - 1
+        return len(self._prompt(a, b)) + len(self._target(a, b)) + 1
+
+    def _prompt(self, a: int, b: int) -> str:
+        return f"{a}*{b}="
+
+    def _target(self, a: int, b: int) -> str:
+        fmt = self.config.format
+        if fmt == "plain":
+            return str(a * b)
+        if fmt == "reversed":
+            return str(a * b)[::-1]
+        node = sum_tree(partials(a, b))
+        steps = [_SUM.render(node)]
+        while isinstance(node, Bin):  # left-deep: reduce the two leftmost numbers
+            node = _reduce_first(node)
+            steps.append(_SUM.render(node))
+        return "=".join(steps)
+
+    def render(self, p: Problems) -> Rendered:
+        pairs = list(zip(p["a"].tolist(), p["b"].tolist()))
+        return render_strings([self._prompt(a, b) for a, b in pairs], [self._target(a, b) for a, b in pairs])
+
+    def solve(self, p: Problems) -> list[int]:
+        return [int(a) * int(b) for a, b in zip(p["a"].tolist(), p["b"].tolist())]
+
+    def parse_answer(self, text: str) -> int | None:
+        last = text.rsplit("=", 1)[-1]
+        if not last.isdigit() or not last.isascii():
+            return None
+        return int(last if self.config.format == "plain" else last[::-1])
+
+    def problems_from_prompts(self, prompts) -> Problems:
+        pairs = []
+        for text in prompts:
+            body = text.strip().removesuffix("=")
+            a, sep, b = body.partition("*")
+            if not sep or not (a.isdigit() and b.isdigit() and a.isascii() and b.isascii()):
+                raise ValueError(f"expected a prompt like '12*34=', got {text!r}")
+            pairs.append((int(a), int(b)))
+        return self._problems(np.array([a for a, _ in pairs], dtype=np.int64),
+                              np.array([b for _, b in pairs], dtype=np.int64))
+
+    def trace_errors(self, prompt: str, completion: str) -> list[str]:
+        p = self.problems_from_prompts([prompt])
+        a, b = int(p["a"][0]), int(p["b"][0])
+        if self.config.format != "scratchpad":
+            got = self.parse_answer(completion)
+            return [] if got == a * b else [f"answer {completion!r} is not {self._target(a, b)!r}"]
+        try:
+            first = split_trace(completion)[0][1]
+            got = _SUM.parse(first)
+        except ExprError as e:
+            return [f"partial products do not parse: {e}"]
+        want = sum_tree(partials(a, b))
+        errors = []
+        if got != want:
+            errors.append(f"step 1 {first!r}: partial products should be {_SUM.render(want)!r}")
+        rest = completion.split("=", 1)[1] if "=" in completion else ""
+        if isinstance(got, Num) and not rest:
+            return errors
+        if not rest:
+            return errors + [f"trace stops at {first!r} before the answer"]
+        later = trace_errors(got, rest, _SUM, "exact", False)  # its step k is our step k+1
+        return errors + [re.sub(r"^step (\d+)", lambda m: f"step {int(m.group(1)) + 1}", e) for e in later]
+
+    def check_answer(self, completion: str, expected: Any, prompt: str = "") -> dict[str, Any]:
+        correct = self.parse_answer(completion) == expected
+        valid = correct if self.config.format != "scratchpad" or not prompt else not self.trace_errors(prompt, completion)
+        return {"correct": correct, "trace_valid": valid}
+
+
+def _reduce_first(node: Bin) -> Node:
+    if isinstance(node.left, Num):
+        return Num(node.left.value + node.right.value)  # type: ignore[union-attr]
+    return Bin(node.op, _reduce_first(node.left), node.right)
+
+
+def _uniform_with_digits(rng: np.random.Generator, k: np.ndarray) -> np.ndarray:
+    lo = np.where(k > 1, 10 ** (k - 1), 0)
+    return rng.integers(lo, 10**k, dtype=np.int64)

@@ -1,0 +1,198 @@
+"""A conformance kit for task classes: `check_task(MyTask)` runs property-based checks.
+
+Use it in a test:
+
+    from tasks.testing import check_task
+    def test_my_task():
+        check_task(MyTask)                       # default config
+        check_task(MyTask, MyTask.Config(n=7))   # another one
+
+It raises TaskCheckFailed naming every failed check.  `run_checks` returns the
+results instead (what `workbench check` prints).  Seeds, steps and batch sizes
+are drawn by hypothesis; a failure reports the smallest example it found.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tasks.base import Task
+from tasks.encode import END, IGNORE, to_xy
+
+REQUIRED = ("chars", "sample", "render", "solve", "parse_answer")
+
+
+class TaskCheckFailed(AssertionError):
+    pass
+
+
+@dataclass
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+def _settings(n: int):
+    return settings(max_examples=n, deadline=None, database=None,
+                    suppress_health_check=list(HealthCheck), derandomize=True)
+
+
+def check_contract(cls: type) -> None:
+    """The class has what the workbench calls, with the right signatures."""
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise TypeError(f"{cls!r} is not a subclass of tasks.base.Task")
+    if not cls.name:
+        raise TypeError(f"{cls.__name__} has no `name`")
+    missing = [m for m in REQUIRED if m in getattr(cls, "__abstractmethods__", ())]
+    if missing:
+        raise TypeError(f"{cls.__name__} does not implement {', '.join(missing)}")
+    for meth, params in (("sample", ["rng", "n", "split"]), ("render", ["problems"]), ("solve", ["problems"]),
+                         ("parse_answer", ["text"])):
+        got = list(inspect.signature(getattr(cls, meth)).parameters)[1:]
+        if len(got) != len(params):
+            raise TypeError(f"{cls.__name__}.{meth} takes ({', '.join(got)}); the contract is "
+                            f"{meth}(self, {', '.join(params)})")
+    if not dataclasses.is_dataclass(cls.Config) or not cls.Config.__dataclass_params__.frozen:
+        raise TypeError(f"{cls.__name__}.Config must be a frozen dataclass")
+    if cls.kind == "problems" and not cls.key_columns:
+        raise TypeError(f"{cls.__name__} declares no key_columns (they decide the held-out test set)")
+
+
+def check_config_validation(cls: type) -> None:
+    """Absurd values for numeric and string fields are refused with ValueError."""
+    base = cls.Config()
+    for f in dataclasses.fields(base):
+        v = getattr(base, f.name)
+        if isinstance(v, bool) or f.name == "mask_prompt":
+            continue
+        bad = -(10**6) if isinstance(v, (int, float)) else "\x00bogus" if isinstance(v, str) else None
+        if bad is None:
+            continue
+        try:
+            dataclasses.replace(base, **{f.name: bad})
+        except ValueError:
+            continue
+        raise AssertionError(f"{cls.__name__}.Config accepted {f.name}={bad!r}; validate it in __post_init__")
+
+
+def _keys(task: Task, p) -> set:
+    cols = [np.asarray(p[c]) for c in task.key_columns]
+    rows = []
+    for i in range(len(p)):
+        parts = []
+        for c in cols:
+            v = c[i]
+            parts.append(tuple(np.trim_zeros(np.asarray(v), "b").tolist()) if np.ndim(v) else v.item()
+                         if hasattr(v, "item") else v)
+        rows.append(tuple(parts))
+    return set(rows)
+
+
+def run_checks(cls: type, config=None, examples: int = 25) -> list[CheckResult]:
+    results: list[CheckResult] = []
+
+    def record(name: str, fn: Callable[[], None]) -> bool:
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the others
+            last = traceback.extract_tb(e.__traceback__)[-1]
+            results.append(CheckResult(name, False, f"{type(e).__name__}: {e} ({last.name}, line {last.lineno})"))
+            return False
+        results.append(CheckResult(name, True))
+        return True
+
+    if not record("contract", lambda: check_contract(cls)):
+        return results
+    record("config validation", lambda: check_config_validation(cls))
+    holder: list[Task] = []
+    if not record("construct", lambda: holder.append(cls(config) if config is not None else cls())):
+        return results
+    task = holder[0]
+    if task.kind != "problems":
+        return results
+    seeds, steps, sizes = st.integers(0, 2**31 - 1), st.integers(0, 10**6), st.integers(1, 48)
+    split_names = [s for s in task.splits if s in ("train", "test", "ood")]
+    longest = {s: task.max_length((s,)) for s in split_names}
+
+    @_settings(examples)
+    @given(seed=seeds, step=steps, size=sizes, split=st.sampled_from(split_names))
+    def determinism(seed, step, size, split):
+        block = longest[split]
+        a = task.batch(seed, split, step, 0, size, block)
+        b = task.batch(seed, split, step, 0, size, block)
+        assert all(np.array_equal(u, v) for u, v in zip(a, b)), "same (seed, split, step) gave different batches"
+
+    @_settings(max(5, examples // 3))
+    @given(seed=seeds, step=steps)
+    def seeds_differ(seed, step):
+        a = task.render(task.problems(task.rng(seed, "train", step), 64, "train"))
+        b = task.render(task.problems(task.rng(seed + 1, "train", step), 64, "train"))
+        c = task.render(task.problems(task.rng(seed, "train", step + 1), 64, "train"))
+        for other, what in ((b, "seed+1"), (c, "step+1")):
+            same = [a.prompt(i) + a.target(i) == other.prompt(i) + other.target(i) for i in range(64)]
+            assert not all(same), f"{what} gave the same 64 problems"
+
+    def disjoint():
+        rng = np.random.default_rng(12345)
+        train, test = task.problems(rng, 3000, "train"), task.problems(rng, 600, "test")
+        assert not task.is_test(train).any(), "a train problem is in the test set"
+        assert task.is_test(test).all(), "a test problem is not in the test set"
+        shared = _keys(task, train) & _keys(task, test)
+        assert not shared, f"train and test share {len(shared)} problems, e.g. {next(iter(shared))}"
+
+    @_settings(examples)
+    @given(seed=seeds, split=st.sampled_from(split_names))
+    def masks(seed, split):
+        r = task.render(task.problems(np.random.default_rng(seed), 16, split))
+        x, y = to_xy(r, task.vocab, task.mask_prompt)
+        for i in range(len(r)):
+            P, L = int(r.prompt_len[i]), int(r.length[i])
+            seq = task.vocab.encode(r.prompt(i) + r.target(i) + END)
+            assert x[i, : L - 1].tolist() == seq[:-1], "x is not the rendered sequence"
+            want = [seq[t + 1] if (P <= t + 1 or not task.mask_prompt) and t + 1 < L else IGNORE
+                    for t in range(x.shape[1])]
+            assert y[i].tolist() == want, f"targets do not line up with the mask in row {i}: {r.prompt(i)!r}"
+
+    @_settings(examples)
+    @given(seed=seeds, split=st.sampled_from(split_names))
+    def round_trip(seed, split):
+        p = task.problems(np.random.default_rng(seed), 32, split)
+        r, answers = task.render(p), task.solve(p)
+        assert len(answers) == len(p), "solve returned the wrong number of answers"
+        for i in range(len(p)):
+            got = task.parse_answer(r.target(i))
+            assert got == answers[i], f"parse_answer(render) gave {got!r}, the solver {answers[i]!r} for {r.prompt(i)!r}"
+            assert task.check_answer(r.target(i), answers[i], r.prompt(i))["correct"]
+
+    @_settings(examples)
+    @given(seed=seeds, split=st.sampled_from(split_names))
+    def vocabulary(seed, split):
+        r = task.render(task.problems(np.random.default_rng(seed), 32, split))
+        for i in range(len(r)):
+            text = r.prompt(i) + r.target(i) + END
+            assert task.vocab.contains(text), f"{text!r} has characters outside {task.vocab.chars!r}"
+            assert r.length[i] <= longest[split], f"{text!r} is longer than max_length()"
+
+    for name, fn in (("determinism per (seed, split, step)", determinism), ("different seeds, different data", seeds_differ),
+                     ("train and test disjoint", disjoint), ("masks line up with targets", masks),
+                     ("parse_answer(render) == solve", round_trip), ("tokens in the vocabulary", vocabulary)):
+        record(name, fn)
+    return results
+
+
+def check_task(cls: type, config=None, examples: int = 25) -> list[CheckResult]:
+    """Run every check; raise TaskCheckFailed listing the failures."""
+    results = run_checks(cls, config, examples)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise TaskCheckFailed("; ".join(f"{r.name}: {r.detail}" for r in failed))
+    return results

@@ -1,0 +1,140 @@
+"""Calculator chains: answers against Python, traces against the step checker, mutations rejected."""
+
+import re
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tasks.calculator import CalculatorConfig, CalculatorTask
+from tasks.expr import Syntax, render_trace, split_trace
+from tasks.testing import check_task
+
+configs = st.builds(
+    CalculatorConfig,
+    min_ops=st.integers(1, 2),
+    max_ops=st.integers(2, 4),
+    max_digits=st.integers(1, 3),
+    ops=st.sampled_from(["+-*/", "+", "-", "*", "/", "+*", "-/", "*/", "+-"]),
+    precedence=st.sampled_from(["standard", "left"]),
+    division=st.sampled_from(["exact", "floor"]),
+    parens=st.sampled_from([0.0, 0.5]),
+    cot=st.sampled_from(["none", "steps", "full"]),
+    reverse_numbers=st.booleans(),
+)
+
+
+def python_value(expr: str, cfg: CalculatorConfig) -> int:
+    """Python's own arithmetic; left-to-right chains are parenthesised first."""
+    if cfg.precedence == "left":
+        assert "(" not in expr
+        toks = re.findall(r"\d+|[-+*/]", expr)
+        expr = "(" * (len(toks) // 2) + toks[0] + "".join(f"{op}{v})" for op, v in zip(toks[1::2], toks[2::2]))
+    if cfg.division == "floor":
+        return eval(expr.replace("/", "//"))
+    v = eval(re.sub(r"(\d+)", r"Fraction(\1)", expr), {"Fraction": Fraction})
+    assert v.denominator == 1, f"{expr} leaves a remainder"
+    return int(v)
+
+
+@settings(max_examples=60, deadline=None)
+@given(cfg=configs, seed=st.integers(0, 2**32 - 1), split=st.sampled_from(["train", "test"]))
+def test_answers_equal_python_and_traces_check_out(cfg, seed, split):
+    task = CalculatorTask(cfg)
+    p = task.problems(np.random.default_rng(seed), 24, split)
+    r = task.render(p)
+    for i in range(len(p)):
+        prompt, target = r.prompt(i), r.target(i)
+        expr = prompt[:-1]
+        if cfg.precedence == "standard" or "(" not in expr:
+            assert task.parse_answer(target) == python_value(expr, cfg)
+        assert task.solve(p.take(np.array([i])))[0] == task.parse_answer(target)
+        assert task.trace_errors(prompt, target) == [], (prompt, target)
+        assert set(p["ops"][i]) <= set(cfg.ops) and cfg.min_ops <= p["n_ops"][i] <= cfg.max_ops
+        assert p["max_digits"][i] <= cfg.max_digits
+
+
+def traced(cot="steps", **kw):
+    return CalculatorTask(CalculatorConfig(cot=cot, **kw))
+
+
+def test_worked_examples():
+    t = traced()
+    assert t.target(t.parse_prompt("12+7*3-5=")) == "21+12-5=33-5=82"
+    assert t.parse_answer("21+12-5=33-5=82") == 28
+    full = traced("full")
+    assert full.target(full.parse_prompt("34*56+1")) == "[43*6=402,43*05=0071,402+0071=4091]4091+1=5091"
+    plain = traced(reverse_numbers=False)
+    assert plain.target(plain.parse_prompt("12+7*3-5")) == "12+21-5=33-5=28"
+    left = traced(precedence="left", reverse_numbers=False)
+    assert left.target(left.parse_prompt("12+7*3-5")) == "19*3-5=57-5=52"
+    assert plain.target(plain.parse_prompt("3-10+4")) == "-7+4=-3"
+    assert plain.target(plain.parse_prompt("2*(3-5)")) == "2*(-2)=-4"
+    fl = traced(division="floor", reverse_numbers=False)
+    assert fl.target(fl.parse_prompt("3-10/4")) == "3-2=1" and fl.solve(fl.problems_from_prompts(["(0-7)/2", "0-7/2"])) == [-4, -3]
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), cot=st.sampled_from(["steps", "full"]), rev=st.booleans(),
+       data=st.data())
+def test_mutated_traces_fail(seed, cot, rev, data):
+    task = traced(cot, reverse_numbers=rev, min_ops=2, max_ops=4)
+    r = task.render(task.problems(np.random.default_rng(seed), 8, "train"))
+    for i in range(len(r)):
+        prompt, target = r.prompt(i), r.target(i)
+        # a wrong digit anywhere
+        pos = [k for k, ch in enumerate(target) if ch.isdigit()]
+        k = data.draw(st.sampled_from(pos))
+        d = data.draw(st.sampled_from([c for c in "0123456789" if c != target[k]]))
+        assert task.trace_errors(prompt, target[:k] + d + target[k + 1:]), (prompt, target, k, d)
+        # a skipped step
+        steps = target.split("=") if cot == "steps" else None
+        if steps and len(steps) >= 2:
+            j = data.draw(st.integers(0, len(steps) - 2))
+            assert task.trace_errors(prompt, "=".join(steps[:j] + steps[j + 1:]))
+
+
+def test_wrong_precedence_fails():
+    task = traced(reverse_numbers=False)
+    wrong = render_trace(Syntax("left").parse("12+7*3-5"), Syntax("standard"), "exact", False)
+    assert wrong == "19*3-5=57-5=52"
+    errors = task.trace_errors("12+7*3-5=", wrong)
+    assert errors and errors[0].startswith("step 1")
+    # reducing the later product first is a correct reduction too: only the order differs
+    assert task.trace_errors("2*3+4*5=", "2*3+20=6+20=26") == []
+
+
+def test_full_work_is_checked():
+    t = traced("full", reverse_numbers=False)
+    good = t.target(t.parse_prompt("34*56"))
+    assert good == "[34*6=204,34*50=1700,204+1700=1904]1904"
+    assert t.trace_errors("34*56=", "1904")  # work missing
+    assert t.trace_errors("34*56=", good.replace("1700,", "1600,"))
+    assert t.target(t.parse_prompt("1904/56")) == "[190/56=3r22,224/56=4r0]34"
+
+
+@pytest.mark.parametrize("cfg", [CalculatorConfig(), CalculatorConfig(cot="none"),
+                                 CalculatorConfig(cot="full", max_digits=3, parens=0.3),
+                                 CalculatorConfig(precedence="left", division="floor", reverse_numbers=False)])
+def test_contract(cfg):
+    check_task(CalculatorTask, cfg, examples=8)
+
+
+@pytest.mark.parametrize("bad", [dict(ops=""), dict(ops="+%"), dict(min_ops=3, max_ops=2), dict(min_ops=0),
+                                 dict(max_digits=0), dict(precedence="right"), dict(division="round"),
+                                 dict(cot="some"), dict(parens=1.5)])
+def test_config_validation(bad):
+    with pytest.raises(ValueError):
+        CalculatorConfig(**bad)
+
+
+@pytest.mark.parametrize("text", ["12+", "1++2", "(1+2", "1+2)", "", "1+a", "5/0", "7/2", "4/(2-2)"])
+def test_bad_prompts(text):
+    with pytest.raises(ValueError):
+        CalculatorTask().parse_prompt(text)
+
+
+def test_split_trace():
+    assert split_trace("[a,b]1+2=3") == [(["a", "b"], "1+2"), (None, "3")]
