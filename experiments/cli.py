@@ -210,6 +210,36 @@ def ask(
     typer.echo("\n\n".join(format_answer(a) for a in answers))
 
 
+# ---- check ---------------------------------------------------------------------------------
+
+@app.command()
+@user_errors
+def check(
+    task: str = typer.Option(..., "--task", "-t"),
+    sets: list[str] = SetOpt,
+    include: list[str] = IncludeOpt,
+    examples: int = typer.Option(25, "--examples", help="hypothesis examples per property"),
+) -> None:
+    """Run the task conformance kit (tasks.testing) on a task and config; exit 1 if a check fails."""
+    from experiments.runs import task_class
+    from tasks.testing import run_checks
+
+    if examples <= 0:
+        raise UserError(f"--examples must be positive, got {examples}")
+    over = parse_sets(sets)
+    if over["model"] or over["train"]:
+        raise UserError("check accepts only task.* overrides in --set")
+    cls = task_class(task, include)
+    config = apply_overrides(cls.Config(), over["task"], "task")
+    results = run_checks(cls, config, examples)
+    for r in results:
+        typer.echo(f"{'ok  ' if r.ok else 'FAIL'}  {r.name}" + (f"\n      {r.detail}" if r.detail else ""))
+    failed = sum(not r.ok for r in results)
+    typer.echo(f"{task}: {len(results) - failed} of {len(results)} checks passed")
+    if failed:
+        raise typer.Exit(1)
+
+
 # ---- bench ---------------------------------------------------------------------------------
 
 @app.command()

@@ -2,8 +2,9 @@
 
 Small pure functions in the spirit of gpt-fast.  Prompts of different
 lengths are grouped by length, so every row of a decoding batch sits at the
-same position and no padding mask is needed; rows that emit the end token are
-compacted out of the cache in place, so finished rows cost nothing.
+same position and no padding mask is needed; rows that have emitted the end token
+are compacted out of the cache in place once they are a quarter of the batch, so
+finished rows cost little and compaction stays rare.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def greedy_batch(
     out = torch.full((B, max_new_tokens), end_id, dtype=torch.long, device=device)
     if max_new_tokens <= 0:
         return out
-    active = torch.arange(B, device=device)  # original row of each live row
+    active = torch.arange(B, device=device)  # original row of each row still in the batch
+    done = torch.zeros(B, dtype=torch.bool, device=device)
     if use_cache:
         cache = KVCache(model, B, T + max_new_tokens, device, dtype=model.wte.weight.dtype)
         logits, _ = model(prompts, cache=cache)
@@ -77,19 +79,21 @@ def greedy_batch(
         logits, _ = model(seq)
     for t in range(max_new_tokens):
         nxt = logits[:, -1, :].argmax(dim=-1)  # (B_live,)
+        nxt = torch.where(done, torch.full_like(nxt, end_id), nxt)  # finished rows repeat END
         out[active, t] = nxt
-        live = nxt != end_id
-        if not bool(live.all()):
-            if not bool(live.any()):
-                break
-            rows = live.nonzero().squeeze(1)
-            active, nxt = active[rows], nxt[rows]
+        done |= nxt == end_id
+        n_done = int(done.sum())
+        if n_done == done.numel() or t + 1 == max_new_tokens:
+            break
+        # drop finished rows once they are a quarter of the batch: compacting the cache copies
+        # all of it, so doing it whenever any row finishes would cost as much as no cache
+        if 4 * n_done >= done.numel():
+            rows = (~done).nonzero().squeeze(1)
+            active, nxt, done = active[rows], nxt[rows], done[rows]
             if use_cache:
                 cache.keep(rows)
             else:
                 seq = seq[rows]
-        if t + 1 == max_new_tokens:
-            break
         if use_cache:
             logits, _ = model(nxt[:, None], cache=cache)
             cache.advance(1)

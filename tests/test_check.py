@@ -1,0 +1,54 @@
+"""`workbench check`: the conformance kit from the command line, on good and broken tasks."""
+
+import textwrap
+
+from helpers import cli
+
+BROKEN = textwrap.dedent('''
+    from dataclasses import dataclass
+    import numpy as np
+    from tasks.base import Problems, Task, TaskConfig
+    from tasks.encode import render_strings
+
+    @dataclass(frozen=True)
+    class EchoConfig(TaskConfig):
+        n: int = 3
+        def __post_init__(self):
+            if self.n <= 0:
+                raise ValueError("n must be positive")
+
+    class Echo(Task):
+        name = "echo_broken"
+        Config = EchoConfig
+        key_columns = ("x",)
+        chars = "0123456789=:"
+        def sample(self, rng, n, split):
+            return Problems(x=rng.integers(0, 10 ** self.config.n, size=n))
+        def render(self, p):
+            return render_strings([f"{x}=" for x in p["x"]], [str(x) for x in p["x"]])
+        def solve(self, p):
+            return [int(x) + 1 for x in p["x"]]   # wrong on purpose: not what render writes
+        def parse_answer(self, text):
+            return int(text) if text.isdigit() else None
+''')
+
+
+def test_check_passes_a_builtin_task(capsys):
+    code, out, err = cli(capsys, "check", "--task", "addition", "--examples", "5")
+    assert code == 0, err
+    assert "9 of 9 checks passed" in out
+
+
+def test_check_names_the_failing_property(tmp_path, capsys):
+    f = tmp_path / "echo.py"
+    f.write_text(BROKEN)
+    code, out, err = cli(capsys, "check", "--task", "echo_broken", "--include", f, "--examples", "5")
+    assert code == 1
+    assert "FAIL  parse_answer(render) == solve" in out and "ok    train and test disjoint" in out
+
+
+def test_check_bad_input(capsys):
+    code, out, err = cli(capsys, "check", "--task", "calculator", "--set", "task.max_digits=0")
+    assert code == 2 and "max_digits" in err
+    code, out, err = cli(capsys, "check", "--task", "nope")
+    assert code == 2 and "unknown task" in err
