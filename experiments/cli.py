@@ -240,6 +240,40 @@ def check(
         raise typer.Exit(1)
 
 
+@app.command("new-task")
+@user_errors
+def new_task(
+    name: str = typer.Argument(..., help="task name: lowercase letters, digits and _"),
+    directory: Path = typer.Option(Path("."), "--dir", help="where to write NAME.py and test_NAME.py"),
+) -> None:
+    """Write a working task file and its test from a template; it passes `workbench check` as written."""
+    import re
+    from importlib.resources import files
+
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise UserError(f"task name {name!r} must be lowercase letters, digits and _, starting with a letter")
+    from tasks import available
+
+    if name in available():
+        raise UserError(f"a task named {name!r} already exists")
+    cls = "".join(part.capitalize() for part in name.split("_"))
+    paths = {directory / f"{name}.py": "task.py.txt", directory / f"test_{name}.py": "test_task.py.txt"}
+    for path in paths:
+        if path.exists():
+            raise UserError(f"{path} already exists; not overwriting it")
+    directory.mkdir(parents=True, exist_ok=True)
+    from gpt.checkpoint import atomic_write_text
+
+    for path, template in paths.items():
+        text = (files("experiments") / "templates" / template).read_text(encoding="utf-8")
+        atomic_write_text(path, text.format(name=name, cls=cls, module=name, title=cls))
+        typer.echo(f"wrote {path}")
+    f = directory / f"{name}.py"
+    typer.echo(f"next:  workbench check --task {name} --include {f}\n"
+               f"       workbench train --task {name} --include {f} --steps 500\n"
+               f"       python -m pytest {directory / f'test_{name}.py'}")
+
+
 # ---- bench ---------------------------------------------------------------------------------
 
 @app.command()

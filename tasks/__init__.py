@@ -19,7 +19,12 @@ BUILTIN: dict[str, str] = {
     "addition": "tasks.addition:AdditionTask",
     "calculator": "tasks.calculator:CalculatorTask",
     "multiplication": "tasks.multiplication:MultiplicationTask",
+    "copy": "tasks.copy:CopyTask",
+    "modular": "tasks.modular:ModularTask",
+    "parity": "tasks.parity:ParityTask",
+    "reverse": "tasks.reverse:ReverseTask",
     "shakespeare": "tasks.text:ShakespeareTask",
+    "sort": "tasks.sort:SortTask",
     "text": "tasks.text:TextTask",
 }
 

@@ -52,3 +52,27 @@ def test_check_bad_input(capsys):
     assert code == 2 and "max_digits" in err
     code, out, err = cli(capsys, "check", "--task", "nope")
     assert code == 2 and "unknown task" in err
+
+
+def test_new_task_scaffold_passes_check_trains_and_tests(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    code, out, err = cli(capsys, "new-task", "digit_rev", "--dir", tmp_path)
+    assert code == 0, err
+    f = tmp_path / "digit_rev.py"
+    code, out, err = cli(capsys, "check", "--task", "digit_rev", "--include", f, "--examples", "5")
+    assert code == 0 and "9 of 9 checks passed" in out, out + err
+    run = tmp_path / "run"
+    code, out, err = cli(capsys, "train", "--task", "digit_rev", "--include", f, "--steps", "3",
+                         "--set", "model.n_layer=1", "--out", run, "-q")
+    assert code == 0, err
+    code, out, err = cli(capsys, "eval", run, "--n", "20", "--format", "csv")
+    assert code == 0 and "length" in out, err
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_digit_rev.py")],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:]
+    code, out, err = cli(capsys, "new-task", "digit_rev", "--dir", tmp_path)
+    assert code == 2 and "already exists" in err
+    code, out, err = cli(capsys, "new-task", "Bad-Name", "--dir", tmp_path)
+    assert code == 2 and "must be lowercase" in err
