@@ -110,6 +110,14 @@ PRESETS: dict[str, Preset] = {
             tasks=("multiplication",), target_acc=1.0,
         ),
         Preset(
+            "grokking",
+            "Power et al.'s setup, small: division mod 97 on 50% of pairs, weight decay 1, constant lr",
+            GPTConfig(block_size=16, n_layer=2, n_head=4, n_embd=128, dropout=0.0),
+            TrainConfig(steps=20000, batch_size=512, lr=1e-3, min_lr=1e-3, warmup_steps=10,
+                        weight_decay=1.0, beta2=0.98, grad_clip=1.0, eval_interval=250, eval_iters=4),
+            tasks=("modular",), target_acc=0.99,
+        ),
+        Preset(
             "small",
             "a small general-purpose model for algorithmic tasks",
             GPTConfig(block_size=64, n_layer=2, n_head=4, n_embd=128, dropout=0.0),
@@ -119,7 +127,7 @@ PRESETS: dict[str, Preset] = {
     ]
 }
 
-DEFAULT_PRESET = {"addition": "addition", "calculator": "calculator", "multiplication": "multiplication", "shakespeare": "shakespeare", "text": "shakespeare"}
+DEFAULT_PRESET = {"modular": "grokking", "addition": "addition", "calculator": "calculator", "multiplication": "multiplication", "shakespeare": "shakespeare", "text": "shakespeare"}
 
 
 def default_preset(task: str) -> str:

@@ -48,13 +48,19 @@ def resolve_device(name: str) -> torch.device:
 
 # ---- tasks -------------------------------------------------------------------------------------
 
+from tasks.base import check_contract  # noqa: E402
+
 def task_class(name: str, include: Sequence[str] = ()):
     try:
         for path in include:
             task_registry.include_file(path)
-        return task_registry.get_task_class(name)
+        cls = task_registry.get_task_class(name)
+        check_contract(cls)
+        return cls
     except (task_registry.TaskNotFound, task_registry.TaskLoadError, ValueError) as e:
         raise UserError(str(e)) from None
+    except TypeError as e:  # the class does not meet the Task contract
+        raise UserError(f"task {name!r} does not meet the task contract: {e}") from None
 
 
 def build_task(name: str, overrides: dict[str, Any], include: Sequence[str] = (), base=None):

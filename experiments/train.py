@@ -90,12 +90,18 @@ class Prefetcher:
 
 
 def make_eval_fn(task, n: int):
+    """val_acc on n fixed held-out problems at every eval; also train_acc for tasks whose
+    training set is finite (e.g. modular), where the gap between the two is the point."""
     if task.kind == "text" or n <= 0:
         return None
     problems = next(iter(task.eval_problems(EVAL_SEED + 1, "test", n, chunk=n)))
+    train = next(iter(task.eval_problems(EVAL_SEED + 1, "train", n, chunk=n))) if task.finite_train else None
 
     def evaluate(model: GPT) -> dict[str, float]:
-        return {"val_acc": accuracy(model, task, problems)}
+        out = {"val_acc": accuracy(model, task, problems)}
+        if train is not None:
+            out["train_acc"] = accuracy(model, task, train)
+        return out
 
     return evaluate
 

@@ -23,6 +23,7 @@ nothing.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -119,6 +120,7 @@ class Task(ABC):
     key_columns: ClassVar[tuple[str, ...]] = ()
     test_fraction: ClassVar[float] = 0.05  # share of problems (per bucket, by hash) held out
     kind: ClassVar[str] = "problems"  # "problems" (exact-match eval) or "text" (loss only)
+    finite_train: ClassVar[bool] = False  # training draws from a small fixed pool: track train_acc too
 
     def __init__(self, config: TaskConfig | None = None):
         self.config = config if config is not None else self.Config()
@@ -217,3 +219,32 @@ class Task(ABC):
         for start in range(0, n, chunk):
             rng = np.random.default_rng([seed, SPLIT_IDS[split], 1 << 50, start])
             yield self.problems(rng, min(chunk, n - start), split)
+
+
+REQUIRED = ("chars", "sample", "render", "solve", "parse_answer")
+
+
+def check_contract(cls: type) -> None:
+    """The class has what the workbench calls, with the right signatures (TypeError if not)."""
+    if isinstance(cls, type) and getattr(cls, "kind", "") == "text":  # language modelling: batches only
+        for attr in ("name", "Config", "batch"):
+            if not getattr(cls, attr, None):
+                raise TypeError(f"{cls.__name__} (a text task) has no `{attr}`")
+        return
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise TypeError(f"{cls!r} is not a subclass of tasks.base.Task")
+    if not cls.name:
+        raise TypeError(f"{cls.__name__} has no `name`")
+    missing = [m for m in REQUIRED if m in getattr(cls, "__abstractmethods__", ())]
+    if missing:
+        raise TypeError(f"{cls.__name__} does not implement {', '.join(missing)}")
+    for meth, params in (("sample", ["rng", "n", "split"]), ("render", ["problems"]), ("solve", ["problems"]),
+                         ("parse_answer", ["text"])):
+        got = list(inspect.signature(getattr(cls, meth)).parameters)[1:]
+        if len(got) != len(params):
+            raise TypeError(f"{cls.__name__}.{meth} takes ({', '.join(got)}); the contract is "
+                            f"{meth}(self, {', '.join(params)})")
+    if not dataclasses.is_dataclass(cls.Config) or not cls.Config.__dataclass_params__.frozen:
+        raise TypeError(f"{cls.__name__}.Config must be a frozen dataclass")
+    if cls.kind == "problems" and not cls.key_columns:
+        raise TypeError(f"{cls.__name__} declares no key_columns (they decide the held-out test set)")

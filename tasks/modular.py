@@ -49,6 +49,7 @@ class ModularTask(Task):
     description: ClassVar[str] = "a∘b mod p on a finite training fraction (grokking)"
     Config: ClassVar[type[TaskConfig]] = ModularConfig
     key_columns: ClassVar[tuple[str, ...]] = ("a", "b")
+    finite_train: ClassVar[bool] = True  # train_acc is logged next to val_acc
 
     def __init__(self, config: ModularConfig | None = None):
         super().__init__(config)

@@ -15,7 +15,6 @@ are drawn by hypothesis; a failure reports the smallest example it found.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,10 +23,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks.base import Task
+from tasks.base import Task, check_contract
 from tasks.encode import END, IGNORE, to_xy
 
-REQUIRED = ("chars", "sample", "render", "solve", "parse_answer")
 
 
 class TaskCheckFailed(AssertionError):
@@ -44,27 +42,6 @@ class CheckResult:
 def _settings(n: int):
     return settings(max_examples=n, deadline=None, database=None,
                     suppress_health_check=list(HealthCheck), derandomize=True)
-
-
-def check_contract(cls: type) -> None:
-    """The class has what the workbench calls, with the right signatures."""
-    if not (isinstance(cls, type) and issubclass(cls, Task)):
-        raise TypeError(f"{cls!r} is not a subclass of tasks.base.Task")
-    if not cls.name:
-        raise TypeError(f"{cls.__name__} has no `name`")
-    missing = [m for m in REQUIRED if m in getattr(cls, "__abstractmethods__", ())]
-    if missing:
-        raise TypeError(f"{cls.__name__} does not implement {', '.join(missing)}")
-    for meth, params in (("sample", ["rng", "n", "split"]), ("render", ["problems"]), ("solve", ["problems"]),
-                         ("parse_answer", ["text"])):
-        got = list(inspect.signature(getattr(cls, meth)).parameters)[1:]
-        if len(got) != len(params):
-            raise TypeError(f"{cls.__name__}.{meth} takes ({', '.join(got)}); the contract is "
-                            f"{meth}(self, {', '.join(params)})")
-    if not dataclasses.is_dataclass(cls.Config) or not cls.Config.__dataclass_params__.frozen:
-        raise TypeError(f"{cls.__name__}.Config must be a frozen dataclass")
-    if cls.kind == "problems" and not cls.key_columns:
-        raise TypeError(f"{cls.__name__} declares no key_columns (they decide the held-out test set)")
 
 
 def check_config_validation(cls: type) -> None:

@@ -76,3 +76,16 @@ def test_new_task_scaffold_passes_check_trains_and_tests(tmp_path, capsys):
     assert code == 2 and "already exists" in err
     code, out, err = cli(capsys, "new-task", "Bad-Name", "--dir", tmp_path)
     assert code == 2 and "must be lowercase" in err
+
+
+def test_a_task_that_breaks_the_contract_is_one_clear_error(tmp_path, capsys):
+    f = tmp_path / "bad.py"
+    f.write_text(BROKEN.replace("echo_broken", "no_parse").replace("    def parse_answer(self, text):\n"
+                                                                   "        return int(text) if text.isdigit() else None\n", ""))
+    code, out, err = cli(capsys, "train", "--task", "no_parse", "--include", f, "--steps", "1", "--out", tmp_path / "r")
+    assert code == 2 and "does not implement parse_answer" in err, err
+    g = tmp_path / "sig.py"
+    g.write_text(BROKEN.replace("echo_broken", "bad_sig").replace("def sample(self, rng, n, split)",
+                                                                 "def sample(self, rng, n)"))
+    code, out, err = cli(capsys, "check", "--task", "bad_sig", "--include", g)
+    assert code == 2 and "sample" in err and "contract" in err, err
