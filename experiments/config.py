@@ -85,7 +85,7 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "calculator",
-            "calculator chains, 1-3 ops on operands up to 2 digits, cot=steps: ~20 minutes on 2 CPU cores",
+            "calculator chains, 1-3 ops on operands up to 2 digits, cot=steps: 88.6% in ~19 minutes on 2 CPU cores",
             GPTConfig(block_size=64, n_layer=3, n_head=4, n_embd=128, dropout=0.0),
             TrainConfig(steps=12000, batch_size=64, lr=2e-3, min_lr=2e-4, warmup_steps=200,
                         weight_decay=0.1, beta2=0.99, grad_clip=1.0, eval_interval=1000, eval_iters=4),
