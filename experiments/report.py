@@ -183,7 +183,7 @@ def show_task(name: str, sets: list[str], n: int, split: str, seed: int, include
     answers = task.solve(problems)
     for i in range(len(r)):
         meta = ", ".join(f"{b}={problems[b][i]}" for b in task.buckets)
-        console.print(f"\n[bold]{r.prompt(i)}[/bold][green]{r.target(i)}[/green]$   answer {answers[i]}  ({meta})",
+        console.print(f"\n[bold]{r.prompt(i)}[/bold][green]{r.target(i)}[/green]$   answer {answers[i]}" + (f"  ({meta})" if meta else ""),
                       highlight=False)
         length = int(r.length[i]) - 1
         xs = [task.vocab.chars[t] for t in x[i, :length]]
