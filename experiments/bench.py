@@ -11,6 +11,7 @@ Measures, with the real training loop (gpt.train.Trainer) on a scratch directory
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 import tempfile
@@ -59,8 +60,8 @@ def bench(task_name: str, preset_name: str | None, device_name: str = "auto", st
         raise UserError("--steps must be positive, --warmup and --decode-n non-negative")
     device = resolve_device(device_name)
     spec = build_spec(task_name, preset_name, list(sets), None, 1337, [])
-    train = spec.train.__class__(**{**spec.train.__dict__, "steps": warmup + steps, "eval_interval": warmup + steps,
-                                    "eval_iters": 1, "log_interval": 1})
+    train = dataclasses.replace(spec.train, steps=warmup + steps, eval_interval=warmup + steps, eval_iters=1,
+                                log_interval=1)
     task = build_task(spec.task, {}, spec.include, base=spec.task_config)
     cfg = model_config_for(task, spec.model)
     result: dict[str, Any] = {"task": task.name, "preset": spec.preset, "device": str(device),

@@ -345,7 +345,7 @@ def launch_torchrun(nproc: int, out: Path) -> None:
     import subprocess
 
     args, skip = [], False
-    for i, a in enumerate(_ARGV):
+    for a in _ARGV:
         if skip:
             skip = False
         elif a == "--nproc":

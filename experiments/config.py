@@ -36,6 +36,14 @@ _NANOGPT_CPU_TRAIN = TrainConfig(
     weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0, eval_interval=250, eval_iters=20,
 )
 
+# the algorithmic-task recipes: 2 layers at batch 128 for short problems, 3 layers at batch 64
+# for longer ones; presets change only steps and eval cadence
+_SMALL_TRAIN = TrainConfig(steps=3000, batch_size=128, lr=3e-3, min_lr=3e-4, warmup_steps=100,
+                           weight_decay=0.1, beta2=0.99, grad_clip=1.0, eval_interval=250, eval_iters=4)
+_DEEP_TRAIN = TrainConfig(steps=12000, batch_size=64, lr=2e-3, min_lr=2e-4, warmup_steps=200,
+                          weight_decay=0.1, beta2=0.99, grad_clip=1.0, eval_interval=500, eval_iters=4)
+_DEEP_MODEL = GPTConfig(block_size=48, n_layer=3, n_head=4, n_embd=128, dropout=0.0)
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
@@ -65,8 +73,7 @@ PRESETS: dict[str, Preset] = {
             "addition",
             "default addition run: 3-digit reversed, zero-padded addition to 100% on 1000 held-out, ~1 min on 2 CPU cores",
             GPTConfig(block_size=16, n_layer=2, n_head=4, n_embd=128, dropout=0.0),
-            TrainConfig(steps=3000, batch_size=128, lr=3e-3, min_lr=3e-4, warmup_steps=100,
-                        weight_decay=0.1, beta2=0.99, grad_clip=1.0, eval_interval=250, eval_iters=4),
+            _SMALL_TRAIN,
             # zero padding puts every digit at a fixed position; with learned absolute positions,
             # unpadded operands plateau near 80% after 3000 steps (docs/LOG.md, 2026-11-25)
             task=(("zero_pad", True),),
@@ -75,9 +82,8 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "add10",
             "10-digit addition, operands uniform in [0, 10^10): 99.9% in under 30 minutes on a 2-core CPU",
-            GPTConfig(block_size=40, n_layer=3, n_head=4, n_embd=128, dropout=0.0),
-            TrainConfig(steps=15000, batch_size=64, lr=2e-3, min_lr=2e-4, warmup_steps=200,
-                        weight_decay=0.1, beta2=0.99, grad_clip=1.0, eval_interval=500, eval_iters=4),
+            dataclasses.replace(_DEEP_MODEL, block_size=40),
+            dataclasses.replace(_DEEP_TRAIN, steps=15000),
             task=(("max_digits", 10), ("sampling", "uniform"), ("zero_pad", True)),
             # no early stop: 100% on 1000 problems at step 10500 was only 99.80% on 10,000;
             # the rest of the cosine decay buys the last digits (docs/LOG.md)
@@ -86,26 +92,23 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "calculator",
             "calculator chains, 1-3 ops on operands up to 2 digits, cot=steps: 88.6% in ~19 minutes on 2 CPU cores",
-            GPTConfig(block_size=64, n_layer=3, n_head=4, n_embd=128, dropout=0.0),
-            TrainConfig(steps=12000, batch_size=64, lr=2e-3, min_lr=2e-4, warmup_steps=200,
-                        weight_decay=0.1, beta2=0.99, grad_clip=1.0, eval_interval=1000, eval_iters=4),
+            dataclasses.replace(_DEEP_MODEL, block_size=64),
+            dataclasses.replace(_DEEP_TRAIN, eval_interval=1000),
             tasks=("calculator",),
         ),
         Preset(
             "multiplication",
             "2x2-digit multiplication with the partial-product scratchpad, to 100% on 1000 held-out",
-            GPTConfig(block_size=48, n_layer=3, n_head=4, n_embd=128, dropout=0.0),
-            TrainConfig(steps=8000, batch_size=64, lr=2e-3, min_lr=2e-4, warmup_steps=200,
-                        weight_decay=0.1, beta2=0.99, grad_clip=1.0, eval_interval=500, eval_iters=4),
+            _DEEP_MODEL,
+            dataclasses.replace(_DEEP_TRAIN, steps=8000),
             task=(("min_digits", 2), ("max_digits", 2)),
             tasks=("multiplication",), target_acc=1.0,
         ),
         Preset(
             "mul3",
             "3x3-digit multiplication with the scratchpad: at most 30 minutes on 2 CPU cores",
-            GPTConfig(block_size=48, n_layer=3, n_head=4, n_embd=128, dropout=0.0),
-            TrainConfig(steps=16000, batch_size=64, lr=2e-3, min_lr=2e-4, warmup_steps=200,
-                        weight_decay=0.1, beta2=0.99, grad_clip=1.0, eval_interval=1000, eval_iters=4),
+            _DEEP_MODEL,
+            dataclasses.replace(_DEEP_TRAIN, steps=16000, eval_interval=1000),
             task=(("min_digits", 3), ("max_digits", 3)),
             tasks=("multiplication",), target_acc=1.0,
         ),
@@ -121,8 +124,7 @@ PRESETS: dict[str, Preset] = {
             "small",
             "a small general-purpose model for algorithmic tasks",
             GPTConfig(block_size=64, n_layer=2, n_head=4, n_embd=128, dropout=0.0),
-            TrainConfig(steps=3000, batch_size=128, lr=3e-3, min_lr=3e-4, warmup_steps=100,
-                        weight_decay=0.1, beta2=0.99, grad_clip=1.0, eval_interval=250, eval_iters=4),
+            _SMALL_TRAIN,
         ),
     ]
 }

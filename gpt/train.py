@@ -312,17 +312,15 @@ class Trainer:
             return record
         st = self.state
         record = {**record, **self.estimate_loss()}
-        if st.step == 0:
-            st.best_val = record["val_loss"]
-            self.metrics.append(record)
-            if self.progress:
-                self.progress.update(0, record)
-            return record
-        best = record["val_loss"] < st.best_val
+        best = st.step == 0 or record["val_loss"] < st.best_val
         if best:
             st.best_val = record["val_loss"]
         self.metrics.append(record)
-        self.save(best=best)
+        if st.step == 0:  # the loop reports later evals itself; step 0 has nothing to save yet
+            if self.progress:
+                self.progress.update(0, record)
+        else:
+            self.save(best=best)
         return record
 
     def _reached(self, record: dict[str, Any]) -> bool:

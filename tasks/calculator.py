@@ -117,8 +117,10 @@ class CalculatorTask(Task):
         for i, e in enumerate(exprs):
             key[i, : len(e)] = codepoints(e)
         ops = [operators(nd) for nd in nodes]
+        trees = np.empty(len(nodes), dtype=object)
+        trees[:] = nodes
         return Problems(
-            expr=np.array(exprs, dtype=object), key=key,
+            expr=np.array(exprs, dtype=object), key=key, tree=trees,
             n_ops=np.array([len(o) for o in ops], dtype=np.int64),
             max_digits=np.array([max(len(str(abs(v))) for v in literals(nd)) for nd in nodes], dtype=np.int64),
             ops=np.array(["".join(op for op in "+-*/" if op in o) for o in ops], dtype=object),
@@ -155,8 +157,7 @@ class CalculatorTask(Task):
         return render_trace(node, self.syntax, c.division, full=c.cot == "full")
 
     def render(self, p: Problems) -> Rendered:
-        nodes = [self.prompt_syntax.parse(e) for e in p["expr"]]
-        return render_strings([e + "=" for e in p["expr"]], [self.target(nd) for nd in nodes])
+        return render_strings([e + "=" for e in p["expr"]], [self.target(nd) for nd in p["tree"]])
 
     def solve(self, p: Problems) -> list[int]:
         return [evaluate_python(e, self.config.precedence, self.config.division) for e in p["expr"]]

@@ -130,24 +130,18 @@ class Syntax:
 
     def _expr(self, toks: list[str], i: int, text: str) -> tuple[Node, int]:
         if self.precedence == "left":
-            node, i = self._factor(toks, i, text, first=True)
-            while i < len(toks) and toks[i] in PREC:
-                op = toks[i]
-                right, i = self._factor(toks, i + 1, text, first=False)
-                node = Bin(op, node, right)
-            return node, i
-        node, i = self._term(toks, i, text, first=True)
-        while i < len(toks) and toks[i] in "+-":
-            op = toks[i]
-            right, i = self._term(toks, i + 1, text, first=False)
-            node = Bin(op, node, right)
-        return node, i
+            return self._fold(toks, i, text, "+-*/", self._factor, first=True)
+        return self._fold(toks, i, text, "+-", self._term, first=True)
 
     def _term(self, toks: list[str], i: int, text: str, first: bool) -> tuple[Node, int]:
-        node, i = self._factor(toks, i, text, first)
-        while i < len(toks) and toks[i] in "*/":
+        return self._fold(toks, i, text, "*/", self._factor, first)
+
+    def _fold(self, toks: list[str], i: int, text: str, ops: str, operand, first: bool) -> tuple[Node, int]:
+        """operand (op operand)* with ops, folded left-associatively."""
+        node, i = operand(toks, i, text, first=first)
+        while i < len(toks) and toks[i] in ops:
             op = toks[i]
-            right, i = self._factor(toks, i + 1, text, first=False)
+            right, i = operand(toks, i + 1, text, first=False)
             node = Bin(op, node, right)
         return node, i
 

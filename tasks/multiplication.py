@@ -32,7 +32,7 @@ import numpy as np
 
 from tasks.base import Problems, Task, TaskConfig
 from tasks.encode import Rendered, render_strings
-from tasks.expr import Bin, ExprError, Node, Num, Syntax, split_trace, trace_errors
+from tasks.expr import Bin, ExprError, Node, Num, Syntax, render_trace, split_trace, trace_errors
 
 FORMATS = ("plain", "reversed", "scratchpad")
 _SUM = Syntax("left", reverse=True)  # the scratchpad's sums: left to right, reversed numbers
@@ -115,11 +115,9 @@ class MultiplicationTask(Task):
         if fmt == "reversed":
             return str(a * b)[::-1]
         node = sum_tree(partials(a, b))
-        steps = [_SUM.render(node)]
-        while isinstance(node, Bin):  # left-deep: reduce the two leftmost numbers
-            node = _reduce_first(node)
-            steps.append(_SUM.render(node))
-        return "=".join(steps)
+        if isinstance(node, Num):  # a 1-digit b: the one partial product is the answer
+            return _SUM.render(node)
+        return _SUM.render(node) + "=" + render_trace(node, _SUM, "exact", full=False)
 
     def render(self, p: Problems) -> Rendered:
         pairs = list(zip(p["a"].tolist(), p["b"].tolist()))
@@ -172,12 +170,6 @@ class MultiplicationTask(Task):
         correct = self.parse_answer(completion) == expected
         valid = correct if self.config.format != "scratchpad" or not prompt else not self.trace_errors(prompt, completion)
         return {"correct": correct, "trace_valid": valid}
-
-
-def _reduce_first(node: Bin) -> Node:
-    if isinstance(node.left, Num):
-        return Num(node.left.value + node.right.value)  # type: ignore[union-attr]
-    return Bin(node.op, _reduce_first(node.left), node.right)
 
 
 def _uniform_with_digits(rng: np.random.Generator, k: np.ndarray) -> np.ndarray:
