@@ -59,7 +59,7 @@ DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | mps")
 # ---- train ---------------------------------------------------------------------------------
 
 def build_spec(task: str, preset: str | None, sets: list[str], steps: int | None, seed: int,
-               include: list[str]) -> RunSpec:
+               include: list[str], init_from: Path | None = None) -> RunSpec:
     from experiments.runs import task_class
 
     cls = task_class(task, include)
@@ -69,7 +69,12 @@ def build_spec(task: str, preset: str | None, sets: list[str], steps: int | None
     over = parse_sets(sets)
     task_over = {**p.task_overrides(), **over["task"]}
     task_cfg = apply_overrides(cls.Config(), task_over, "task")
-    model = apply_overrides(p.model, over["model"], "model")
+    if init_from is not None:  # the shape comes from the run we start from
+        from experiments.finetune import finetune_model
+
+        model = finetune_model(init_from, over["model"])
+    else:
+        model = apply_overrides(p.model, over["model"], "model")
     train = p.train
     if steps is not None:
         if steps <= 0:
@@ -77,7 +82,7 @@ def build_spec(task: str, preset: str | None, sets: list[str], steps: int | None
         train = dataclasses.replace(train, steps=steps, lr_decay_steps=0)
     train = apply_overrides(train, over["train"], "train")
     return RunSpec(task=task, task_config=task_cfg, model=model, train=train, seed=seed, preset=p.name,
-                   include=tuple(include))
+                   include=tuple(include), init_from=str(Path(init_from).resolve()) if init_from else "")
 
 
 @app.command()
@@ -96,6 +101,8 @@ def train(
         None, "--target-acc", help="stop once val_acc reaches this (0: never; default: the preset's)"),
     include: list[str] = IncludeOpt,
     nproc: int = typer.Option(1, "--nproc", help="data-parallel processes: launches torchrun (DDP) for you"),
+    init_from: Optional[Path] = typer.Option(
+        None, "--init-from", help="start from this run's weights (fine-tuning); its model shape is used"),
 ) -> None:
     """Train a GPT on a task; resumable, with a run directory of config, metrics and checkpoints."""
     import os
@@ -123,7 +130,7 @@ def train(
     else:
         if task is None:
             raise UserError("missing --task; see `workbench tasks` for the list")
-        spec = build_spec(task, preset, sets, steps, seed, include)
+        spec = build_spec(task, preset, sets, steps, seed, include, init_from)
         if target_acc is None:
             target_acc = get_preset(spec.preset).target_acc
         target_acc = target_acc or None  # 0 means never stop early
@@ -324,6 +331,43 @@ def tasks_cmd(include: list[str] = IncludeOpt) -> None:
     from experiments.report import list_tasks
 
     list_tasks(include)
+
+
+@app.command("run")
+@user_errors
+def run_cmd(
+    spec_file: Path = typer.Argument(..., help="an experiment spec (experiments/specs/*.toml)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output directory (default runs/spec-NAME)"),
+    only: Optional[str] = typer.Option(None, "--only", help="run only variants matching this name or glob"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="list the runs and their commands; train nothing"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="runs at a time (default: the spec's)"),
+) -> None:
+    """Run an experiment spec: every variant x seed (finished ones are skipped), then its report."""
+    from experiments.grid import run_grid
+    from experiments.results import build_report
+    from experiments.spec import load_spec, validate_against_registry
+
+    spec = load_spec(spec_file)
+    validate_against_registry(spec)
+    if jobs is not None and jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {jobs}")
+    root = out or Path("runs") / f"spec-{spec.name}"
+    run_grid(spec, root, only=only, dry_run=dry_run, jobs=jobs, echo=typer.echo)
+    if not dry_run:
+        build_report(root, spec, echo=typer.echo)
+
+
+@app.command()
+@user_errors
+def report(
+    run_dir: Path = typer.Argument(..., help="the output directory of `workbench run`"),
+) -> None:
+    """Rebuild a spec's tables and plots (results.md, results.csv, *.png) from its finished runs."""
+    from experiments.results import build_report
+
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} is not a directory")
+    build_report(run_dir, echo=typer.echo)
 
 
 @app.command()

@@ -232,3 +232,4 @@ class RunSpec:
     seed: int = 1337
     preset: str = ""
     include: tuple[str, ...] = field(default=())
+    init_from: str = ""  # a run directory whose weights the run starts from

@@ -23,7 +23,7 @@ console = Console()
 def eval_runs(runs: list[Path], n: int, split: str, by: str | None, sets: list[str], fmt: str,
               out: Path | None, samples: Path | None, plot: Path | None, batch_size: int, seed: int,
               checkpoint: str, device: str) -> pd.DataFrame:
-    from experiments.evaluate import evaluate
+    from experiments.evaluate import evaluate, evaluate_loss
     from experiments.runs import load_run
 
     if n <= 0:
@@ -39,8 +39,13 @@ def eval_runs(runs: list[Path], n: int, split: str, by: str | None, sets: list[s
     for i, path in enumerate(runs):
         run = load_run(path, device=device, checkpoint=checkpoint, task_overrides=over["task"])
         task = run.task
-        if task.kind == "text":
-            raise UserError(f"run {path} is a text run ({task.name}); it has val loss, not exact-match accuracy")
+        if task.kind == "text":  # language modelling: the loss on n fixed windows, not accuracy
+            if split not in ("train", "val"):
+                raise UserError(f"run {path} is a text run ({task.name}): --split must be train or val")
+            t = evaluate_loss(run.model, task, split=split, n=n, seed=seed)
+            t.insert(0, "run", str(path))
+            tables.append((t, []))
+            continue
         if split not in task.splits:
             raise UserError(f"task {task.name!r} has no split {split!r}; it has {', '.join(task.splits)}")
         need = task.max_length((split,)) - 1
@@ -58,6 +63,16 @@ def eval_runs(runs: list[Path], n: int, split: str, by: str | None, sets: list[s
         tables.append((t, cols))
     table = pd.concat([t for t, _ in tables], ignore_index=True)
     cols = tables[0][1]
+    if "loss" in table.columns:  # text runs
+        if "accuracy" in table.columns:
+            raise UserError("evaluate text runs and problem runs separately: one reports loss, the other accuracy")
+        text = table.to_csv(index=False) if fmt == "csv" else (
+            json.dumps(table.to_dict(orient="records"), indent=1) if fmt == "json" else md_table(table)
+            if fmt == "markdown" else table.to_string(index=False))
+        print(text)
+        if out:
+            out.write_text(text, encoding="utf-8")
+        return table
     text = render_table(table, cols, fmt)
     if fmt == "table":
         print_rich(table, cols, f"{split} accuracy, n={n}")
@@ -76,6 +91,14 @@ def render_table(t: pd.DataFrame, by: list[str], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(t.to_dict(orient="records"), indent=1)
     return markdown(t, by)
+
+
+def md_table(t: pd.DataFrame) -> str:
+    """A plain markdown table of a DataFrame (floats to 4 decimals)."""
+    cells = lambda row: [f"{v:.4f}" if isinstance(v, float) else str(v) for v in row]  # noqa: E731
+    lines = ["| " + " | ".join(map(str, t.columns)) + " |", "|" + "---|" * len(t.columns)]
+    lines += ["| " + " | ".join(cells(r)) + " |" for r in t.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
 
 
 def _pct(x: float) -> str:

@@ -78,6 +78,12 @@ def model_config_for(task, model: GPTConfig) -> GPTConfig:
     import dataclasses
 
     cfg = dataclasses.replace(model, vocab_size=len(task.vocab))
+    if cfg.pos == "abacus" and not cfg.abacus_digits:
+        # abacus indexes digits within numbers; which tokens are digits is the task's business
+        digits = tuple(task.vocab.stoi[c] for c in "0123456789" if c in task.vocab.stoi)
+        if not digits:
+            raise UserError(f"model.pos=abacus: task {task.name!r} has no digit tokens to index")
+        cfg = dataclasses.replace(cfg, abacus_digits=digits)
     if task.kind == "text":
         try:
             task.check_block_size(cfg.block_size)

@@ -7,6 +7,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from experiments.config import RunSpec, from_dict
@@ -89,13 +90,19 @@ class Prefetcher:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def make_eval_fn(task, n: int):
+def make_eval_fn(task, n: int, seed: int = 0):
     """val_acc on n fixed held-out problems at every eval; also train_acc for tasks whose
-    training set is finite (e.g. modular), where the gap between the two is the point."""
+    training set is finite (e.g. modular, or any task.train_size), where the gap between the
+    two is the point."""
     if task.kind == "text" or n <= 0:
         return None
     problems = next(iter(task.eval_problems(EVAL_SEED + 1, "test", n, chunk=n)))
-    train = next(iter(task.eval_problems(EVAL_SEED + 1, "train", n, chunk=n))) if task.finite_train else None
+    train = None
+    if task.train_size:  # the run's own pool (or its first n problems)
+        pool = task.train_pool(seed)
+        train = pool.take(np.arange(min(n, len(pool))))
+    elif task.finite_train:
+        train = next(iter(task.eval_problems(EVAL_SEED + 1, "train", n, chunk=n)))
 
     def evaluate(model: GPT) -> dict[str, float]:
         out = {"val_acc": accuracy(model, task, problems)}
@@ -116,7 +123,7 @@ def resume_spec(cfg: dict, steps: int | None) -> RunSpec:
     return RunSpec(
         task=t["name"], task_config=from_dict(task_class(t["name"], include).Config, t.get("config", {}), "task"),
         model=from_dict(GPTConfig, cfg["model"], "model"), train=train_cfg, seed=int(cfg.get("seed", 0)),
-        preset=cfg.get("preset", ""), include=include,
+        preset=cfg.get("preset", ""), include=include, init_from=cfg.get("init_from", ""),
     )
 
 
@@ -175,7 +182,7 @@ def _train(spec: RunSpec | None, opts: TrainOptions, steps: int | None, dist: Di
         if dist.is_main:
             if ckpt is None:
                 write_config(out, {**config_record(spec, task, model_cfg, device), "target_acc": opts.target_acc,
-                                   "world_size": dist.world})
+                                   "world_size": dist.world, "init_from": spec.init_from})
                 (out / "metrics.jsonl").unlink(missing_ok=True)  # a restart from step 0 logs afresh
             elif steps is not None:
                 run_cfg["train"]["steps"] = steps
@@ -192,12 +199,18 @@ def _train_locked(spec, opts, task, model_cfg, device, out: Path, ckpt, dist: Di
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(spec.seed)  # only the initial weights come from here
-    model = GPT(model_cfg).to(device)
+    model = GPT(model_cfg)
+    init_note = ""
+    if ckpt is None and spec.init_from:
+        from experiments.finetune import init_from
+
+        init_note = init_from(model, Path(spec.init_from), task.vocab.chars)
+    model = model.to(device)
     batch = make_batch_fn(task, spec.seed, spec.train.batch_size, model_cfg.block_size, device,
                           dist.rank, spec.train.grad_accum)
     if device.type == "cuda":
         batch = Prefetcher(batch, spec.train.grad_accum)
-    evaluate = make_eval_fn(task, opts.eval_n)
+    evaluate = make_eval_fn(task, opts.eval_n, spec.seed)
     target = ("val_acc", opts.target_acc) if opts.target_acc is not None else None
     if target and evaluate is None:
         raise UserError(f"--target-acc needs a task with exact-match evaluation; {task.name!r} has none")
@@ -212,6 +225,8 @@ def _train_locked(spec, opts, task, model_cfg, device, out: Path, ckpt, dist: Di
         trainer.load_state(ckpt)
         progress.print(f"resuming {out} at step {trainer.state.step}")
     else:
+        if init_note:
+            progress.print(init_note)
         progress.print(f"{task.name}: {model.num_params() / 1e6:.2f}M parameters, {spec.train.steps} steps -> {out}")
     try:
         state = trainer.run()

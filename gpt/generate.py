@@ -27,6 +27,7 @@ class KVCache:
         self.batch = batch  # rows in use; the first `batch` rows of the buffers
         self.pos = 0
         self.max_len = max_len
+        self.state: dict[str, torch.Tensor] = {}  # per-row decoding state, e.g. abacus digit runs
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         T = k.size(2)
@@ -51,6 +52,7 @@ class KVCache:
         n = rows.numel()
         self.k[:, :n, :, : self.pos] = self.k[:, rows, :, : self.pos]
         self.v[:, :n, :, : self.pos] = self.v[:, rows, :, : self.pos]
+        self.state = {name: value[rows] for name, value in self.state.items()}
         self.batch = n
 
 

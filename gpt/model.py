@@ -1,6 +1,9 @@
 """The GPT: a decoder-only transformer, in reading order.
 
-    GPTConfig -> CausalSelfAttention -> MLP -> Block -> GPT
+    GPTConfig -> CausalSelfAttention -> Block -> GPT
+
+The EX4 variants live in their own modules and are picked at construction:
+position encodings in gpt/positions.py, norms and MLPs in gpt/layers.py.
 
 Shapes use B (batch), T (time), C (n_embd), H (n_head), D (head_size = C // H),
 V (vocab_size).  The model knows nothing about tasks: it maps token ids to
@@ -17,6 +20,9 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from gpt.layers import MLPS, NORMS, make_mlp, make_norm, make_qk_norm
+from gpt.positions import POSITIONS, make_positions
+
 IGNORE_INDEX = -1
 
 
@@ -29,8 +35,21 @@ class GPTConfig:
     n_embd: int = 384
     dropout: float = 0.0
     bias: bool = False  # bias in Linear and LayerNorm layers; False is a little faster and as good
+    pos: str = "learned"  # learned | none | rope | abacus   (gpt/positions.py)
+    norm: str = "layernorm"  # layernorm | rmsnorm          (gpt/layers.py)
+    mlp: str = "gelu"  # gelu | swiglu | relu2
+    qk_norm: bool = False
+    tie_weights: bool = True  # lm_head shares the token embedding matrix
+    abacus_digits: tuple[int, ...] = ()  # token ids of the digits, for pos=abacus
+    abacus_offset: int = 20  # abacus: training shifts digit indices by up to this much
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "abacus_digits", tuple(int(i) for i in self.abacus_digits))
+        for name, allowed in (("pos", POSITIONS), ("norm", NORMS), ("mlp", MLPS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"model.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.abacus_offset < 0:
+            raise ValueError(f"model.abacus_offset must be >= 0, got {self.abacus_offset}")
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
@@ -41,6 +60,8 @@ class GPTConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.pos == "rope" and self.head_size % 2:
+            raise ValueError(f"model.pos=rope needs an even head size, got {self.head_size}")
 
     @property
     def head_size(self) -> int:
@@ -71,14 +92,17 @@ class CausalSelfAttention(nn.Module):
         self.c_proj.RESIDUAL = True  # marks it for the 1/sqrt(2*n_layer) init
         self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
+        self.q_norm, self.k_norm = make_qk_norm(config), make_qk_norm(config)  # Identity when off
 
-    def forward(self, x: torch.Tensor, cache=None, layer: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, positions: nn.Module, start: int = 0, cache=None,
+                layer: int = 0) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         # (B, T, C) -> (B, H, T, D): the heads become a batch dimension
-        q = q.view(B, T, self.n_head, self.head_size).transpose(1, 2)
-        k = k.view(B, T, self.n_head, self.head_size).transpose(1, 2)
+        q = self.q_norm(q.view(B, T, self.n_head, self.head_size)).transpose(1, 2)
+        k = self.k_norm(k.view(B, T, self.n_head, self.head_size)).transpose(1, 2)
         v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)
+        q, k = positions.rotate(q, k, start)  # RoPE rotates; every other encoding returns them as is
         if cache is None:
             y = F.scaled_dot_product_attention(
                 q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0,
@@ -94,30 +118,19 @@ class CausalSelfAttention(nn.Module):
         return self.resid_dropout(self.c_proj(y))
 
 
-class MLP(nn.Module):
-    def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
-        self.c_proj.RESIDUAL = True
-        self.dropout = nn.Dropout(config.dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
-
-
 class Block(nn.Module):
-    """Pre-LayerNorm: x + attn(ln(x)), then x + mlp(ln(x))."""
+    """Pre-norm: x + attn(norm(x)), then x + mlp(norm(x))."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = make_norm(config)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = MLP(config)
+        self.ln_2 = make_norm(config)
+        self.mlp = make_mlp(config)
 
-    def forward(self, x: torch.Tensor, cache=None, layer: int = 0) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache, layer)
+    def forward(self, x: torch.Tensor, positions: nn.Module, start: int = 0, cache=None,
+                layer: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), positions, start, cache, layer)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -126,13 +139,16 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
-        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        self.pos = make_positions(config)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
-        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_f = make_norm(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.lm_head.weight = self.wte.weight  # weight tying
+        if config.tie_weights:
+            self.lm_head.weight = self.wte.weight
         self.apply(self._init_weights)
+        # checkpoints written before the position encodings moved into self.pos
+        self._register_load_state_dict_pre_hook(_rename_legacy_keys)
 
     def _init_weights(self, module: nn.Module) -> None:
         # GPT-2: N(0, 0.02), and residual projections scaled by 1/sqrt(2 * n_layer)
@@ -148,10 +164,10 @@ class GPT(nn.Module):
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; by default without position embeddings (as nanoGPT reports).
 
-        The token embedding is counted because it is tied to lm_head."""
+        The token embedding is counted because (by default) it is tied to lm_head."""
         n = sum(p.numel() for p in self.parameters())
         if non_embedding:
-            n -= self.wpe.weight.numel()
+            n -= sum(p.numel() for p in self.pos.parameters())
         return n
 
     def forward(
@@ -168,10 +184,9 @@ class GPT(nn.Module):
             raise ValueError(
                 f"sequence of length {start + T} exceeds block_size {self.config.block_size}"
             )
-        pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)
-        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
+        x = self.drop(self.wte(idx) + self.pos.embed(idx, start, cache))  # (B, T, C)
         for i, block in enumerate(self.blocks):
-            x = block(x, cache, i)
+            x = block(x, self.pos, start, cache, i)
         x = self.ln_f(x)
         if targets is None:
             if cache is not None:
@@ -179,6 +194,11 @@ class GPT(nn.Module):
             return self.lm_head(x), None
         logits = self.lm_head(x)  # (B, T, V)
         return logits, masked_cross_entropy(logits, targets)
+
+
+def _rename_legacy_keys(state_dict, prefix, *args) -> None:
+    if prefix + "wpe.weight" in state_dict:
+        state_dict[prefix + "pos.wpe.weight"] = state_dict.pop(prefix + "wpe.weight")
 
 
 def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

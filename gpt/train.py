@@ -47,6 +47,7 @@ class TrainConfig:
     log_interval: int = 1
     compile: str = "auto"  # auto (on for CUDA) | on | off
     nan_policy: str = "stop"  # stop | skip
+    time_budget_s: float = 0.0  # stop (evaluated and saved) after this much training time; 0: no limit
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval")
@@ -65,6 +66,8 @@ class TrainConfig:
             raise ValueError("train.beta1 and train.beta2 must be in [0, 1)")
         if self.compile not in ("auto", "on", "off"):
             raise ValueError(f"train.compile must be auto, on or off, got {self.compile!r}")
+        if self.time_budget_s < 0:
+            raise ValueError(f"train.time_budget_s must be >= 0, got {self.time_budget_s!r}")
         if self.nan_policy not in ("stop", "skip"):
             raise ValueError(f"train.nan_policy must be stop or skip, got {self.nan_policy!r}")
 
@@ -122,6 +125,7 @@ class TrainState:
     step: int = 0  # optimizer updates done
     best_val: float = float("inf")
     skipped: int = 0
+    train_time: float = 0.0  # seconds spent in training steps (evals excluded), across resumes
 
 
 BatchFn = Callable[[str, int, int], tuple[torch.Tensor, torch.Tensor]]
@@ -185,13 +189,15 @@ class Trainer:
             "step": self.state.step,
             "best_val": self.state.best_val,
             "skipped": self.state.skipped,
+            "train_time": self.state.train_time,
             "config": self.meta,
         }
 
     def load_state(self, ckpt: dict[str, Any]) -> None:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.state = TrainState(int(ckpt["step"]), float(ckpt["best_val"]), int(ckpt.get("skipped", 0)))
+        self.state = TrainState(int(ckpt["step"]), float(ckpt["best_val"]), int(ckpt.get("skipped", 0)),
+                                float(ckpt.get("train_time", 0.0)))
         self.metrics.truncate_after(self.state.step)
 
     def save(self, best: bool = False) -> None:
@@ -244,7 +250,9 @@ class Trainer:
         reached = self.dist.broadcast_flag(self._reached(record), self.device)
         t_last = time.perf_counter()
         tokens = 0
-        while st.step < cfg.steps and not reached:
+        out_of_time = cfg.time_budget_s > 0 and st.train_time >= cfg.time_budget_s  # a resumed, finished run
+        while st.step < cfg.steps and not reached and not out_of_time:
+            step_start = time.perf_counter()
             step = st.step
             lr = lr_at(step, cfg)
             for g in self.optimizer.param_groups:
@@ -283,13 +291,18 @@ class Trainer:
             record = {"step": st.step}
             if not finite:
                 record["skipped"] = f"non-finite loss {float(loss_val)}"
-            do_eval = st.step % cfg.eval_interval == 0 or st.step == cfg.steps
+            st.train_time += time.perf_counter() - step_start
+            out_of_time = cfg.time_budget_s > 0 and st.train_time >= cfg.time_budget_s
+            if self.dist.enabled:  # rank 0's clock decides for everyone
+                out_of_time = self.dist.broadcast_flag(out_of_time, self.device)
+            do_eval = st.step % cfg.eval_interval == 0 or st.step == cfg.steps or out_of_time
             if st.step % cfg.log_interval == 0 or do_eval:
                 now = time.perf_counter()
                 dt = now - t_last
                 record.update(
                     loss=round(float(loss_val), 6), lr=lr,
                     tokens_per_s=round(tokens / dt, 1), ms_per_step=round(1000 * dt / cfg.log_interval, 3),
+                    train_time=round(st.train_time, 3),
                 )
                 tokens, t_last = 0, now
             if do_eval:
@@ -304,6 +317,8 @@ class Trainer:
                 if not do_eval:
                     self.save()
                 raise TrainingInterrupted(self._signal, st.step)
+            if out_of_time:
+                break
         return st
 
     def _evaluate_main(self, record: dict[str, Any]) -> dict[str, Any]:

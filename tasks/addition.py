@@ -17,7 +17,12 @@ Sampling: `digits` (default) picks (a_digits, b_digits) evenly over all pairs
 in [min_digits, max_digits]^2, then a uniform number of exactly that many
 digits (0 counts as a 1-digit number); `uniform` draws a and b uniformly from
 [0, 10^max_digits).  The `ood` split uses digit counts in
-[max_digits+1, ood_max_digits] for both operands.
+[max_digits+1, ood_max_digits] for both operands; with ood_sampling="any" it
+covers every pair in [min_digits, ood_max_digits]^2 that has at least one
+operand longer than max_digits (what a length-generalisation heatmap needs).
+
+train_size > 0 fixes a finite training pool of that many distinct problems
+(Lee et al. 2023's sample-efficiency sweep); 0 draws fresh problems forever.
 
 Held out: 5% of problems, chosen by a salted hash of (a, b), so about 5% of
 every bucket -- including the small ones: 4 of the 100 problems with two 1-digit
@@ -50,6 +55,8 @@ class AdditionConfig(TaskConfig):
     mask_prompt: bool = True
     sampling: str = "digits"  # digits | uniform
     ood_max_digits: int = 0  # 0: 2 * max_digits
+    ood_sampling: str = "both"  # both: both operands longer than max_digits | any: at least one
+    train_size: int = 0  # > 0: train on a fixed pool of this many problems
 
     def __post_init__(self) -> None:
         if self.min_digits <= 0 or self.max_digits <= 0:
@@ -58,6 +65,10 @@ class AdditionConfig(TaskConfig):
             raise ValueError(f"min_digits ({self.min_digits}) is greater than max_digits ({self.max_digits})")
         if self.sampling not in ("digits", "uniform"):
             raise ValueError(f"sampling must be 'digits' or 'uniform', got {self.sampling!r}")
+        if self.ood_sampling not in ("both", "any"):
+            raise ValueError(f"ood_sampling must be 'both' or 'any', got {self.ood_sampling!r}")
+        if self.train_size < 0:
+            raise ValueError(f"train_size must be >= 0 (0: unlimited), got {self.train_size}")
         if self.ood_max_digits and self.ood_max_digits <= self.max_digits:
             raise ValueError(f"ood_max_digits ({self.ood_max_digits}) must exceed max_digits ({self.max_digits})")
 
@@ -75,6 +86,16 @@ def random_digits(rng: np.random.Generator, count: np.ndarray, width: int) -> np
     multi = count > 1
     d[np.flatnonzero(multi), count[multi] - 1] = lead[multi]
     return d
+
+
+def _pairs_beyond(rng: np.random.Generator, n: int, lo: int, mid: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """n digit-count pairs uniform over [lo, hi]^2 minus [lo, mid]^2 (rejection sampling)."""
+    ad, bd = np.empty(0, np.int64), np.empty(0, np.int64)
+    while len(ad) < n:
+        a, b = rng.integers(lo, hi + 1, size=2 * n), rng.integers(lo, hi + 1, size=2 * n)
+        keep = np.maximum(a, b) > mid
+        ad, bd = np.concatenate([ad, a[keep]]), np.concatenate([bd, b[keep]])
+    return ad[:n], bd[:n]
 
 
 def n_digits(d: np.ndarray) -> np.ndarray:
@@ -124,8 +145,11 @@ class AdditionTask(Task):
             a = rng.integers(0, 10, size=(n, width), dtype=np.int8)
             b = rng.integers(0, 10, size=(n, width), dtype=np.int8)
             return self._problems(a, b)
-        ad = rng.integers(lo, hi + 1, size=n)
-        bd = rng.integers(lo, hi + 1, size=n)
+        if split == "ood" and c.ood_sampling == "any":
+            ad, bd = _pairs_beyond(rng, n, c.min_digits, c.max_digits, hi)
+        else:
+            ad = rng.integers(lo, hi + 1, size=n)
+            bd = rng.integers(lo, hi + 1, size=n)
         return self._problems(random_digits(rng, ad, width), random_digits(rng, bd, width))
 
     def max_length(self, splits=("train",)) -> int:

@@ -35,6 +35,7 @@ from tasks.encode import END, Rendered, Vocab, to_xy
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2, "ood": 3}
 HOLDOUT_SALT = 0x5EED_CAFE_F00D
+POOL_STEP = 1 << 45  # the step id a finite training pool is drawn at; no batch uses it
 
 
 class Problems:
@@ -201,6 +202,35 @@ class Task(ABC):
                 return Problems.concat(parts)
         raise RuntimeError(f"task {self.name!r}: could not draw {n} {split} problems (is the split empty?)")
 
+    # ---- a finite training set (config.train_size > 0) -------------------------------------
+    @property
+    def train_size(self) -> int:
+        """Size of the fixed training pool; 0 (the default) means fresh problems every batch.
+
+        A task opts in by giving its Config a `train_size` field."""
+        return int(getattr(self.config, "train_size", 0) or 0)
+
+    def train_pool(self, seed: int) -> Problems:
+        """train_size distinct training problems, a pure function of the run's seed."""
+        pools = self.__dict__.setdefault("_pools", {})
+        if seed not in pools:
+            rng = np.random.default_rng([seed, SPLIT_IDS["train"], POOL_STEP])
+            parts, seen, have = [], set(), 0
+            for _ in range(100):
+                cand = self.problems(rng, 2 * (self.train_size - have) + 16, "train")
+                keys = hash_rows([cand[c] for c in self.key_columns], 0).tolist()
+                fresh = [i for i, k in enumerate(keys) if not (k in seen or seen.add(k))]
+                got = cand.take(np.array(fresh[: self.train_size - have], dtype=np.int64))
+                parts.append(got)
+                have += len(got)
+                if have >= self.train_size:
+                    break
+            else:
+                raise ValueError(f"task {self.name!r} has fewer than train_size={self.train_size} "
+                                 f"distinct training problems (found {have})")
+            pools[seed] = Problems.concat(parts)
+        return pools[seed]
+
     # ---- batches ------------------------------------------------------------------------------
     def rng(self, seed: int, split: str, step: int, micro: int = 0) -> np.random.Generator:
         return np.random.default_rng([seed, SPLIT_IDS[split], step, micro])
@@ -208,7 +238,12 @@ class Task(ABC):
     def batch(self, seed: int, split: str, step: int, micro: int, batch_size: int,
               block_size: int) -> tuple[np.ndarray, np.ndarray]:
         """Training arrays (x, y) for one micro-batch; a pure function of its arguments."""
-        probs = self.problems(self.rng(seed, split, step, micro), batch_size, split)
+        rng = self.rng(seed, split, step, micro)
+        if split == "train" and self.train_size:
+            pool = self.train_pool(seed)
+            probs = pool.take(rng.integers(0, len(pool), size=batch_size))
+        else:
+            probs = self.problems(rng, batch_size, split)
         x, y = to_xy(self.render(probs), self.vocab, self.mask_prompt)
         # a rare problem longer than the block (max_length is an estimate for some tasks)
         # loses its tail rather than stopping the run

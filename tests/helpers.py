@@ -11,7 +11,7 @@ from pathlib import Path
 from experiments.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-TIMING = {"tokens_per_s", "ms_per_step"}
+TIMING = {"tokens_per_s", "ms_per_step", "train_time"}
 
 # a model small enough to train in a few seconds on 2 cores
 TINY = ["--set", "model.n_layer=1", "--set", "model.n_head=2", "--set", "model.n_embd=32",

@@ -1,0 +1,94 @@
+"""`workbench train --init-from RUN`: start from another run's weights (EX3 fine-tuning).
+
+The new run takes the source run's model shape (n_layer, n_head, n_embd and the EX4
+variants); `--set model.*` may change only what does not change a weight's shape
+(dropout) or what can be cropped (a smaller block_size).  Token embeddings are mapped
+character by character, so a model pretrained on a large corpus can be fine-tuned on any
+task whose characters it has seen.  The optimizer starts fresh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from experiments.config import from_dict
+from experiments.errors import UserError
+from experiments.runs import read_config
+from gpt.checkpoint import CheckpointError, load_checkpoint
+from gpt.model import GPT, GPTConfig
+from tasks.encode import END
+
+# fields that decide the shape or the function of the weights: they must match the source
+SHAPE_FIELDS = ("n_layer", "n_head", "n_embd", "bias", "pos", "norm", "mlp", "qk_norm", "tie_weights",
+                "abacus_offset")
+
+
+def source_model_config(run: Path) -> GPTConfig:
+    """The model config of the run to start from (vocab_size and block_size are refitted later)."""
+    cfg = read_config(Path(run))
+    return from_dict(GPTConfig, cfg["model"], "model")
+
+
+def check_shapes(source: GPTConfig, target: GPTConfig, run: Path) -> None:
+    diffs = [f"model.{k} {getattr(source, k)!r} vs {getattr(target, k)!r}"
+             for k in SHAPE_FIELDS if getattr(source, k) != getattr(target, k)]
+    if target.block_size > source.block_size and source.pos in ("learned", "abacus"):
+        diffs.append(f"model.block_size {target.block_size} > {source.block_size} (learned positions "
+                     f"beyond the source's block were never trained)")
+    if diffs:
+        raise UserError(f"--init-from {run}: the model shape does not match: {', '.join(diffs)}")
+
+
+def vocab_map(source_chars: str, target_chars: str, run: Path) -> list[int]:
+    """For each target character, its row in the source's embedding (-1: the end token, which
+    a text corpus never contains; it keeps its fresh initialisation)."""
+    missing = [c for c in target_chars if c not in source_chars and c != END]
+    if missing:
+        shown = "".join(missing)
+        raise UserError(f"--init-from {run}: its vocabulary lacks {len(missing)} character(s) this task "
+                        f"needs: {shown!r}; pretrain on data that contains them")
+    return [source_chars.index(c) if c in source_chars else -1 for c in target_chars]
+
+
+def init_from(model: GPT, run: Path, target_chars: str) -> str:
+    """Load run's latest weights into model (in place), mapping the vocabulary; returns a summary."""
+    run = Path(run)
+    cfg = read_config(run)
+    source = from_dict(GPTConfig, cfg["model"], "model")
+    check_shapes(source, model.config, run)
+    index = torch.tensor(vocab_map(cfg["task"].get("vocab", ""), target_chars, run))
+    try:
+        ckpt = load_checkpoint(run / "ckpt.pt")
+    except CheckpointError as e:
+        raise UserError(f"--init-from: {e}") from None
+    state = dict(ckpt["model"])
+    state = {("pos.wpe.weight" if k == "wpe.weight" else k): v for k, v in state.items()}
+    own = model.state_dict()
+    mapped = index >= 0
+    for key in ("wte.weight", "lm_head.weight"):
+        if key in state:
+            rows = own[key].clone()
+            rows[mapped] = state[key][index[mapped]]
+            state[key] = rows
+    if "pos.wpe.weight" in state:  # crop learned positions to the new, smaller block
+        state["pos.wpe.weight"] = state["pos.wpe.weight"][: model.pos.wpe.num_embeddings]
+    if model.config.tie_weights:
+        state["lm_head.weight"] = state["wte.weight"]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise UserError(f"--init-from {run}: weights do not fit: {str(e).splitlines()[0]}") from None
+    return (f"initialised from {run} (step {int(ckpt['step'])}; {int(mapped.sum())} of this task's "
+            f"{len(index)} tokens mapped from its {source.vocab_size})")
+
+
+def finetune_model(run: Path, overrides) -> GPTConfig:
+    """The source's model config with --set model.* overrides applied (checked later)."""
+    from experiments.config import apply_overrides
+
+    # digit ids are refitted to the new task's vocabulary (model_config_for), like vocab_size
+    source = dataclasses.replace(source_model_config(run), abacus_digits=())
+    return apply_overrides(source, overrides, "model")

@@ -1,0 +1,119 @@
+"""PNG plots for `workbench report`: learning curves, bucket heatmaps, metric vs a grid key.
+
+matplotlib is optional (`pip install 'workbench[plot]'`); without it the report has
+its tables and says that plots were skipped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from experiments.grid import plan, read_result
+
+
+def pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def curves(spec, root: Path, key: str, path: Path, ylabel: str, log_y: bool = False) -> bool:
+    """key vs step: one colour per variant, thin lines per seed, a thick mean over seeds."""
+    plt = pyplot()
+    series: dict[str, list[pd.Series]] = {}
+    from experiments.results import read_metrics
+
+    for k in plan(spec):
+        if (read_result(k.dir(root)) or {}).get("status") != "done":
+            continue
+        recs = [r for r in read_metrics(k.dir(root)) if key in r]
+        if recs:
+            s = pd.Series([r[key] for r in recs], index=[r["step"] for r in recs])
+            series.setdefault(k.variant.name, []).append(s[~s.index.duplicated(keep="last")])
+    if plt is None or not series:
+        return False
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (name, runs) in enumerate(series.items()):
+        c = colours[i % len(colours)]
+        for s in runs:
+            ax.plot(s.index, s.values, color=c, alpha=0.25, lw=0.8)
+        mean = pd.concat(runs, axis=1).mean(axis=1)
+        ax.plot(mean.index, mean.values, color=c, lw=2, label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    if log_y:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def heatmaps(table: pd.DataFrame, by: tuple[str, str], path: Path, title: str) -> bool:
+    """One accuracy heatmap per variant over two bucket columns (mean over seeds)."""
+    plt = pyplot()
+    if plt is None or table.empty:
+        return False
+    variants = list(dict.fromkeys(table["variant"]))
+    cols = min(4, len(variants))
+    rows = -(-len(variants) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.0 * rows), squeeze=False)
+    for ax in axes.flat[len(variants):]:
+        ax.axis("off")
+    for ax, v in zip(axes.flat, variants):
+        sel = table[(table["variant"] == v) & (table[by[0]] != "all") & (table[by[1]] != "all")]
+        grid = sel.pivot_table(index=by[0], columns=by[1], values="accuracy", aggfunc="mean")
+        grid = grid.loc[sorted(grid.index, key=float), sorted(grid.columns, key=float)]
+        im = ax.imshow(grid.values * 100, vmin=0, vmax=100, cmap="viridis", origin="lower")
+        step = max(1, len(grid.columns) // 10)
+        ax.set_xticks(range(0, len(grid.columns), step), grid.columns[::step])
+        ax.set_yticks(range(0, len(grid.index), step), grid.index[::step])
+        ax.set_xlabel(by[1])
+        ax.set_ylabel(by[0])
+        ax.set_title(v, fontsize=8)
+        if grid.size <= 100:
+            for (i, j), val in np.ndenumerate(grid.values):
+                if val == val:
+                    ax.text(j, i, f"{100 * val:.0f}", ha="center", va="center", fontsize=6,
+                            color="w" if val < 0.6 else "k")
+    fig.colorbar(im, ax=axes, label="accuracy %", shrink=0.8)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def metric_vs(df: pd.DataFrame, x: str, metric: str, path: Path) -> bool:
+    """metric (mean ± std over seeds) against grid key x, one line per other grid setting."""
+    plt = pyplot()
+    ok = df[(df["status"] == "done")] if "status" in df else df
+    if plt is None or x not in ok.columns or metric not in ok.columns or ok[metric].isna().all():
+        return False
+    others = [c for c in ok.columns if "." in c and c not in (x, metric) and c.split(".")[0] in ("task", "model", "train")]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    groups = ok.groupby(others, dropna=False) if others else [((), ok)]
+    for label, g in groups:
+        stats = g.groupby(x)[metric].agg(["mean", "std"]).sort_index()
+        name = ", ".join(f"{o.split('.', 1)[1]}={v}" for o, v in zip(others, label if isinstance(label, tuple) else (label,)))
+        ax.errorbar(stats.index.astype(float), stats["mean"], yerr=stats["std"].fillna(0), marker="o",
+                    capsize=3, label=name or metric)
+    ax.set_xscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

@@ -1,0 +1,232 @@
+"""`workbench report DIR`: tables and plots from a spec's finished runs (no training).
+
+results.csv   one row per (variant, seed): status, the grid values, every metric
+results.md    the spec, mean ± std over seeds per variant, the per-seed rows, failures,
+              and the bucketed eval tables; links the plots
+loss.png      val loss vs step, one line per variant (mean over seeds)
+accuracy.png  val_acc vs step, when the task has exact-match evals
+heatmap-E.png per-variant accuracy over two bucket columns, for each [[eval]] with by = [A, B]
+metric-vs-X.png  each metric against report.plot_x (e.g. task.train_size), one line per
+              value of the other grid keys
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from experiments.errors import UserError
+from experiments.grid import plan, read_result
+from experiments.spec import LOG_METRICS, Spec, load_spec, steps_to
+from gpt.checkpoint import atomic_write_text
+
+
+def read_metrics(run: Path) -> list[dict]:
+    try:
+        lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue  # a torn last line of a killed run
+    return out
+
+
+def log_metrics(records: list[dict], names: tuple[str, ...]) -> dict[str, float]:
+    """Final values from a run's metrics.jsonl, and steps_to:M>=x (NaN if never reached)."""
+    evals = [r for r in records if "val_loss" in r]
+    last = evals[-1] if evals else {}
+    out: dict[str, float] = {}
+    for name in names:
+        target = steps_to(name)
+        if target:
+            key, value = target
+            hit = next((r["step"] for r in evals if r.get(key, -math.inf) >= value), None)
+            out[name] = float(hit) if hit is not None else math.nan
+        elif name == "steps":
+            out[name] = float(records[-1]["step"]) if records else math.nan
+        elif name == "train_time":
+            out[name] = next((float(r["train_time"]) for r in reversed(records) if "train_time" in r), math.nan)
+        elif name == "best_val_loss":
+            out[name] = min((r["val_loss"] for r in evals), default=math.nan)
+        elif name in LOG_METRICS:
+            out[name] = float(last.get(name, math.nan))
+    return out
+
+
+def read_eval(run: Path, name: str) -> pd.DataFrame | None:
+    try:
+        return pd.DataFrame(json.loads((run / f"eval-{name}.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None
+
+
+def eval_metrics(run: Path, spec: Spec) -> dict[str, float]:
+    out = {}
+    for e in spec.evals:
+        t = read_eval(run, e.name)
+        if t is None or t.empty:
+            continue
+        row = t.iloc[-1]  # the 'all' row (or the single loss row)
+        for col in ("accuracy", "loss", "trace_valid"):
+            if col in t.columns:
+                out[f"{e.name}.{col}"] = float(row[col])
+    return out
+
+
+def collect(spec: Spec, root: Path) -> pd.DataFrame:
+    """One row per (variant, seed) that has a result."""
+    rows = []
+    for key in plan(spec):
+        run = key.dir(root)
+        res = read_result(run)
+        if res is None:
+            continue
+        row = {"variant": key.variant.name, "seed": key.seed, "status": res["status"],
+               "wall_s": res.get("wall_s", math.nan), "error": res.get("error", "")}
+        row.update({k: v for k, v in key.variant.params})
+        row.update(log_metrics(read_metrics(run), spec.metrics))
+        row.update(eval_metrics(run, spec))
+        rows.append(row)
+    if not rows:
+        raise UserError(f"{root} has no finished runs of spec {spec.name!r} (run `workbench run` first)")
+    return pd.DataFrame(rows)
+
+
+def summarise(df: pd.DataFrame, spec: Spec) -> pd.DataFrame:
+    """mean and std over seeds of each metric, per variant, in the spec's order."""
+    ok = df[df["status"] == "done"]
+    metrics = [m for m in spec.metrics if m in ok.columns]
+    order = [v.name for v in spec.variants if v.name in set(ok["variant"])]
+    g = ok.groupby("variant", sort=False)[metrics]
+    mean, std, n = g.mean(), g.std(ddof=1), g.size()
+    out = pd.DataFrame({"variant": order, "seeds": [int(n[v]) for v in order]})
+    for m in metrics:
+        out[m] = [mean.loc[v, m] for v in order]
+        out[f"{m} std"] = [std.loc[v, m] for v in order]
+    return out
+
+
+def _fmt(metric: str, v: float) -> str:
+    if v != v:
+        return "—"
+    if metric.endswith(("accuracy", "trace_valid", "_acc")):
+        return f"{100 * v:.2f}%"
+    if metric.endswith("loss"):
+        return f"{v:.4f}"
+    if metric == "train_time":
+        return f"{v:.0f} s"
+    return f"{v:.0f}"
+
+
+def markdown(spec: Spec, df: pd.DataFrame, summary: pd.DataFrame, root: Path, plots: list[str]) -> str:
+    metrics = [m for m in spec.metrics if m in summary.columns]
+    wall = df["wall_s"].sum()
+    lines = [f"# {spec.name}", "", spec.description, "",
+             f"- Stated budget: {spec.budget_minutes:g} min of CPU; the runs took {wall / 60:.1f} min in all "
+             f"(sum of run wall times, evals included).",
+             f"- Reproduce: `workbench run {_source(spec, root)} --out {root}`; "
+             f"rebuild these tables: `workbench report {root}`.",
+             f"- Seeds: {', '.join(map(str, spec.seeds))}. Cells are mean ± std over seeds (std needs two).", "",
+             "## Summary", "", "| variant | seeds | " + " | ".join(metrics) + " |", "|" + "---|" * (len(metrics) + 2)]
+    for _, r in summary.iterrows():
+        cells = []
+        for m in metrics:
+            mean, std = r[m], r[f"{m} std"]
+            cells.append(_fmt(m, mean) + ("" if std != std else f" ± {_fmt(m, std).rstrip('%s ')}"))
+        lines.append(f"| {r['variant']} | {r['seeds']} | " + " | ".join(cells) + " |")
+    failed = df[df["status"] != "done"]
+    if len(failed):
+        lines += ["", "## Failed runs", ""] + [f"- {r.variant} seed {r.seed}: {r.error}" for r in failed.itertuples()]
+    cols = [c for c in df.columns if c not in ("error",)]
+    lines += ["", "## Per-seed rows", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(_fmt(c, r[c]) if isinstance(r[c], float) and c in metrics
+                                       else str(r[c]) for c in cols) + " |")
+    for e in spec.evals:
+        if len(e.by) == 1:
+            lines += ["", f"## {e.name}: accuracy by {e.by[0]} (mean over seeds)", ""] + bucket_table(spec, root, e)
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def _source(spec: Spec, root: Path) -> str:
+    try:
+        return (root / "spec.source").read_text(encoding="utf-8").strip()
+    except OSError:
+        return str(spec.path)
+
+
+def bucket_means(spec: Spec, root: Path, e) -> pd.DataFrame:
+    """Accuracy per bucket of an eval, mean over each variant's finished seeds."""
+    parts = []
+    for key in plan(spec):
+        t = read_eval(key.dir(root), e.name)
+        if t is None or "accuracy" not in t.columns or (read_result(key.dir(root)) or {}).get("status") != "done":
+            continue
+        t = t[[*e.by, "accuracy"]].copy()
+        t["variant"] = key.variant.name
+        parts.append(t)
+    if not parts:
+        return pd.DataFrame()
+    df = pd.concat(parts)
+    for b in e.by:
+        df[b] = df[b].astype(str)
+    return df.groupby(["variant", *e.by], sort=False)["accuracy"].mean().reset_index()
+
+
+def bucket_table(spec: Spec, root: Path, e) -> list[str]:
+    t = bucket_means(spec, root, e)
+    if t.empty:
+        return ["(no eval tables)"]
+    wide = t.pivot(index="variant", columns=e.by[0], values="accuracy")
+    cols = sorted(wide.columns, key=lambda c: (c == "all", float(c) if c.replace(".", "").isdigit() else 0))
+    out = ["| variant | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    for v in [v.name for v in spec.variants if v.name in wide.index]:
+        out.append(f"| {v} | " + " | ".join(_fmt("accuracy", wide.loc[v, c]) for c in cols) + " |")
+    return out
+
+
+def build_report(root: Path, spec: Spec | None = None, echo=print) -> Path:
+    """Write results.csv, results.md and the plots under root; returns results.md's path."""
+    from experiments import plots
+
+    root = Path(root)
+    if spec is None:
+        if not (root / "spec.toml").is_file():
+            raise UserError(f"{root} has no spec.toml: it is not the output of `workbench run`")
+        spec = load_spec(root / "spec.toml")
+    df = collect(spec, root)
+    summary = summarise(df, spec)
+    made: list[str] = []
+    if plots.curves(spec, root, "val_loss", root / "loss.png", "val loss", log_y=True):
+        made.append("loss.png")
+    if plots.curves(spec, root, "val_acc", root / "accuracy.png", "val_acc (held-out exact match)"):
+        made.append("accuracy.png")
+    for group in dict.fromkeys(e.heatmap for e in spec.evals if len(e.by) == 2):
+        members = [e for e in spec.evals if e.heatmap == group and len(e.by) == 2]
+        by = members[0].by
+        parts = [t.rename(columns=dict(zip(e.by, by))) for t, e in ((bucket_means(spec, root, e), e) for e in members)
+                 if not t.empty]
+        title = f"{' + '.join(f'{e.name} ({e.split})' for e in members)}: accuracy by {by[0]} x {by[1]}"
+        if parts and plots.heatmaps(pd.concat(parts), by, root / f"heatmap-{group}.png", title):
+            made.append(f"heatmap-{group}.png")
+    if spec.plot_x:
+        for m in spec.metrics:
+            name = f"{m.replace(':', '_').replace('>=', '_ge_')}-vs-{spec.plot_x.split('.')[-1]}.png"
+            if plots.metric_vs(df, spec.plot_x, m, root / name):
+                made.append(name)
+    if plots.pyplot() is None:
+        echo("plots skipped: matplotlib is not installed (pip install 'workbench[plot]')")
+    atomic_write_text(root / "results.csv", df.to_csv(index=False))
+    atomic_write_text(root / "results.md", markdown(spec, df, summary, root, made))
+    echo(f"wrote {root / 'results.md'}, results.csv and {len(made)} plot(s)")
+    return root / "results.md"

@@ -1,0 +1,322 @@
+"""Experiment specs: one TOML file describes a grid of runs, its evals and its report.
+
+    name = "addition_formats"              # default: the file's stem
+    description = "plain vs reversed answers ..."
+    budget_minutes = 20                    # the CPU time it is meant to take (reported)
+    seeds = [1, 2]
+    jobs = 2                               # runs at a time (each gets cores / jobs threads)
+
+    [base]                                 # what every variant starts from
+    task = "addition"
+    preset = "addition"
+    steps = 1500
+    target_acc = 0                         # 0: always train all steps
+    set = { "task.max_digits" = 3 }        # like --set
+
+    [[variant]]
+    name = "format"
+    grid = { "task.reverse_answer" = [true, false], "task.mask_prompt" = [true, false] }
+
+    [[variant]]
+    name = "finetune"
+    init_from = "pretrain"                 # an earlier variant: start from its run of the same seed
+    set = { "train.lr" = 3e-4 }
+
+    [[eval]]                               # scored on every finished run
+    split = "test"
+    n = 2000
+    by = ["a_digits"]
+    set = { "task.ood_sampling" = "any" }  # evaluation-only task changes
+    heatmap = "digits"                     # evals sharing a heatmap name are drawn in one plot
+
+    [report]
+    metrics = ["test.accuracy", "val_loss", "steps", "train_time", "steps_to:val_acc>=0.99"]
+    plot_x = "task.train_size"             # also plot each metric against this variant key
+
+A variant's keys override base's; `grid` expands one variant into the product of its
+values, and `cases = [{...}, {...}]` into a list of alternatives (each a table of
+section.key = value with an optional `name`; `{}` is the variant itself).  Errors name the file, the line and the key.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from experiments.errors import UserError
+
+LOG_METRICS = ("val_loss", "best_val_loss", "train_loss", "val_acc", "train_acc", "steps", "train_time")
+EVAL_METRICS = ("accuracy", "loss", "trace_valid")
+_STEPS_TO = re.compile(r"^steps_to:(\w+)>=([0-9.]+)$")
+
+_TOP = {"name", "description", "budget_minutes", "seeds", "jobs", "base", "variant", "eval", "report"}
+_RUN_KEYS = {"task", "preset", "steps", "target_acc", "set", "include"}
+_VARIANT = _RUN_KEYS | {"name", "grid", "cases", "init_from", "seeds"}
+_EVAL = {"name", "split", "n", "by", "set", "heatmap"}
+_REPORT = {"metrics", "plot_x"}
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    task: str
+    preset: str | None = None
+    steps: int | None = None
+    target_acc: float | None = None
+    sets: tuple[tuple[str, Any], ...] = ()
+    include: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    run: RunSettings
+    seeds: tuple[int, ...]
+    init_from: str = ""  # the name of an earlier variant
+    params: tuple[tuple[str, Any], ...] = ()  # the grid values that made it (for plots)
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    name: str
+    split: str
+    n: int
+    by: tuple[str, ...] = ()
+    sets: tuple[tuple[str, Any], ...] = ()
+    heatmap: str = ""  # evals with the same heatmap name (and two `by` columns) share one plot
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    path: Path
+    description: str
+    budget_minutes: float
+    seeds: tuple[int, ...]
+    jobs: int
+    variants: tuple[Variant, ...]
+    evals: tuple[EvalSpec, ...]
+    metrics: tuple[str, ...]
+    plot_x: str = ""
+
+    def variant(self, name: str) -> Variant:
+        return next(v for v in self.variants if v.name == name)
+
+
+class _Reader:
+    """Validation helpers that know the file's text, to point at the offending line."""
+
+    def __init__(self, path: Path, text: str):
+        self.path, self.lines = path, text.splitlines()
+
+    def fail(self, key: str, msg: str) -> None:
+        raise UserError(f"{self.path}:{self.line_of(key)}: {key}: {msg}")
+
+    def line_of(self, key: str) -> int:
+        leaf = key.rsplit(".", 1)[-1].split("[")[0]
+        for cand in (key, leaf):  # a dotted --set key as written ("model.pos" = ...), else its last part
+            pat = re.compile(rf'(^|[{{,\s])"?{re.escape(cand)}"?\s*=|^\s*\[\[?{re.escape(cand)}\]\]?')
+            for i, line in enumerate(self.lines, 1):
+                if pat.search(line.split("#")[0]):
+                    return i
+        return 1
+
+    def check_keys(self, table: dict, allowed: set[str], where: str) -> None:
+        for k in table:
+            if k not in allowed:
+                self.fail(f"{where}{k}", f"unknown key; expected one of {', '.join(sorted(allowed))}")
+
+    def typed(self, table: dict, key: str, types, where: str, default=None):
+        if key not in table:
+            return default
+        v = table[key]
+        if not isinstance(v, types) or (isinstance(v, bool) and bool not in _tuple(types)):
+            names = "/".join(t.__name__ for t in _tuple(types))
+            self.fail(f"{where}{key}", f"expected {names}, got {v!r}")
+        return v
+
+
+def _tuple(t) -> tuple:
+    return t if isinstance(t, tuple) else (t,)
+
+
+def _sets(r: _Reader, table: dict, where: str) -> tuple[tuple[str, Any], ...]:
+    sets = r.typed(table, "set", dict, where, {})
+    for k, v in sets.items():
+        if k.partition(".")[0] not in ("task", "model", "train") or "." not in k:
+            r.fail(f"{where}set", f"{k!r} must be section.key with section task, model or train")
+        if not isinstance(v, (str, int, float, bool)):
+            r.fail(f"{where}set", f"{k}: expected a string, number or boolean, got {v!r}")
+    return tuple(sets.items())
+
+
+def _run_settings(r: _Reader, table: dict, where: str, base: RunSettings | None) -> RunSettings:
+    task = r.typed(table, "task", str, where, base.task if base else None)
+    if not task:
+        r.fail(f"{where}task", "missing: every run needs a task")
+    steps = r.typed(table, "steps", int, where, base.steps if base else None)
+    if steps is not None and steps <= 0:
+        r.fail(f"{where}steps", f"must be positive, got {steps}")
+    target = r.typed(table, "target_acc", (int, float), where, base.target_acc if base else None)
+    if target is not None and not 0 <= target <= 1:
+        r.fail(f"{where}target_acc", f"must be in [0, 1], got {target}")
+    include = r.typed(table, "include", list, where, list(base.include) if base else [])
+    return RunSettings(
+        task=task, preset=r.typed(table, "preset", str, where, base.preset if base else None), steps=steps,
+        target_acc=target, sets=(base.sets if base else ()) + _sets(r, table, where), include=tuple(include),
+    )
+
+
+def _slug(v: Any) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def load_spec(path: Path) -> Spec:
+    """Parse and validate a spec; UserError (file:line: key: why) on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"spec file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path}: not valid TOML: {e}") from None
+    r = _Reader(path, text)
+    r.check_keys(doc, _TOP, "")
+    seeds = r.typed(doc, "seeds", list, "", [1337])
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        r.fail("seeds", f"expected a non-empty list of integers, got {seeds!r}")
+    budget = r.typed(doc, "budget_minutes", (int, float), "", None)
+    if budget is None or budget <= 0:
+        r.fail("budget_minutes", "missing or not positive: state the CPU time the spec is meant to take")
+    jobs = r.typed(doc, "jobs", int, "", 1)
+    if jobs < 1:
+        r.fail("jobs", f"must be at least 1, got {jobs}")
+    base_t = r.typed(doc, "base", dict, "", {})
+    r.check_keys(base_t, _RUN_KEYS, "base.")
+    base = _run_settings(r, base_t, "base.", None) if base_t else None
+
+    variants: list[Variant] = []
+    for i, vt in enumerate(r.typed(doc, "variant", list, "", []) or [{}]):
+        where = f"variant[{i}]."
+        if not isinstance(vt, dict):
+            r.fail("variant", "each [[variant]] must be a table")
+        r.check_keys(vt, _VARIANT, where)
+        name = r.typed(vt, "name", str, where, "base" if i == 0 else None)
+        if not name or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            r.fail(f"{where}name", f"needs a name of letters, digits, _ . - (got {name!r})")
+        settings = _run_settings(r, vt, where, base)
+        vseeds = tuple(r.typed(vt, "seeds", list, where, seeds))
+        init = r.typed(vt, "init_from", str, where, "")
+        if init and init not in {v.name.split("[")[0] for v in variants} | {v.name for v in variants}:
+            r.fail(f"{where}init_from", f"{init!r} is not an earlier variant")
+        grid = r.typed(vt, "grid", dict, where, {})
+        for k, vals in grid.items():
+            if k.partition(".")[0] not in ("task", "model", "train") or not isinstance(vals, list) or not vals:
+                r.fail(f"{where}grid", f"{k!r}: expected section.key = [values, ...]")
+        cases = r.typed(vt, "cases", list, where, [{}])
+        for case in cases:
+            bad = [k for k in (case if isinstance(case, dict) else {"?": 0}) if k != "name"
+                   and (k.partition(".")[0] not in ("task", "model", "train") or "." not in k)]
+            if not isinstance(case, dict) or bad:
+                r.fail(f"{where}cases", f"each case is a table of section.key = value (and an optional name); "
+                       f"got {case!r}")
+        keys = list(grid)
+        for case in cases:
+            case = dict(case)
+            label = case.pop("name", "") or ".".join(f"{k.partition('.')[2]}={_slug(v)}" for k, v in case.items())
+            for combo in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
+                params = tuple(case.items()) + tuple(zip(keys, combo))
+                vname = name + (f".{label}" if label else "") + "".join(
+                    f".{k.partition('.')[2]}={_slug(v)}" for k, v in zip(keys, combo))
+                run = RunSettings(**{**settings.__dict__, "sets": settings.sets + params})
+                variants.append(Variant(vname, run, vseeds, init, params))
+    names = [v.name for v in variants]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup:
+        r.fail("name", f"two variants are named {dup!r}")
+
+    evals = []
+    for i, et in enumerate(r.typed(doc, "eval", list, "", [])):
+        where = f"eval[{i}]."
+        r.check_keys(et, _EVAL, where)
+        split = r.typed(et, "split", str, where, "test")
+        n = r.typed(et, "n", int, where, 1000)
+        if n <= 0:
+            r.fail(f"{where}n", f"must be positive, got {n}")
+        by = r.typed(et, "by", list, where, [])
+        name = r.typed(et, "name", str, where, split)
+        evals.append(EvalSpec(name, split, n, tuple(by), _sets(r, et, where), r.typed(et, "heatmap", str, where, name)))
+    names = [e.name for e in evals]
+    if len(set(names)) != len(names):
+        r.fail("eval", "two [[eval]] tables have the same name; give each a distinct `name`")
+    report = r.typed(doc, "report", dict, "", {})
+    r.check_keys(report, _REPORT, "report.")
+    metrics = tuple(r.typed(report, "metrics", list, "report.", ["val_loss", "steps", "train_time"]))
+    eval_names = {e.name for e in evals}
+    for m in metrics:
+        head, _, tail = str(m).partition(".")
+        ok = m in LOG_METRICS or _STEPS_TO.match(str(m)) or (head in eval_names and tail in EVAL_METRICS)
+        if not ok:
+            r.fail("report.metrics", f"unknown metric {m!r}; use {', '.join(LOG_METRICS)}, "
+                   f"EVAL.accuracy|loss|trace_valid (EVAL: an [[eval]] name) or steps_to:val_acc>=0.99")
+    plot_x = r.typed(report, "plot_x", str, "report.", "")
+    return Spec(
+        name=r.typed(doc, "name", str, "", path.stem), path=path,
+        description=r.typed(doc, "description", str, "", ""), budget_minutes=float(budget),
+        seeds=tuple(seeds), jobs=jobs, variants=tuple(variants), evals=tuple(evals), metrics=metrics,
+        plot_x=plot_x,
+    )
+
+
+def steps_to(metric: str) -> tuple[str, float] | None:
+    """'steps_to:val_acc>=0.99' -> ('val_acc', 0.99)."""
+    m = _STEPS_TO.match(metric)
+    return (m.group(1), float(m.group(2))) if m else None
+
+
+def train_args(v: Variant, seed: int, out: Path, init_dir: Path | None) -> list[str]:
+    """The `workbench train` arguments for one run of a variant."""
+    s = v.run
+    args = ["train", "--task", s.task, "--seed", str(seed), "--out", str(out), "--quiet"]
+    if s.preset:
+        args += ["--preset", s.preset]
+    if s.steps is not None:
+        args += ["--steps", str(s.steps)]
+    if s.target_acc is not None:
+        args += ["--target-acc", str(s.target_acc)]
+    for k, val in s.sets:
+        args += ["--set", f"{k}={_slug(val)}"]
+    for inc in s.include:
+        args += ["--include", inc]
+    if init_dir is not None:
+        args += ["--init-from", str(init_dir)]
+    return args
+
+
+def eval_args(e: EvalSpec, run: Path, out: Path) -> list[str]:
+    args = ["eval", str(run), "--split", e.split, "--n", str(e.n), "--format", "json", "--out", str(out)]
+    if e.by:
+        args += ["--by", ",".join(e.by)]
+    for k, val in e.sets:
+        args += ["--set", f"{k}={_slug(val)}"]
+    return args
+
+
+def validate_against_registry(spec: Spec) -> None:
+    """Unknown tasks, presets and --set keys are caught before anything runs (file:line: key)."""
+    from experiments.cli import build_spec  # the same path `workbench train` takes
+
+    r = _Reader(spec.path, spec.path.read_text(encoding="utf-8"))
+    for v in spec.variants:
+        sets = [f"{k}={_slug(val)}" for k, val in v.run.sets]
+        try:
+            if v.init_from:  # the model comes from the source run; check task and train keys only
+                sets = [s for s in sets if not s.startswith("model.")]
+            build_spec(v.run.task, v.run.preset, sets, v.run.steps, spec.seeds[0], list(v.run.include))
+        except UserError as e:
+            key = next((k for k, _ in v.run.sets if k.partition(".")[2] in str(e)), "task")
+            raise UserError(f"{spec.path}:{r.line_of(key)}: variant {v.name}: {e}") from None

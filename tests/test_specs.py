@@ -1,0 +1,150 @@
+"""Experiment specs: parsing with located errors, and `workbench run` / `report` end to end."""
+
+import json
+import textwrap
+
+import pandas as pd
+import pytest
+
+from experiments.errors import UserError
+from experiments.spec import load_spec
+from helpers import cli
+
+TINY_SETS = ('"model.n_layer" = 1, "model.n_embd" = 32, "model.n_head" = 2, "model.block_size" = 12, '
+             '"train.batch_size" = 16, "train.eval_interval" = 10, "train.eval_iters" = 2, "task.max_digits" = 2')
+
+SPEC = textwrap.dedent(f"""
+    description = "two answer formats, two seeds, and a variant that cannot work"
+    budget_minutes = 2
+    seeds = [1, 2]
+
+    [base]
+    task = "addition"
+    preset = "small"
+    steps = 20
+    target_acc = 0
+    set = {{ {TINY_SETS} }}
+
+    [[variant]]
+    name = "fmt"
+    grid = {{ "task.reverse_answer" = [true, false] }}
+
+    [[variant]]
+    name = "broken"
+    seeds = [1]
+    set = {{ "model.block_size" = 4 }}
+
+    [[eval]]
+    name = "test"
+    split = "test"
+    n = 30
+    by = ["a_digits", "b_digits"]
+
+    [report]
+    metrics = ["test.accuracy", "val_loss", "steps", "steps_to:val_acc>=0.99"]
+""")
+
+
+def write(tmp_path, text, name="spec.toml"):
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def test_grid_and_cases_expand_in_order(tmp_path):
+    spec = load_spec(write(tmp_path, """
+        budget_minutes = 1
+        [base]
+        task = "addition"
+        [[variant]]
+        name = "a"
+        grid = { "task.reverse_answer" = [true, false], "model.n_layer" = [1, 2] }
+        [[variant]]
+        name = "b"
+        cases = [{}, { "model.pos" = "rope" }, { name = "both", "model.pos" = "none", "model.norm" = "rmsnorm" }]
+    """))
+    names = [v.name for v in spec.variants]
+    assert names == ["a.reverse_answer=true.n_layer=1", "a.reverse_answer=true.n_layer=2",
+                     "a.reverse_answer=false.n_layer=1", "a.reverse_answer=false.n_layer=2",
+                     "b", "b.pos=rope", "b.both"]
+    assert dict(spec.variant("b.both").params) == {"model.pos": "none", "model.norm": "rmsnorm"}
+
+
+@pytest.mark.parametrize("body,where", [
+    ('budget_minutes = 1\nbogus = 3\n[base]\ntask = "addition"\n', ":2: bogus: unknown key"),
+    ('budget_minutes = 1\n[base]\ntask = "addition"\nstepz = 3\n', ":4: base.stepz: unknown key"),
+    ('budget_minutes = 1\n[base]\ntask = "addition"\n[[variant]]\nname = "x"\ninit_from = "nope"\n',
+     ":6: variant[0].init_from"),
+    ('[base]\ntask = "addition"\n', "budget_minutes: missing"),
+    ('budget_minutes = 1\n[base]\ntask = "addition"\n[report]\nmetrics = ["accuracy"]\n', "unknown metric"),
+    ('budget_minutes = 1\n[base\n', "not valid TOML"),
+])
+def test_bad_specs_name_file_line_and_key(tmp_path, body, where):
+    p = write(tmp_path, body)
+    with pytest.raises(UserError, match=where.replace("[", r"\[").replace("]", r"\]")) as e:
+        load_spec(p)
+    assert str(p) in str(e.value)
+
+
+def test_unknown_task_or_variant_key_exits_2_before_training(tmp_path, capsys):
+    p = write(tmp_path, 'budget_minutes = 1\n[base]\ntask = "additon"\n')
+    code, _, err = cli(capsys, "run", p, "--out", tmp_path / "o")
+    assert code == 2 and "additon" in err and "Traceback" not in err
+    p = write(tmp_path, 'budget_minutes = 1\n[base]\ntask = "addition"\nset = { "model.poz" = "rope" }\n')
+    code, _, err = cli(capsys, "run", p, "--out", tmp_path / "o")
+    assert code == 2 and "model.poz" in err and f"{p}:4" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_report_on_a_directory_without_runs_exits_2(tmp_path, capsys):
+    code, _, err = cli(capsys, "report", tmp_path)
+    assert code == 2 and "spec.toml" in err
+
+
+def test_run_resume_report_and_a_failed_variant(tmp_path, capsys):
+    spec, out = write(tmp_path, SPEC), tmp_path / "out"
+    code, text, err = cli(capsys, "run", spec, "--out", out, "--dry-run")
+    assert code == 0 and text.count("[new   ]") == 5 and not out.exists()
+
+    code, text, err = cli(capsys, "run", spec, "--out", out)
+    assert code == 0, err
+    assert "4 done, 1 failed" in text
+    df = pd.read_csv(out / "results.csv")
+    assert len(df) == 5
+    broken = df[df["variant"] == "broken"].iloc[0]
+    assert broken["status"] == "failed" and "block_size" in broken["error"]
+    ok = df[df["status"] == "done"]
+    assert set(ok["steps"]) == {20} and ok["test.accuracy"].between(0, 1).all()
+    # the table's test.accuracy is the eval file's 'all' row
+    ev = json.loads((out / "fmt.reverse_answer=true" / "seed1" / "eval-test.json").read_text())
+    assert ev[-1]["a_digits"] == "all"
+    row = ok[(ok["variant"] == "fmt.reverse_answer=true") & (ok["seed"] == 1)].iloc[0]
+    assert row["test.accuracy"] == pytest.approx(ev[-1]["accuracy"])
+    md = (out / "results.md").read_text()
+    assert "| fmt.reverse_answer=true | 2 |" in md and "## Failed runs" in md and "±" in md
+    assert (out / "loss.png").is_file() and (out / "heatmap-test.png").is_file()
+
+    # a second run trains nothing: done runs are skipped, the failed one is retried
+    before = (out / "fmt.reverse_answer=true" / "seed1" / "ckpt.pt").stat().st_mtime_ns
+    code, text, _ = cli(capsys, "run", spec, "--out", out)
+    assert "(4 already done)" in text and "1 failed" in text
+    assert (out / "fmt.reverse_answer=true" / "seed1" / "ckpt.pt").stat().st_mtime_ns == before
+
+    md = (out / "results.md").read_text()
+    (out / "results.md").unlink()
+    code, text, _ = cli(capsys, "report", out)
+    assert code == 0 and (out / "results.md").read_text() == md
+
+
+def test_an_interrupted_run_is_resumed_not_restarted(tmp_path, capsys):
+    spec, out = write(tmp_path, SPEC.replace("seeds = [1, 2]", "seeds = [1]")), tmp_path / "out"
+    assert cli(capsys, "run", spec, "--out", out, "--only", "fmt.reverse_answer=true")[0] == 0
+    run = out / "fmt.reverse_answer=true" / "seed1"
+    # pretend it was killed after training, before its eval and result were written
+    (run / "result.json").unlink()
+    (run / "eval-test.json").unlink()
+    code, text, _ = cli(capsys, "run", spec, "--out", out, "--only", "fmt.reverse_answer=true")
+    assert code == 0 and "1 done" in text
+    log = (out / "fmt.reverse_answer=true" / "seed1.log").read_text()
+    assert log.count("workbench train") == 1  # trained once; the second pass only evaluated
+    assert (run / "eval-test.json").is_file()
