@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 
-from experiments.config import get_preset
 from experiments.errors import UserError
 
 

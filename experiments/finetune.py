@@ -18,18 +18,13 @@ from experiments.config import from_dict
 from experiments.errors import UserError
 from experiments.runs import read_config
 from gpt.checkpoint import CheckpointError, load_checkpoint
+from experiments.config import apply_overrides
 from gpt.model import GPT, GPTConfig
 from tasks.encode import END
 
 # fields that decide the shape or the function of the weights: they must match the source
 SHAPE_FIELDS = ("n_layer", "n_head", "n_embd", "bias", "pos", "norm", "mlp", "qk_norm", "tie_weights",
                 "abacus_offset")
-
-
-def source_model_config(run: Path) -> GPTConfig:
-    """The model config of the run to start from (vocab_size and block_size are refitted later)."""
-    cfg = read_config(Path(run))
-    return from_dict(GPTConfig, cfg["model"], "model")
 
 
 def check_shapes(source: GPTConfig, target: GPTConfig, run: Path) -> None:
@@ -87,8 +82,7 @@ def init_from(model: GPT, run: Path, target_chars: str) -> str:
 
 def finetune_model(run: Path, overrides) -> GPTConfig:
     """The source's model config with --set model.* overrides applied (checked later)."""
-    from experiments.config import apply_overrides
-
     # digit ids are refitted to the new task's vocabulary (model_config_for), like vocab_size
-    source = dataclasses.replace(source_model_config(run), abacus_digits=())
+    source = from_dict(GPTConfig, read_config(Path(run))["model"], "model")
+    source = dataclasses.replace(source, abacus_digits=())
     return apply_overrides(source, overrides, "model")

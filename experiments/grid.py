@@ -164,7 +164,7 @@ def run_grid(spec: Spec, root: Path, only: str | None = None, dry_run: bool = Fa
     if spec.path.resolve() != (root / "spec.toml").resolve():
         shutil.copyfile(spec.path, root / "spec.toml")
         atomic_write_text(root / "spec.source", str(spec.path))  # for the report's "reproduce" line
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(todo))))  # a lone run gets every core
     lock = threading.Lock()
     start = time.time()
     done: list[dict] = []
@@ -191,6 +191,9 @@ def run_grid(spec: Spec, root: Path, only: str | None = None, dry_run: bool = Fa
         for f in futures.values():
             f.result()
     total = time.time() - start
+    with open(root / "timing.jsonl", "a", encoding="utf-8") as f:  # the report sums these
+        f.write(json.dumps({"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(start)),
+                            "elapsed_s": round(total, 1), "runs": len(done), "jobs": jobs}) + "\n")
     over = total / 60 > spec.budget_minutes
     echo(f"{spec.name}: {sum(r['status'] == 'done' for r in done)} done, "
          f"{sum(r['status'] == 'failed' for r in done)} failed in {_fmt_s(total)} "

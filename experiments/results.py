@@ -16,7 +16,6 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from experiments.errors import UserError
@@ -129,9 +128,12 @@ def _fmt(metric: str, v: float) -> str:
 def markdown(spec: Spec, df: pd.DataFrame, summary: pd.DataFrame, root: Path, plots: list[str]) -> str:
     metrics = [m for m in spec.metrics if m in summary.columns]
     wall = df["wall_s"].sum()
+    sessions = _timing(root)
+    elapsed = sum(t["elapsed_s"] for t in sessions)
     lines = [f"# {spec.name}", "", spec.description, "",
-             f"- Stated budget: {spec.budget_minutes:g} min of CPU; the runs took {wall / 60:.1f} min in all "
-             f"(sum of run wall times, evals included).",
+             f"- Stated budget: {spec.budget_minutes:g} min on this machine; `workbench run` took "
+             f"{elapsed / 60:.1f} min of wall time ({len(sessions)} invocation(s)); the runs' own wall "
+             f"times, evals included, sum to {wall / 60:.1f} min ({spec.jobs} at a time).",
              f"- Reproduce: `workbench run {_source(spec, root)} --out {root}`; "
              f"rebuild these tables: `workbench report {root}`.",
              f"- Seeds: {', '.join(map(str, spec.seeds))}. Cells are mean ± std over seeds (std needs two).", "",
@@ -156,6 +158,13 @@ def markdown(spec: Spec, df: pd.DataFrame, summary: pd.DataFrame, root: Path, pl
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _timing(root: Path) -> list[dict]:
+    try:
+        return [json.loads(x) for x in (root / "timing.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
+    except (OSError, ValueError):
+        return []
 
 
 def _source(spec: Spec, root: Path) -> str:

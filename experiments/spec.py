@@ -40,10 +40,11 @@ section.key = value with an optional `name`; `{}` is the variant itself).  Error
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -232,7 +233,7 @@ def load_spec(path: Path) -> Spec:
                 params = tuple(case.items()) + tuple(zip(keys, combo))
                 vname = name + (f".{label}" if label else "") + "".join(
                     f".{k.partition('.')[2]}={_slug(v)}" for k, v in zip(keys, combo))
-                run = RunSettings(**{**settings.__dict__, "sets": settings.sets + params})
+                run = dataclasses.replace(settings, sets=settings.sets + params)
                 variants.append(Variant(vname, run, vseeds, init, params))
     names = [v.name for v in variants]
     dup = next((n for n in names if names.count(n) > 1), None)

@@ -93,6 +93,10 @@ def test_unknown_task_or_variant_key_exits_2_before_training(tmp_path, capsys):
     p = write(tmp_path, 'budget_minutes = 1\n[base]\ntask = "addition"\nset = { "model.poz" = "rope" }\n')
     code, _, err = cli(capsys, "run", p, "--out", tmp_path / "o")
     assert code == 2 and "model.poz" in err and f"{p}:4" in err
+    p = write(tmp_path, 'budget_minutes = 1\n[base]\ntask = "addition"\n\n[[variant]]\nname = "v"\n'
+                        'set = { "model.pos" = "alibi" }\n')
+    code, _, err = cli(capsys, "run", p, "--out", tmp_path / "o")
+    assert code == 2 and "alibi" in err and f"{p}:7" in err and "variant v" in err
     assert not (tmp_path / "o").exists()
 
 
