@@ -100,7 +100,9 @@ def metric_vs(df: pd.DataFrame, x: str, metric: str, path: Path) -> bool:
     ok = df[(df["status"] == "done")] if "status" in df else df
     if plt is None or x not in ok.columns or metric not in ok.columns or ok[metric].isna().all():
         return False
-    others = [c for c in ok.columns if "." in c and c not in (x, metric) and c.split(".")[0] in ("task", "model", "train")]
+    ok = ok[ok[x].notna()]  # variants without the key (e.g. another part of the grid) are not on this plot
+    others = [c for c in ok.columns if "." in c and c not in (x, metric) and c.split(".")[0] in ("task", "model", "train")
+              and ok[c].notna().any()]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     groups = ok.groupby(others, dropna=False) if others else [((), ok)]
     for label, g in groups:

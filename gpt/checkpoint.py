@@ -21,6 +21,15 @@ FORMAT = "workbench-checkpoint"
 VERSION = 1
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once, at import: os.umask cannot be read without setting it
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message says why."""
 
@@ -29,6 +38,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; finished files get the usual mode
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
