@@ -19,7 +19,7 @@ from experiments.errors import UserError
 from experiments.runs import read_config
 from gpt.checkpoint import CheckpointError, load_checkpoint
 from experiments.config import apply_overrides
-from gpt.model import GPT, GPTConfig
+from gpt.model import GPT, GPTConfig, rename_legacy_keys
 from tasks.encode import END
 
 # fields that decide the shape or the function of the weights: they must match the source
@@ -60,7 +60,7 @@ def init_from(model: GPT, run: Path, target_chars: str) -> str:
     except CheckpointError as e:
         raise UserError(f"--init-from: {e}") from None
     state = dict(ckpt["model"])
-    state = {("pos.wpe.weight" if k == "wpe.weight" else k): v for k, v in state.items()}
+    rename_legacy_keys(state)
     own = model.state_dict()
     mapped = index >= 0
     for key in ("wte.weight", "lm_head.weight"):

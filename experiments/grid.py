@@ -130,11 +130,8 @@ def execute(spec: Spec, key: RunKey, root: Path, threads: int) -> dict:
                     break
     result = {"variant": key.variant.name, "seed": key.seed, "status": "failed" if error else "done",
               "error": error, "wall_s": round(time.time() - started, 1)}
-    if run.exists():
-        atomic_write_text(run / "result.json", json.dumps(result, indent=1))
-    else:  # nothing to put it in: a failure before the run directory existed
-        run.mkdir(parents=True)
-        atomic_write_text(run / "result.json", json.dumps(result, indent=1))
+    run.mkdir(parents=True, exist_ok=True)  # a failure before training made it still gets a record
+    atomic_write_text(run / "result.json", json.dumps(result, indent=1))
     return result
 
 

@@ -148,7 +148,7 @@ class GPT(nn.Module):
             self.lm_head.weight = self.wte.weight
         self.apply(self._init_weights)
         # checkpoints written before the position encodings moved into self.pos
-        self._register_load_state_dict_pre_hook(_rename_legacy_keys)
+        self._register_load_state_dict_pre_hook(rename_legacy_keys)
 
     def _init_weights(self, module: nn.Module) -> None:
         # GPT-2: N(0, 0.02), and residual projections scaled by 1/sqrt(2 * n_layer)
@@ -196,7 +196,8 @@ class GPT(nn.Module):
         return logits, masked_cross_entropy(logits, targets)
 
 
-def _rename_legacy_keys(state_dict, prefix, *args) -> None:
+def rename_legacy_keys(state_dict, prefix: str = "", *args) -> None:
+    """In place: checkpoints from before the position encodings moved into GPT.pos."""
     if prefix + "wpe.weight" in state_dict:
         state_dict[prefix + "pos.wpe.weight"] = state_dict.pop(prefix + "wpe.weight")
 

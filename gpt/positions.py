@@ -20,29 +20,31 @@ import torch.nn as nn
 POSITIONS = ("learned", "none", "rope", "abacus")
 
 
-class LearnedPositions(nn.Module):
-    """GPT-2: one learned vector per absolute position."""
+class NoPositions(nn.Module):
+    """NoPE (Kazemnejad et al. 2023): nothing; the causal mask alone lets the model count.
+
+    Also the base of the others: it adds nothing and rotates nothing."""
 
     def __init__(self, config):
         super().__init__()
-        self.wpe = nn.Embedding(config.block_size, config.n_embd)
 
-    def embed(self, idx: torch.Tensor, start: int, cache=None) -> torch.Tensor:
-        pos = torch.arange(start, start + idx.size(1), dtype=torch.long, device=idx.device)
-        return self.wpe(pos)  # (T, C), broadcast over the batch
+    def embed(self, idx: torch.Tensor, start: int, cache=None) -> torch.Tensor | float:
+        return 0.0
 
     def rotate(self, q: torch.Tensor, k: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
         return q, k
 
 
-class NoPositions(LearnedPositions):
-    """NoPE (Kazemnejad et al. 2023): nothing; the causal mask alone lets the model count."""
+class LearnedPositions(NoPositions):
+    """GPT-2: one learned vector per absolute position."""
 
     def __init__(self, config):
-        nn.Module.__init__(self)
+        super().__init__(config)
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)
 
-    def embed(self, idx: torch.Tensor, start: int, cache=None) -> float:
-        return 0.0
+    def embed(self, idx: torch.Tensor, start: int, cache=None) -> torch.Tensor:
+        pos = torch.arange(start, start + idx.size(1), dtype=torch.long, device=idx.device)
+        return self.wpe(pos)  # (T, C), broadcast over the batch
 
 
 class RotaryPositions(NoPositions):
