@@ -106,6 +106,7 @@ def _pct(x: float) -> str:
 
 
 def markdown(t: pd.DataFrame, by: list[str]) -> str:
+    by = by or [c for c in ("bucket",) if c in t.columns]  # a task without buckets: one "all" row
     extra = [c for c in t.columns if c not in ("run", *by, "n", "correct", "accuracy", "ci_low", "ci_high")]
     head = ["run", *by, "n", "correct", "accuracy", "95% CI", *extra]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

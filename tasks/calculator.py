@@ -24,7 +24,9 @@ count uniform, then value uniform); `ops`, a subset of "+-*/";
 `precedence=standard|left` (left: pocket-calculator chains); `division=exact`
 (every division leaves no remainder: divisors are drawn among the divisors of
 the running value) or `floor` (Python's //); `parens`, the chance that a
-problem groups a sub-chain in parentheses.
+problem groups a sub-chain in parentheses; `op_weights`, relative odds of the
+operators (e.g. "1,1,3,1" trains on more products; evaluate with
+`--set task.op_weights=` to score on the uniform mix).
 
 Held out: 5% of expressions, by a salted hash of the prompt.  Buckets: n_ops,
 max_digits (longest operand), ops (the operators used, e.g. "+*").
@@ -58,6 +60,7 @@ class CalculatorConfig(TaskConfig):
     max_ops: int = 3
     max_digits: int = 2
     ops: str = "+-*/"
+    op_weights: str = ""  # e.g. "1,1,3,1": relative odds of each operator in `ops`; "" = uniform
     precedence: str = "standard"  # standard | left
     division: str = "exact"  # exact | floor
     parens: float = 0.0  # chance of one parenthesised sub-chain (problems with 2+ operations)
@@ -77,6 +80,7 @@ class CalculatorConfig(TaskConfig):
             raise ValueError(f"min_ops ({self.min_ops}) is greater than max_ops ({self.max_ops})")
         if self.max_digits <= 0:
             raise ValueError(f"max_digits must be at least 1, got {self.max_digits}")
+        self.operator_odds()  # validates op_weights
         if self.precedence not in ("standard", "left"):
             raise ValueError(f"precedence must be 'standard' or 'left', got {self.precedence!r}")
         if self.division not in ("exact", "floor"):
@@ -85,6 +89,20 @@ class CalculatorConfig(TaskConfig):
             raise ValueError(f"cot must be one of {', '.join(COTS)}, got {self.cot!r}")
         if not 0.0 <= self.parens <= 1.0:
             raise ValueError(f"parens is a probability in [0, 1], got {self.parens}")
+
+
+    def operator_odds(self) -> np.ndarray | None:
+        """Probabilities of the operators in `ops`, or None for uniform (the default)."""
+        if not self.op_weights:
+            return None
+        try:
+            w = np.array([float(x) for x in self.op_weights.split(",")])
+        except ValueError:
+            raise ValueError(f"op_weights must be comma-separated numbers, got {self.op_weights!r}") from None
+        if len(w) != len(self.ops) or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"op_weights needs {len(self.ops)} non-negative numbers, one per operator in "
+                             f"{self.ops!r}, not all zero; got {self.op_weights!r}")
+        return w / w.sum()
 
 
 class CalculatorTask(Task):
@@ -108,7 +126,8 @@ class CalculatorTask(Task):
 
     # ---- sampling ------------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator, n: int, split: str) -> Problems:
-        nodes = [_Generator(self.config, rng).expression() for _ in range(n)]
+        gen = _Generator(self.config, rng)
+        nodes = [gen.expression() for _ in range(n)]
         return self.from_nodes(nodes)
 
     def from_nodes(self, nodes: list[Node]) -> Problems:
@@ -192,6 +211,7 @@ class _Generator:
 
     def __init__(self, c: CalculatorConfig, rng: np.random.Generator):
         self.c, self.rng = c, rng
+        self.odds = c.operator_odds()
 
     def literal(self, nonzero: bool = False) -> int:
         k = int(self.rng.integers(1, self.c.max_digits + 1))
@@ -201,7 +221,11 @@ class _Generator:
     def expression(self) -> Node:
         c, rng = self.c, self.rng
         n_ops = int(rng.integers(c.min_ops, c.max_ops + 1))
-        ops = [c.ops[int(i)] for i in rng.integers(0, len(c.ops), size=n_ops)]
+        if self.odds is None:  # the default keeps the original draw, so data stays as it was
+            picks = rng.integers(0, len(c.ops), size=n_ops)
+        else:
+            picks = rng.choice(len(c.ops), size=n_ops, p=self.odds)
+        ops = [c.ops[int(i)] for i in picks]
         items: list[Any] = [None] * (n_ops + 1)  # None: a literal
         if n_ops >= 2 and c.parens > 0 and rng.random() < c.parens:
             # group items i..j (2 or more, not all); never as a divisor, so division stays exact

@@ -8,6 +8,12 @@ Power et al. 2022 train on a fraction of all p^2 (a, b) pairs (division mod 97,
 50%) and watch held-out accuracy jump long after training accuracy saturates.
 Here `train_fraction` of the pairs, chosen by salted hash, are training data
 and the rest is the test split, so the training set is finite by construction.
+
+`tokens=digits` (the default) writes residues in decimal, so the model must also
+learn to read and write numbers.  `tokens=symbols` gives each residue one token
+of its own, as Power et al. do: residue i is the character chr(0x4E00 + i)
+(CJK ideographs: printable, and far from the digits), so "12/45=" becomes
+"丌/下=" and the answer is one token.  The grokking preset uses symbols.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from tasks.base import Problems, Task, TaskConfig
 from tasks.encode import Rendered, render_strings
 
 OPS = ("+", "-", "*", "/")
+TOKENS = ("digits", "symbols")
+SYMBOL_BASE = 0x4E00  # residue i <-> chr(SYMBOL_BASE + i) under tokens=symbols
 
 
 def is_prime(p: int) -> bool:
@@ -32,6 +40,7 @@ class ModularConfig(TaskConfig):
     p: int = 97
     op: str = "/"
     train_fraction: float = 0.5
+    tokens: str = "digits"  # digits | symbols (one token per residue)
 
     def __post_init__(self) -> None:
         if not 2 <= self.p <= 10_000:
@@ -42,6 +51,8 @@ class ModularConfig(TaskConfig):
             raise ValueError(f"division mod p needs a prime p; {self.p} is not")
         if not 0.0 < self.train_fraction < 1.0:
             raise ValueError(f"train_fraction must be in (0, 1), got {self.train_fraction}")
+        if self.tokens not in TOKENS:
+            raise ValueError(f"tokens must be digits or symbols, got {self.tokens!r}")
 
 
 class ModularTask(Task):
@@ -57,7 +68,13 @@ class ModularTask(Task):
 
     @property
     def chars(self) -> str:
+        if self.config.tokens == "symbols":
+            return "".join(self.symbol(i) for i in range(self.config.p)) + "=" + self.config.op
         return "0123456789=" + self.config.op
+
+    def symbol(self, residue: int) -> str:
+        """How a residue is written: decimal digits, or its own token."""
+        return chr(SYMBOL_BASE + residue) if self.config.tokens == "symbols" else str(residue)
 
     def sample(self, rng: np.random.Generator, n: int, split: str) -> Problems:
         p = self.config.p
@@ -65,13 +82,14 @@ class ModularTask(Task):
         return Problems(a=rng.integers(0, p, size=n), b=rng.integers(low_b, p, size=n))
 
     def max_length(self, splits=("train",)) -> int:
-        d = len(str(self.config.p - 1))
+        d = len(self.symbol(self.config.p - 1))
         return 3 * d + 3
 
     def render(self, pr: Problems) -> Rendered:
         c = self.config
         pairs = list(zip(pr["a"].tolist(), pr["b"].tolist()))
-        return render_strings([f"{a}{c.op}{b}=" for a, b in pairs], [str(self._apply(a, b)) for a, b in pairs])
+        w = self.symbol
+        return render_strings([f"{w(a)}{c.op}{w(b)}=" for a, b in pairs], [w(self._apply(a, b)) for a, b in pairs])
 
     def _apply(self, a: int, b: int) -> int:
         p, op = self.config.p, self.config.op
@@ -96,4 +114,7 @@ class ModularTask(Task):
         return out
 
     def parse_answer(self, text: str) -> int | None:
+        if self.config.tokens == "symbols":
+            r = ord(text) - SYMBOL_BASE if len(text) == 1 else -1
+            return r if 0 <= r < self.config.p else None
         return int(text) if text.isdigit() and text.isascii() else None

@@ -124,10 +124,25 @@ def test_contract(cfg):
 
 @pytest.mark.parametrize("bad", [dict(ops=""), dict(ops="+%"), dict(min_ops=3, max_ops=2), dict(min_ops=0),
                                  dict(max_digits=0), dict(precedence="right"), dict(division="round"),
-                                 dict(cot="some"), dict(parens=1.5)])
+                                 dict(cot="some"), dict(parens=1.5), dict(op_weights="1,1,1"),
+                                 dict(op_weights="1,-1,1,1"), dict(op_weights="0,0,0,0"), dict(op_weights="a,b,c,d")])
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         CalculatorConfig(**bad)
+
+
+def test_op_weights_skew_operators_and_default_data_is_unchanged():
+    rng = lambda: np.random.default_rng(7)  # noqa: E731
+    uniform = CalculatorTask().problems(rng(), 400, "train")
+    explicit = CalculatorTask(CalculatorConfig(op_weights="")).problems(rng(), 400, "train")
+    assert list(uniform["expr"]) == list(explicit["expr"])
+    skewed = CalculatorTask(CalculatorConfig(op_weights="1,1,6,0")).problems(rng(), 2000, "train")
+    text = "".join(skewed["expr"])
+    counts = {op: text.count(op) for op in "+-*/"}
+    assert counts["/"] == 0 and counts["*"] > 4 * max(counts["+"], counts["-"])
+    for expr, ans in zip(skewed["expr"][:200], CalculatorTask(CalculatorConfig(op_weights="1,1,6,0")).solve(
+            skewed.take(np.arange(200)))):
+        assert ans == python_value(expr, CalculatorConfig())
 
 
 @pytest.mark.parametrize("text", ["12+", "1++2", "(1+2", "1+2)", "", "1+a", "5/0", "7/2", "4/(2-2)"])

@@ -63,6 +63,16 @@ def test_eval_samples_plot_and_markdown(add_run, tmp_path, capsys):
     assert (tmp_path / "h.png").stat().st_size > 1000 and (tmp_path / "t.md").exists()
 
 
+def test_markdown_eval_of_a_task_without_buckets(tmp_path, capsys):
+    out = tmp_path / "mod"
+    code, _, err = cli(capsys, "train", "--task", "modular", *TINY, "--steps", "5", "--set", "task.p=7",
+                       "--set", "train.eval_interval=5", "--out", out, "--quiet", "--device", "cpu")
+    assert code == 0, err
+    code, text, err = cli(capsys, "eval", out, "--n", "50", "--format", "markdown")
+    assert code == 0, err
+    assert "| bucket | n |" in text and "| all | 50 |" in text
+
+
 def test_show_and_tasks(capsys):
     code, out, _ = cli(capsys, "show", "--task", "addition", "-n", "2")
     assert code == 0 and out.count("target") == 2 and "·" in out

@@ -16,7 +16,8 @@ from tasks.testing import check_task
 @pytest.mark.parametrize("cls,cfg", [(CopyTask, None), (CopyTask, CopyConfig(min_len=5, max_len=20, alphabet="xyz")),
                                      (ReverseTask, None), (SortTask, None), (SortTask, SortConfig(max_len=15)),
                                      (ParityTask, None), (ParityTask, ParityConfig(max_len=4, ood_max_len=6)),
-                                     (ModularTask, None), (ModularTask, ModularConfig(p=11, op="-", train_fraction=0.3))])
+                                     (ModularTask, None), (ModularTask, ModularConfig(p=11, op="-", train_fraction=0.3)),
+                                     (ModularTask, ModularConfig(tokens="symbols"))])
 def test_conformance(cls, cfg):
     check_task(cls, cfg, examples=8)
 
@@ -35,6 +36,13 @@ def test_answers_against_python(seed):
     for i in range(len(r)):
         a, b = map(int, r.prompt(i)[:-1].split("/"))
         assert (int(r.target(i)) * b - a) % 97 == 0
+    s = ModularTask(ModularConfig(tokens="symbols", op="*"))
+    r = s.render(s.problems(rng, 16, "train"))
+    for i in range(len(r)):
+        prompt, target = r.prompt(i), r.target(i)
+        assert len(prompt) == 4 and prompt[1] == "*" and prompt[3] == "="
+        a, b, c = (ord(ch) - 0x4E00 for ch in (prompt[0], prompt[2], target))
+        assert 0 <= c < 97 and c == a * b % 97
 
 
 def test_modular_train_fraction_is_the_finite_training_set():
@@ -57,7 +65,7 @@ def test_parity_ood_is_longer():
 @pytest.mark.parametrize("cls,bad", [(CopyConfig, dict(alphabet="a1")), (CopyConfig, dict(min_len=0)),
                                      (SortConfig, dict(min_len=5, max_len=3)), (ParityConfig, dict(ood_max_len=5)),
                                      (ModularConfig, dict(p=12)), (ModularConfig, dict(train_fraction=1.0)),
-                                     (ModularConfig, dict(op="^"))])
+                                     (ModularConfig, dict(op="^")), (ModularConfig, dict(tokens="letters"))])
 def test_config_validation(cls, bad):
     with pytest.raises(ValueError):
         cls(**bad)
