@@ -317,11 +317,16 @@ def show(
     split: str = typer.Option("train", "--split"),
     seed: int = typer.Option(0, "--seed"),
     include: list[str] = IncludeOpt,
+    preset: Optional[str] = typer.Option(None, "--preset", "-p",
+                                         help="whose task options apply (default: the task's own, as in train)"),
 ) -> None:
     """Print sample problems: each input token above its target, masked targets shown as ·"""
     from experiments.report import show_task
 
-    show_task(task, sets, n, split, seed, include)
+    p = get_preset(preset or default_preset(task))
+    if p.tasks and task not in p.tasks and preset:
+        raise UserError(f"preset {p.name!r} is for {', '.join(p.tasks)}, not {task!r}")
+    show_task(task, sets, n, split, seed, include, p.task_overrides())
 
 
 @app.command("tasks")

@@ -183,7 +183,8 @@ def heatmap(t: pd.DataFrame, by: list[str], path: Path) -> None:
 
 # ---- show ------------------------------------------------------------------------------------
 
-def show_task(name: str, sets: list[str], n: int, split: str, seed: int, include: list[str]) -> None:
+def show_task(name: str, sets: list[str], n: int, split: str, seed: int, include: list[str],
+              preset_task: dict[str, Any] | None = None) -> None:
     from experiments.runs import build_task
     from tasks.encode import to_xy
 
@@ -192,7 +193,7 @@ def show_task(name: str, sets: list[str], n: int, split: str, seed: int, include
     over = parse_sets(sets)
     if over["model"] or over["train"]:
         raise UserError("show accepts only task.* overrides in --set")
-    task = build_task(name, over["task"], include)
+    task = build_task(name, {**(preset_task or {}), **over["task"]}, include)
     if split not in task.splits:
         raise UserError(f"task {name!r} has no split {split!r}; it has {', '.join(task.splits)}")
     console.print(f"[bold]{name}[/bold]  vocab {task.vocab.chars!r} ({len(task.vocab)} tokens)")

@@ -24,9 +24,10 @@ count uniform, then value uniform); `ops`, a subset of "+-*/";
 `precedence=standard|left` (left: pocket-calculator chains); `division=exact`
 (every division leaves no remainder: divisors are drawn among the divisors of
 the running value) or `floor` (Python's //); `parens`, the chance that a
-problem groups a sub-chain in parentheses; `op_weights`, relative odds of the
-operators (e.g. "1,1,3,1" trains on more products; evaluate with
-`--set task.op_weights=` to score on the uniform mix).
+problem groups a sub-chain in parentheses; `op_weights` and `n_ops_weights`, relative
+odds of the operators and of the operation counts (e.g. "1,1,3,1" and "3,1,1" train
+on more short products; evaluate with `--set task.op_weights= --set
+task.n_ops_weights=` to score on the uniform mix).
 
 Held out: 5% of expressions, by a salted hash of the prompt.  Buckets: n_ops,
 max_digits (longest operand), ops (the operators used, e.g. "+*").
@@ -61,6 +62,7 @@ class CalculatorConfig(TaskConfig):
     max_digits: int = 2
     ops: str = "+-*/"
     op_weights: str = ""  # e.g. "1,1,3,1": relative odds of each operator in `ops`; "" = uniform
+    n_ops_weights: str = ""  # e.g. "3,1,1": relative odds of min_ops..max_ops operations; "" = uniform
     precedence: str = "standard"  # standard | left
     division: str = "exact"  # exact | floor
     parens: float = 0.0  # chance of one parenthesised sub-chain (problems with 2+ operations)
@@ -81,6 +83,7 @@ class CalculatorConfig(TaskConfig):
         if self.max_digits <= 0:
             raise ValueError(f"max_digits must be at least 1, got {self.max_digits}")
         self.operator_odds()  # validates op_weights
+        self.n_ops_odds()
         if self.precedence not in ("standard", "left"):
             raise ValueError(f"precedence must be 'standard' or 'left', got {self.precedence!r}")
         if self.division not in ("exact", "floor"):
@@ -93,16 +96,24 @@ class CalculatorConfig(TaskConfig):
 
     def operator_odds(self) -> np.ndarray | None:
         """Probabilities of the operators in `ops`, or None for uniform (the default)."""
-        if not self.op_weights:
-            return None
-        try:
-            w = np.array([float(x) for x in self.op_weights.split(",")])
-        except ValueError:
-            raise ValueError(f"op_weights must be comma-separated numbers, got {self.op_weights!r}") from None
-        if len(w) != len(self.ops) or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
-            raise ValueError(f"op_weights needs {len(self.ops)} non-negative numbers, one per operator in "
-                             f"{self.ops!r}, not all zero; got {self.op_weights!r}")
-        return w / w.sum()
+        return _odds("op_weights", self.op_weights, len(self.ops), f"one per operator in {self.ops!r}")
+
+    def n_ops_odds(self) -> np.ndarray | None:
+        """Probabilities of min_ops..max_ops operations, or None for uniform (the default)."""
+        n = self.max_ops - self.min_ops + 1
+        return _odds("n_ops_weights", self.n_ops_weights, n, f"one per count {self.min_ops}..{self.max_ops}")
+
+
+def _odds(name: str, text: str, n: int, what: str) -> np.ndarray | None:
+    if not text:
+        return None
+    try:
+        w = np.array([float(x) for x in text.split(",")])
+    except ValueError:
+        raise ValueError(f"{name} must be comma-separated numbers, got {text!r}") from None
+    if len(w) != n or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"{name} needs {n} non-negative numbers ({what}), not all zero; got {text!r}")
+    return w / w.sum()
 
 
 class CalculatorTask(Task):
@@ -211,7 +222,7 @@ class _Generator:
 
     def __init__(self, c: CalculatorConfig, rng: np.random.Generator):
         self.c, self.rng = c, rng
-        self.odds = c.operator_odds()
+        self.odds, self.n_odds = c.operator_odds(), c.n_ops_odds()
 
     def literal(self, nonzero: bool = False) -> int:
         k = int(self.rng.integers(1, self.c.max_digits + 1))
@@ -220,8 +231,11 @@ class _Generator:
 
     def expression(self) -> Node:
         c, rng = self.c, self.rng
-        n_ops = int(rng.integers(c.min_ops, c.max_ops + 1))
-        if self.odds is None:  # the default keeps the original draw, so data stays as it was
+        if self.n_odds is None:  # the defaults keep the original draws, so data stays as it was
+            n_ops = int(rng.integers(c.min_ops, c.max_ops + 1))
+        else:
+            n_ops = c.min_ops + int(rng.choice(len(self.n_odds), p=self.n_odds))
+        if self.odds is None:
             picks = rng.integers(0, len(c.ops), size=n_ops)
         else:
             picks = rng.choice(len(c.ops), size=n_ops, p=self.odds)

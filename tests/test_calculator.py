@@ -125,7 +125,8 @@ def test_contract(cfg):
 @pytest.mark.parametrize("bad", [dict(ops=""), dict(ops="+%"), dict(min_ops=3, max_ops=2), dict(min_ops=0),
                                  dict(max_digits=0), dict(precedence="right"), dict(division="round"),
                                  dict(cot="some"), dict(parens=1.5), dict(op_weights="1,1,1"),
-                                 dict(op_weights="1,-1,1,1"), dict(op_weights="0,0,0,0"), dict(op_weights="a,b,c,d")])
+                                 dict(op_weights="1,-1,1,1"), dict(op_weights="0,0,0,0"), dict(op_weights="a,b,c,d"),
+                                 dict(n_ops_weights="1,1"), dict(n_ops_weights="1,nan,1")])
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         CalculatorConfig(**bad)
@@ -143,6 +144,9 @@ def test_op_weights_skew_operators_and_default_data_is_unchanged():
     for expr, ans in zip(skewed["expr"][:200], CalculatorTask(CalculatorConfig(op_weights="1,1,6,0")).solve(
             skewed.take(np.arange(200)))):
         assert ans == python_value(expr, CalculatorConfig())
+    short = CalculatorTask(CalculatorConfig(n_ops_weights="8,1,1")).problems(rng(), 2000, "train")
+    share = np.bincount(short["n_ops"], minlength=4)[1:] / 2000
+    assert share[0] > 0.7 and 0 < share[1] < 0.2 and 0 < share[2] < 0.2
 
 
 @pytest.mark.parametrize("text", ["12+", "1++2", "(1+2", "1+2)", "", "1+a", "5/0", "7/2", "4/(2-2)"])

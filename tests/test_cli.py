@@ -76,6 +76,12 @@ def test_markdown_eval_of_a_task_without_buckets(tmp_path, capsys):
 def test_show_and_tasks(capsys):
     code, out, _ = cli(capsys, "show", "--task", "addition", "-n", "2")
     assert code == 0 and out.count("target") == 2 and "·" in out
+    # show applies the task's default preset, as train does: the grokking preset's symbols
+    code, out, _ = cli(capsys, "show", "--task", "modular", "-n", "1")
+    assert code == 0 and "(100 tokens)" in out
+    code, out, _ = cli(capsys, "show", "--task", "modular", "-n", "1", "--set", "task.tokens=digits")
+    assert code == 0 and "(13 tokens)" in out
+    assert cli(capsys, "show", "--task", "addition", "-p", "grokking")[0] == 2
     code, out, _ = cli(capsys, "tasks")
     assert code == 0 and "addition" in out and "shakespeare" in out
 
