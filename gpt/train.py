@@ -48,9 +48,11 @@ class TrainConfig:
     compile: str = "auto"  # auto (on for CUDA) | on | off
     nan_policy: str = "stop"  # stop | skip
     time_budget_s: float = 0.0  # stop (evaluated and saved) after this much training time; 0: no limit
+    length_chunks: int = 1  # >1: split each micro-batch by length into this many trimmed chunks
 
     def __post_init__(self) -> None:
-        positive = ("steps", "batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval")
+        positive = ("steps", "batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval",
+                    "length_chunks")
         for name in positive:
             v = getattr(self, name)
             if not isinstance(v, int) or v <= 0:
@@ -102,6 +104,33 @@ def autocast_for(device: torch.device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def length_chunks(x: torch.Tensor, y: torch.Tensor, k: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Split a right-padded batch into k chunks of rows of similar length, each trimmed to its
+    longest row, with each chunk's share of the batch's targets.
+
+    A batch is padded to its longest row, so with problems of very different lengths (the
+    calculator's traces, scratchpads) most of a step's work is on padding. Columns after a
+    row's last target cannot change any earlier position's loss (causal attention), so
+    sum_i share_i * mean_loss(chunk_i) is the batch's mean loss, at less cost. Chunks with
+    no targets are dropped (a batch with none at all stays whole: its loss is 0).
+    """
+    if k <= 1:
+        return [(x, y, torch.ones((), device=y.device))]
+    valid = y != -1
+    T = y.size(1)
+    # length = 1 + index of the last target (0 for a row with none)
+    length = torch.where(valid.any(1), T - valid.flip(1).int().argmax(1), torch.zeros_like(valid[:, 0], dtype=torch.long))
+    total = valid.sum().clamp(min=1)
+    out = []
+    for rows in length.argsort().tensor_split(k):
+        w = int(length[rows].max()) if len(rows) else 0
+        if w == 0:
+            continue
+        yc = y[rows, :w]
+        out.append((x[rows, :w], yc, (yc != -1).sum() / total))
+    return out or [(x, y, torch.ones((), device=y.device))]
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -262,13 +291,15 @@ class Trainer:
             loss_sum = torch.zeros((), device=self.device)
             for micro in range(cfg.grad_accum):
                 x, y = self.batch("train", step, micro)
-                tokens += x.numel()
-                # gradients are all-reduced on the last micro-step only
-                sync = self.ddp is None or micro == cfg.grad_accum - 1
-                with autocast_for(self.device), (contextlib.nullcontext() if sync else self.ddp.no_sync()):
-                    _, loss = self.fwd(x, y)
-                    (loss / cfg.grad_accum).backward()
-                loss_sum += loss.detach()
+                chunks = length_chunks(x, y, cfg.length_chunks)
+                for c, (xc, yc, share) in enumerate(chunks):
+                    tokens += xc.numel()
+                    # gradients are all-reduced on the last backward of the step only
+                    sync = self.ddp is None or (micro == cfg.grad_accum - 1 and c == len(chunks) - 1)
+                    with autocast_for(self.device), (contextlib.nullcontext() if sync else self.ddp.no_sync()):
+                        _, loss = self.fwd(xc, yc)
+                        (loss * share / cfg.grad_accum).backward()
+                    loss_sum += loss.detach() * share
             loss_val = loss_sum / cfg.grad_accum
             if self.dist.enabled:  # every rank must take the same decisions: mean loss, any signal
                 shared = self.dist.all_sum(torch.stack([loss_val.float(), torch.tensor(

@@ -164,7 +164,7 @@ class CalculatorTask(Task):
 
     def _estimate_max_length(self) -> int:
         c = self.config
-        worst = CalculatorTask(c.replace(min_ops=c.max_ops))
+        worst = CalculatorTask(c.replace(min_ops=c.max_ops, n_ops_weights=""))
         rng = np.random.default_rng(0)
         longest = max(int(worst.render(worst.sample(rng, 1024, "train")).length.max()) for _ in range(4))
         return int(longest * 1.15) + 2

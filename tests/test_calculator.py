@@ -147,6 +147,7 @@ def test_op_weights_skew_operators_and_default_data_is_unchanged():
     short = CalculatorTask(CalculatorConfig(n_ops_weights="8,1,1")).problems(rng(), 2000, "train")
     share = np.bincount(short["n_ops"], minlength=4)[1:] / 2000
     assert share[0] > 0.7 and 0 < share[1] < 0.2 and 0 < share[2] < 0.2
+    assert CalculatorTask(CalculatorConfig(n_ops_weights="8,1,1")).max_length() == CalculatorTask().max_length()
 
 
 @pytest.mark.parametrize("text", ["12+", "1++2", "(1+2", "1+2)", "", "1+a", "5/0", "7/2", "4/(2-2)"])

@@ -8,7 +8,7 @@ import torch
 
 from gpt.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gpt.model import GPT, GPTConfig
-from gpt.train import TrainConfig, lr_at, make_optimizer
+from gpt.train import TrainConfig, length_chunks, lr_at, make_optimizer
 from helpers import TINY, cli, metrics, workbench_proc
 
 
@@ -22,6 +22,58 @@ def test_lr_schedule_warmup_cosine_floor():
     assert lr_at(5000, cfg) == 1e-4
     values = [lr_at(s, cfg) for s in range(100, 1001)]
     assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 7])
+def test_length_chunks_give_the_whole_batch_gradient(k):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=9, block_size=20, n_layer=2, n_head=2, n_embd=16))
+    B, T = 11, 20
+    x = torch.randint(0, 9, (B, T))
+    y = torch.randint(0, 9, (B, T))
+    lengths = torch.randint(0, T + 1, (B,))  # row i has targets at positions 3..lengths[i]-1
+    pos = torch.arange(T)[None, :]
+    y[(pos >= lengths[:, None]) | (pos < 3)] = -1
+    _, loss = model(x, y)
+    loss.backward()
+    want = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    chunks = length_chunks(x, y, k)
+    total = 0.0
+    for xc, yc, share in chunks:
+        assert (yc != -1).any() and xc.shape == yc.shape and xc.size(1) <= T
+        _, lc = model(xc, yc)
+        (lc * share).backward()
+        total += float((lc * share).detach())
+    assert len(chunks) <= k and abs(sum(float(s) for *_, s in chunks) - 1) < 1e-6
+    assert abs(total - float(loss.detach())) < 1e-5
+    for p, g in zip(model.parameters(), want):
+        torch.testing.assert_close(p.grad, g, atol=1e-6, rtol=1e-5)
+
+
+def test_length_chunks_trim_and_keep_a_batch_without_targets():
+    x = torch.zeros(4, 10, dtype=torch.long)
+    y = torch.full((4, 10), -1)
+    assert len(length_chunks(x, y, 2)) == 1  # nothing to learn: the batch stays whole
+    y[0, 2], y[1, 8] = 1, 1
+    chunks = length_chunks(x, y, 4)  # rows without targets are dropped; the rest trimmed
+    assert sorted(c[0].size(1) for c in chunks) == [3, 9]
+    assert [c[0].size(1) for c in length_chunks(x, y, 2)] == [9]  # rows 2, 3 (no targets) dropped together
+
+
+def test_training_with_length_chunks_follows_the_same_losses(tmp_path, capsys):
+    # calculator problems differ in length; chunked steps compute the same gradients
+    base = ["train", "--task", "calculator", *TINY, "--set", "model.block_size=64", "--steps", "12",
+            "--set", "train.eval_interval=6",
+            "--quiet", "--device", "cpu"]
+    assert cli(capsys, *base, "--out", tmp_path / "a")[0] == 0
+    assert cli(capsys, *base, "--set", "train.length_chunks=4", "--out", tmp_path / "b")[0] == 0
+    a, b = metrics(tmp_path / "a"), metrics(tmp_path / "b")
+    for ra, rb in zip(a, b):
+        assert ra["step"] == rb["step"]
+        for key in ("loss", "val_loss"):
+            if key in ra:
+                assert rb[key] == pytest.approx(ra[key], rel=1e-4), (ra["step"], key)
 
 
 def test_weight_decay_only_on_matrices():
