@@ -93,7 +93,6 @@ class CalculatorConfig(TaskConfig):
         if not 0.0 <= self.parens <= 1.0:
             raise ValueError(f"parens is a probability in [0, 1], got {self.parens}")
 
-
     def operator_odds(self) -> np.ndarray | None:
         """Probabilities of the operators in `ops`, or None for uniform (the default)."""
         return _odds("op_weights", self.op_weights, len(self.ops), f"one per operator in {self.ops!r}")
