@@ -18,7 +18,7 @@ try:  # recent typer vendors click as typer._click; older ones use click itself
 except ImportError:  # pragma: no cover
     import click.exceptions as click_exc
 
-from experiments.config import PRESETS, RunSpec, apply_overrides, default_preset, get_preset, parse_sets
+from experiments.config import PRESETS, Preset, RunSpec, apply_overrides, default_preset, get_preset, parse_sets
 from experiments.errors import UserError
 
 app = typer.Typer(
@@ -58,14 +58,20 @@ DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | mps")
 
 # ---- train ---------------------------------------------------------------------------------
 
+def resolve_preset(task: str, preset: str | None) -> Preset:
+    """The named preset (refused if it is meant for other tasks), else the task's default."""
+    p = get_preset(preset or default_preset(task))
+    if p.tasks and task not in p.tasks and preset:
+        raise UserError(f"preset {p.name!r} is for {', '.join(p.tasks)}, not {task!r}")
+    return p
+
+
 def build_spec(task: str, preset: str | None, sets: list[str], steps: int | None, seed: int,
                include: list[str], init_from: Path | None = None) -> RunSpec:
     from experiments.runs import task_class
 
     cls = task_class(task, include)
-    p = get_preset(preset or default_preset(task))
-    if p.tasks and task not in p.tasks and preset:
-        raise UserError(f"preset {p.name!r} is for {', '.join(p.tasks)}, not {task!r}")
+    p = resolve_preset(task, preset)
     over = parse_sets(sets)
     task_over = {**p.task_overrides(), **over["task"]}
     task_cfg = apply_overrides(cls.Config(), task_over, "task")
@@ -323,10 +329,7 @@ def show(
     """Print sample problems: each input token above its target, masked targets shown as ·"""
     from experiments.report import show_task
 
-    p = get_preset(preset or default_preset(task))
-    if p.tasks and task not in p.tasks and preset:
-        raise UserError(f"preset {p.name!r} is for {', '.join(p.tasks)}, not {task!r}")
-    show_task(task, sets, n, split, seed, include, p.task_overrides())
+    show_task(task, sets, n, split, seed, include, resolve_preset(task, preset).task_overrides())
 
 
 @app.command("tasks")

@@ -13,7 +13,7 @@ and the rest is the test split, so the training set is finite by construction.
 learn to read and write numbers.  `tokens=symbols` gives each residue one token
 of its own, as Power et al. do: residue i is the character chr(0x4E00 + i)
 (CJK ideographs: printable, and far from the digits), so "12/45=" becomes
-"丌/下=" and the answer is one token.  The grokking preset uses symbols.
+"丌/中=" and the answer 52 is the one token "临".  The grokking preset uses symbols.
 """
 
 from __future__ import annotations
