@@ -24,10 +24,11 @@ count uniform, then value uniform); `ops`, a subset of "+-*/";
 `precedence=standard|left` (left: pocket-calculator chains); `division=exact`
 (every division leaves no remainder: divisors are drawn among the divisors of
 the running value) or `floor` (Python's //); `parens`, the chance that a
-problem groups a sub-chain in parentheses; `op_weights` and `n_ops_weights`, relative
-odds of the operators and of the operation counts (e.g. "1,1,3,1" and "3,1,1" train
-on more short products; evaluate with `--set task.op_weights= --set
-task.n_ops_weights=` to score on the uniform mix).
+problem groups a sub-chain in parentheses; `op_weights`, `n_ops_weights` and `digit_weights`,
+relative odds of the operators, of the operation counts and of the operands' digit
+counts (e.g. "1,1,3,1", "3,1,1" and "1,3" train on more short two-digit products;
+evaluate with `--set task.op_weights= --set task.n_ops_weights= --set
+task.digit_weights=` to score on the uniform mix).
 
 Held out: 5% of expressions, by a salted hash of the prompt.  Buckets: n_ops,
 max_digits (longest operand), ops (the operators used, e.g. "+*").
@@ -63,6 +64,7 @@ class CalculatorConfig(TaskConfig):
     ops: str = "+-*/"
     op_weights: str = ""  # e.g. "1,1,3,1": relative odds of each operator in `ops`; "" = uniform
     n_ops_weights: str = ""  # e.g. "3,1,1": relative odds of min_ops..max_ops operations; "" = uniform
+    digit_weights: str = ""  # e.g. "1,3": relative odds of 1..max_digits-digit operands; "" = uniform
     precedence: str = "standard"  # standard | left
     division: str = "exact"  # exact | floor
     parens: float = 0.0  # chance of one parenthesised sub-chain (problems with 2+ operations)
@@ -84,6 +86,7 @@ class CalculatorConfig(TaskConfig):
             raise ValueError(f"max_digits must be at least 1, got {self.max_digits}")
         self.operator_odds()  # validates op_weights
         self.n_ops_odds()
+        self.digit_odds()
         if self.precedence not in ("standard", "left"):
             raise ValueError(f"precedence must be 'standard' or 'left', got {self.precedence!r}")
         if self.division not in ("exact", "floor"):
@@ -101,6 +104,10 @@ class CalculatorConfig(TaskConfig):
         """Probabilities of min_ops..max_ops operations, or None for uniform (the default)."""
         n = self.max_ops - self.min_ops + 1
         return _odds("n_ops_weights", self.n_ops_weights, n, f"one per count {self.min_ops}..{self.max_ops}")
+
+    def digit_odds(self) -> np.ndarray | None:
+        """Probabilities of 1..max_digits-digit operands, or None for uniform (the default)."""
+        return _odds("digit_weights", self.digit_weights, self.max_digits, f"one per digit count 1..{self.max_digits}")
 
 
 def _odds(name: str, text: str, n: int, what: str) -> np.ndarray | None:
@@ -163,7 +170,7 @@ class CalculatorTask(Task):
 
     def _estimate_max_length(self) -> int:
         c = self.config
-        worst = CalculatorTask(c.replace(min_ops=c.max_ops, n_ops_weights=""))
+        worst = CalculatorTask(c.replace(min_ops=c.max_ops, n_ops_weights="", digit_weights=""))
         rng = np.random.default_rng(0)
         longest = max(int(worst.render(worst.sample(rng, 1024, "train")).length.max()) for _ in range(4))
         return int(longest * 1.15) + 2
@@ -221,10 +228,13 @@ class _Generator:
 
     def __init__(self, c: CalculatorConfig, rng: np.random.Generator):
         self.c, self.rng = c, rng
-        self.odds, self.n_odds = c.operator_odds(), c.n_ops_odds()
+        self.odds, self.n_odds, self.digit_odds = c.operator_odds(), c.n_ops_odds(), c.digit_odds()
 
     def literal(self, nonzero: bool = False) -> int:
-        k = int(self.rng.integers(1, self.c.max_digits + 1))
+        if self.digit_odds is None:  # the default keeps the original draws
+            k = int(self.rng.integers(1, self.c.max_digits + 1))
+        else:
+            k = 1 + int(self.rng.choice(len(self.digit_odds), p=self.digit_odds))
         lo = 10 ** (k - 1) if k > 1 else (1 if nonzero else 0)
         return int(self.rng.integers(lo, 10**k))
 

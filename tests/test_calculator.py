@@ -1,5 +1,6 @@
 """Calculator chains: answers against Python, traces against the step checker, mutations rejected."""
 
+import json
 import re
 from fractions import Fraction
 
@@ -126,7 +127,8 @@ def test_contract(cfg):
                                  dict(max_digits=0), dict(precedence="right"), dict(division="round"),
                                  dict(cot="some"), dict(parens=1.5), dict(op_weights="1,1,1"),
                                  dict(op_weights="1,-1,1,1"), dict(op_weights="0,0,0,0"), dict(op_weights="a,b,c,d"),
-                                 dict(n_ops_weights="1,1"), dict(n_ops_weights="1,nan,1")])
+                                 dict(n_ops_weights="1,1"), dict(n_ops_weights="1,nan,1"),
+                                 dict(digit_weights="1,1,1"), dict(digit_weights="0,0"), dict(digit_weights="-1,2")])
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         CalculatorConfig(**bad)
@@ -150,6 +152,20 @@ def test_op_weights_skew_operators_and_default_data_is_unchanged():
     assert CalculatorTask(CalculatorConfig(n_ops_weights="8,1,1")).max_length() == CalculatorTask().max_length()
 
 
+def test_digit_weights_skew_operand_sizes():
+    rng = lambda: np.random.default_rng(3)  # noqa: E731
+    assert list(CalculatorTask().problems(rng(), 300, "train")["expr"]) == list(
+        CalculatorTask(CalculatorConfig(digit_weights="")).problems(rng(), 300, "train")["expr"])
+    cfg = CalculatorConfig(digit_weights="1,9", op_weights="1,1,1,0")  # no "/": its divisors are not literals
+    p = CalculatorTask(cfg).problems(rng(), 1000, "train")
+    nums = [int(t) for e in p["expr"] for t in re.findall(r"\d+", e)]
+    assert 0.85 < np.mean([n >= 10 for n in nums]) < 0.95
+    for expr, ans in zip(p["expr"][:200], CalculatorTask(cfg).solve(p.take(np.arange(200)))):
+        assert ans == python_value(expr, cfg)
+    ones = CalculatorTask(CalculatorConfig(digit_weights="1,0", ops="+-*")).problems(rng(), 300, "train")
+    assert all(len(t) == 1 for e in ones["expr"] for t in re.findall(r"\d+", e))
+
+
 @pytest.mark.parametrize("text", ["12+", "1++2", "(1+2", "1+2)", "", "1+a", "5/0", "7/2", "4/(2-2)"])
 def test_bad_prompts(text):
     with pytest.raises(ValueError):
@@ -158,3 +174,35 @@ def test_bad_prompts(text):
 
 def test_split_trace():
     assert split_trace("[a,b]1+2=3") == [(["a", "b"], "1+2"), (None, "3")]
+
+
+def _hardest_step_script():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "calc_hardest_step.py"
+    spec = importlib.util.spec_from_file_location("calc_hardest_step", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("prompt,cls", [("12+7-5", "easy"), ("24*3", "*1"), ("2496*7", "*1"), ("35/5+9", "/"),
+                                        ("24*3*17", "*2x2"), ("39*64*78", "*big"), ("39*64/78+1", "/big"),
+                                        ("1+2*3-99/9", "/")])
+def test_hardest_step_classes_use_intermediate_values(prompt, cls):
+    mod = _hardest_step_script()
+    task = CalculatorTask(CalculatorConfig(max_digits=9))
+    assert mod.hardest(task.parse_prompt(prompt)) == cls
+    ops = mod.operations(task.parse_prompt(prompt))
+    assert ops[-1][0] in "+-*/" and len(ops) == sum(prompt.count(o) for o in "+-*/")
+
+
+def test_hardest_step_table(tmp_path):
+    mod = _hardest_step_script()
+    lines = [dict(prompt="34*56=", correct=False), dict(prompt="3*5=", correct=True), dict(prompt="1+2=", correct=True),
+             dict(prompt="12*34=", correct=True)]
+    path = tmp_path / "s.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in lines))
+    t = mod.table(path, CalculatorTask(CalculatorConfig(max_digits=9)))
+    assert list(t.columns) == ["easy", "*1", "*2x2", "all"]
+    assert t.loc["share", "*2x2"] == 0.5 and t.loc["accuracy", "*2x2"] == 0.5 and t.loc["accuracy", "all"] == 0.75
