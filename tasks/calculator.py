@@ -222,6 +222,12 @@ class CalculatorTask(Task):
 
 # ---- the generator ----------------------------------------------------------------------------
 
+def _draw(rng: np.random.Generator, n: int, odds: np.ndarray | None, size: int | None = None) -> Any:
+    """Index(es) in [0, n): uniform when odds is None, drawn exactly as before the weights
+    existed (so default data is unchanged), else with probabilities `odds`."""
+    return rng.integers(0, n, size=size) if odds is None else rng.choice(n, size=size, p=odds)
+
+
 class _Generator:
     """Draws one expression tree; exact divisions pick their divisor among the divisors of the
     value they divide, so no problem is ever rejected for a remainder."""
@@ -231,23 +237,14 @@ class _Generator:
         self.odds, self.n_odds, self.digit_odds = c.operator_odds(), c.n_ops_odds(), c.digit_odds()
 
     def literal(self, nonzero: bool = False) -> int:
-        if self.digit_odds is None:  # the default keeps the original draws
-            k = int(self.rng.integers(1, self.c.max_digits + 1))
-        else:
-            k = 1 + int(self.rng.choice(len(self.digit_odds), p=self.digit_odds))
+        k = 1 + int(_draw(self.rng, self.c.max_digits, self.digit_odds))
         lo = 10 ** (k - 1) if k > 1 else (1 if nonzero else 0)
         return int(self.rng.integers(lo, 10**k))
 
     def expression(self) -> Node:
         c, rng = self.c, self.rng
-        if self.n_odds is None:  # the defaults keep the original draws, so data stays as it was
-            n_ops = int(rng.integers(c.min_ops, c.max_ops + 1))
-        else:
-            n_ops = c.min_ops + int(rng.choice(len(self.n_odds), p=self.n_odds))
-        if self.odds is None:
-            picks = rng.integers(0, len(c.ops), size=n_ops)
-        else:
-            picks = rng.choice(len(c.ops), size=n_ops, p=self.odds)
+        n_ops = c.min_ops + int(_draw(rng, c.max_ops - c.min_ops + 1, self.n_odds))
+        picks = _draw(rng, len(c.ops), self.odds, size=n_ops)
         ops = [c.ops[int(i)] for i in picks]
         items: list[Any] = [None] * (n_ops + 1)  # None: a literal
         if n_ops >= 2 and c.parens > 0 and rng.random() < c.parens:
