@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -442,4 +443,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from gpt.distributed import exit_rank
+
+        exit_rank(code)  # a torchrun rank: see exit_rank for why it skips finalization
+    sys.exit(code)

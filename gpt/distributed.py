@@ -10,6 +10,7 @@ signal arrived, the loss went non-finite) are reduced across ranks first.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -65,3 +66,20 @@ class Dist:
     def shutdown(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def exit_rank(code: int) -> None:
+    """End a torchrun rank without interpreter finalization.
+
+    DDP keeps its process group alive inside C++ even after destroy_process_group()
+    (torch 2.x), so gloo's worker threads outlive the Python program.  A worker that
+    frees its last finished collective (which holds Python tensors) while the
+    interpreter is finalizing cannot take the GIL and aborts the whole rank with
+    "terminate called without an active exception" (about 1 exit in 20 on a loaded
+    2-core machine).  Everything a run writes is already on disk by now (atomic
+    checkpoint writes, metrics flushed per line), so the rank flushes stdio and
+    leaves with os._exit, which never runs the finalizer that races.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

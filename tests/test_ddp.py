@@ -59,3 +59,18 @@ def test_nproc_wrapper_launches_torchrun(tmp_path):
     assert (out / "ckpt.pt").exists()
     import json
     assert json.loads((out / "config.json").read_text())["world_size"] == 2
+
+
+def test_rank_exit_keeps_output_and_exit_code():
+    """A torchrun rank leaves through os._exit (gpt.distributed.exit_rank): piped, block-buffered
+    output must still arrive whole, and user errors must still exit 2."""
+    plain = subprocess.run([sys.executable, "-m", "experiments", "tasks"], cwd=ROOT, env=_env(),
+                           capture_output=True, text=True, timeout=120)
+    env = {**_env(), "WORLD_SIZE": "2"}
+    rank = subprocess.run([sys.executable, "-m", "experiments", "tasks"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert rank.returncode == plain.returncode == 0
+    assert rank.stdout == plain.stdout and "addition" in rank.stdout
+    bad = subprocess.run([sys.executable, "-m", "experiments", "train", "--task", "nope"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
