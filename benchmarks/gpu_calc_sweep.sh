@@ -27,7 +27,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$OUT/env.txt" 
 
 run() {  # name, steps, then --set pairs: train, then evaluate on the uniform mix
   local name=$1 steps; steps=$(python3 -c "print(max(20, round($2 * $SCALE)))"); shift 2
-  { $WB train --task calculator --device "$DEV" --out "$RUNS/$name" --steps "$steps" \
+  { $WB train --task calculator --preset calc-v1 --device "$DEV" --out "$RUNS/$name" --steps "$steps" \
       --set train.compile=off --set train.length_chunks=1 --set train.time_budget_s="$BUDGET_S" \
       --set train.eval_interval=1000 "$@" > "$RUNS/$name.log" 2>&1
     timeout 180 $WB eval "$RUNS/$name" --n "$EVAL_N" --device "$DEV" $UNIFORM --format csv \

@@ -40,7 +40,7 @@ grok grok-dig-wd0 --set task.tokens=digits --set train.weight_decay=0.0
 
 calc() {  # name, then --set pairs; the CPU preset's 12,000 steps x 64, uncompiled like the CPU
   local name=$1; shift
-  OMP_NUM_THREADS=2 $WB train --task calculator --device "$DEV" --out "$RUNS/$name" \
+  OMP_NUM_THREADS=2 $WB train --task calculator --preset calc-v1 --device "$DEV" --out "$RUNS/$name" \
     --set train.compile=off --set train.eval_interval=500 --set train.steps="$CALC_STEPS" --set train.time_budget_s="$GROK_S" "$@" > "$RUNS/$name.log" 2>&1 &
   pids+=($!)
 }
@@ -55,7 +55,7 @@ for p in "${pids[@]}"; do wait "$p"; done
 for r in calc-base calc-modern calc-modern-rope calc-modern-lr3; do
   timeout 60 $WB eval "$RUNS/$r" --n "${EVAL_N:-10000}" --device "$DEV" --format markdown 2>&1 | tee "$OUT/eval-$r.txt" | tail -6
 done
-timeout 90 $WB bench --task calculator --device "$DEV" --run "$RUNS/calc-base" --json "$OUT/bench-calculator.json" 2>&1 | tail -12
+timeout 90 $WB bench --task calculator --preset calc-v1 --device "$DEV" --run "$RUNS/calc-base" --json "$OUT/bench-calculator.json" 2>&1 | tail -12
 timeout 90 $WB bench --task shakespeare --device "$DEV" --json "$OUT/bench-shakespeare.json" 2>&1 | tail -12
 
 find "$RUNS" -name '*.pt' -delete
