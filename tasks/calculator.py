@@ -11,6 +11,9 @@ the text after the last "=" is the answer.  `cot=none` gives just "82$";
 `cot=full` adds digit-level work before a step that does a multi-digit * or /:
 
     prompt "34*56+1="   target "[43*6=402,43*05=0071,402+0071=4091]4091+1=5091$"
+    prompt "1904/56="   target "[091/65=3r22,422/65=4r0]43$"
+    (`division_digits=plain` writes long division the way it runs, most-significant
+    digit first: "[190/56=3r22,224/56=4r0]43$")
 
 Default format: every number in the target is written least-significant digit
 first (`reverse_numbers=True`).  That is the order in which addition,
@@ -70,6 +73,7 @@ class CalculatorConfig(TaskConfig):
     parens: float = 0.0  # chance of one parenthesised sub-chain (problems with 2+ operations)
     cot: str = "steps"  # none | steps | full
     reverse_numbers: bool = True
+    division_digits: str = "trace"  # cot=full long division: trace (as the trace's numbers) | plain
     mask_prompt: bool = True
 
     def __post_init__(self) -> None:
@@ -93,6 +97,8 @@ class CalculatorConfig(TaskConfig):
             raise ValueError(f"division must be 'exact' or 'floor', got {self.division!r}")
         if self.cot not in COTS:
             raise ValueError(f"cot must be one of {', '.join(COTS)}, got {self.cot!r}")
+        if self.division_digits not in ("trace", "plain"):
+            raise ValueError(f"division_digits must be 'trace' or 'plain', got {self.division_digits!r}")
         if not 0.0 <= self.parens <= 1.0:
             raise ValueError(f"parens is a probability in [0, 1], got {self.parens}")
 
@@ -133,7 +139,7 @@ class CalculatorTask(Task):
     def __init__(self, config: CalculatorConfig | None = None):
         super().__init__(config)
         c = self.config
-        self.syntax = Syntax(c.precedence, c.reverse_numbers)  # targets
+        self.syntax = Syntax(c.precedence, c.reverse_numbers, c.division_digits == "plain")  # targets
         self.prompt_syntax = Syntax(c.precedence, False)  # what users type
         self._max_length: int | None = None
 

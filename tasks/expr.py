@@ -82,6 +82,7 @@ class Syntax:
 
     precedence: str = "standard"  # standard: * / before + -; left: strictly left to right
     reverse: bool = False  # numbers least-significant digit first
+    plain_division: bool = False  # long-division work (cot=full) in ordinary digit order regardless
 
     # ---- printing ----------------------------------------------------------------------------
     def num(self, v: int) -> str:
@@ -252,6 +253,8 @@ def work(op: str, a: int, b: int, syn: Syntax) -> list[str]:
                 total += p
         return items
     if op == "/" and a >= 10 and b != 0:
+        # long division runs most-significant digit first; plain_division writes its numbers so
+        f = str if syn.plain_division else syn.num
         items, rem, started = [], 0, False
         digits = str(a)
         for k, d in enumerate(digits):

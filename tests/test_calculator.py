@@ -24,6 +24,7 @@ configs = st.builds(
     parens=st.sampled_from([0.0, 0.5]),
     cot=st.sampled_from(["none", "steps", "full"]),
     reverse_numbers=st.booleans(),
+    division_digits=st.sampled_from(["trace", "plain"]),
 )
 
 
@@ -116,8 +117,46 @@ def test_full_work_is_checked():
     assert t.target(t.parse_prompt("1904/56")) == "[190/56=3r22,224/56=4r0]34"
 
 
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_plain_long_division_is_schoolbook_long_division(seed):
+    """division_digits=plain: each item c/b=qrR reads in ordinary notation; checked with Python's
+    divmod, the quotient digits spell the quotient, and the trace-order work no longer passes."""
+    plain = traced("full", division_digits="plain", ops="*/", min_ops=2, max_ops=3, max_digits=3)
+    trace = traced("full", ops="*/", min_ops=2, max_ops=3, max_digits=3)
+    r = plain.render(plain.problems(np.random.default_rng(seed), 16, "train"))
+    seen = 0
+    for i in range(len(r)):
+        prompt, target = r.prompt(i), r.target(i)
+        assert plain.trace_errors(prompt, target) == []
+        for work in re.findall(r"\[([^]]*)\]", target):
+            items = [re.fullmatch(r"(\d+)/(\d+)=(\d)r(\d+)", w) for w in work.split(",")]
+            if not all(items):
+                continue  # a product's work: reversed numbers, as before
+            seen += 1
+            b = int(items[0][2])
+            for m in items:
+                assert int(m[2]) == b and divmod(int(m[1]), b) == (int(m[3]), int(m[4]))
+            for prev, m in zip(items, items[1:]):  # each item brings down one digit after the last remainder
+                assert int(m[1]) // 10 == int(prev[4])
+            a = int(items[0][1] + "".join(m[1][-1] for m in items[1:]))  # the dividend, digit by digit
+            assert divmod(a, b) == (int("".join(m[3] for m in items)), int(items[-1][4]))
+        other = trace.render(plain.problems(np.random.default_rng(seed), 16, "train")).target(i)
+        if other != target:
+            assert plain.trace_errors(prompt, other)  # the same problem's trace-order work fails
+    assert seen > 0 or len(r) < 4
+
+
+def test_plain_division_worked_example():
+    t = traced("full", division_digits="plain")
+    assert t.target(t.parse_prompt("1904/56")) == "[190/56=3r22,224/56=4r0]43"
+    assert traced("full").target(t.parse_prompt("1904/56")) == "[091/65=3r22,422/65=4r0]43"
+    assert t.trace_errors("1904/56=", "[091/65=3r22,422/65=4r0]43")
+
+
 @pytest.mark.parametrize("cfg", [CalculatorConfig(), CalculatorConfig(cot="none"),
                                  CalculatorConfig(cot="full", max_digits=3, parens=0.3),
+                                 CalculatorConfig(cot="full", max_digits=3, division_digits="plain"),
                                  CalculatorConfig(precedence="left", division="floor", reverse_numbers=False)])
 def test_contract(cfg):
     check_task(CalculatorTask, cfg, examples=8)
@@ -128,7 +167,8 @@ def test_contract(cfg):
                                  dict(cot="some"), dict(parens=1.5), dict(op_weights="1,1,1"),
                                  dict(op_weights="1,-1,1,1"), dict(op_weights="0,0,0,0"), dict(op_weights="a,b,c,d"),
                                  dict(n_ops_weights="1,1"), dict(n_ops_weights="1,nan,1"),
-                                 dict(digit_weights="1,1,1"), dict(digit_weights="0,0"), dict(digit_weights="-1,2")])
+                                 dict(digit_weights="1,1,1"), dict(digit_weights="0,0"), dict(digit_weights="-1,2"),
+                                 dict(division_digits="reversed")])
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         CalculatorConfig(**bad)
