@@ -13,7 +13,8 @@ the text after the last "=" is the answer.  `cot=none` gives just "82$";
     prompt "34*56+1="   target "[43*6=402,43*05=0071,402+0071=4091]4091+1=5091$"
     prompt "1904/56="   target "[091/65=3r22,422/65=4r0]43$"
     (`division_digits=plain` writes long division the way it runs, most-significant
-    digit first: "[190/56=3r22,224/56=4r0]43$")
+    digit first: "[190/56=3r22,224/56=4r0]43$"; `division_work=subtract` also writes
+    each remainder's subtraction: "[091/65=3r091-861=22,422/65=4r422-422=0]43$")
 
 Default format: every number in the target is written least-significant digit
 first (`reverse_numbers=True`).  That is the order in which addition,
@@ -74,6 +75,7 @@ class CalculatorConfig(TaskConfig):
     cot: str = "steps"  # none | steps | full
     reverse_numbers: bool = True
     division_digits: str = "trace"  # cot=full long division: trace (as the trace's numbers) | plain
+    division_work: str = "short"  # cot=full long division: short (q and remainder) | subtract (also cur-q*b)
     mask_prompt: bool = True
 
     def __post_init__(self) -> None:
@@ -99,6 +101,8 @@ class CalculatorConfig(TaskConfig):
             raise ValueError(f"cot must be one of {', '.join(COTS)}, got {self.cot!r}")
         if self.division_digits not in ("trace", "plain"):
             raise ValueError(f"division_digits must be 'trace' or 'plain', got {self.division_digits!r}")
+        if self.division_work not in ("short", "subtract"):
+            raise ValueError(f"division_work must be 'short' or 'subtract', got {self.division_work!r}")
         if not 0.0 <= self.parens <= 1.0:
             raise ValueError(f"parens is a probability in [0, 1], got {self.parens}")
 
@@ -139,7 +143,8 @@ class CalculatorTask(Task):
     def __init__(self, config: CalculatorConfig | None = None):
         super().__init__(config)
         c = self.config
-        self.syntax = Syntax(c.precedence, c.reverse_numbers, c.division_digits == "plain")  # targets
+        self.syntax = Syntax(c.precedence, c.reverse_numbers, c.division_digits == "plain",
+                             c.division_work == "subtract")  # targets
         self.prompt_syntax = Syntax(c.precedence, False)  # what users type
         self._max_length: int | None = None
 

@@ -83,6 +83,7 @@ class Syntax:
     precedence: str = "standard"  # standard: * / before + -; left: strictly left to right
     reverse: bool = False  # numbers least-significant digit first
     plain_division: bool = False  # long-division work (cot=full) in ordinary digit order regardless
+    division_subtract: bool = False  # long-division items also show q*b subtracted: 195/115=1r195-115=80
 
     # ---- printing ----------------------------------------------------------------------------
     def num(self, v: int) -> str:
@@ -264,7 +265,10 @@ def work(op: str, a: int, b: int, syn: Syntax) -> list[str]:
                 continue
             started = True
             q, rem = divmod(cur, b)
-            items.append(f"{f(cur)}/{f(b)}={f(q)}r{f(rem)}")
+            if syn.division_subtract:  # the schoolbook check: the remainder is cur - q*b, written out
+                items.append(f"{f(cur)}/{f(b)}={f(q)}r{f(cur)}-{f(q * b)}={f(rem)}")
+            else:
+                items.append(f"{f(cur)}/{f(b)}={f(q)}r{f(rem)}")
         return items
     return []
 

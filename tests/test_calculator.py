@@ -25,6 +25,7 @@ configs = st.builds(
     cot=st.sampled_from(["none", "steps", "full"]),
     reverse_numbers=st.booleans(),
     division_digits=st.sampled_from(["trace", "plain"]),
+    division_work=st.sampled_from(["short", "subtract"]),
 )
 
 
@@ -147,11 +148,36 @@ def test_plain_long_division_is_schoolbook_long_division(seed):
     assert seen > 0 or len(r) < 4
 
 
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), rev=st.booleans())
+def test_subtract_work_writes_each_remainder_as_cur_minus_q_times_b(seed, rev):
+    """division_work=subtract: item c/b=qRc-p=r with p = q*b and r = c - p < b (Python's ints)."""
+    task = traced("full", division_work="subtract", reverse_numbers=rev, ops="*/", min_ops=2, max_ops=3, max_digits=3)
+    num = Syntax(reverse=rev).parse_num
+    r = task.render(task.problems(np.random.default_rng(seed), 16, "train"))
+    for i in range(len(r)):
+        prompt, target = r.prompt(i), r.target(i)
+        assert task.trace_errors(prompt, target) == []
+        for work in re.findall(r"\[([^]]*)\]", target):
+            for w in work.split(","):
+                m = re.fullmatch(r"(\d+)/(\d+)=(\d+)r(\d+)-(\d+)=(\d+)", w)
+                if m is None:
+                    assert not re.fullmatch(r"\d+/\d+=\d+r\d+", w)  # no short item left
+                    continue
+                c, b, q, c2, p, rem = map(num, m.groups())
+                assert c2 == c and p == q * b and rem == c - p and 0 <= rem < b
+        wrong = re.sub(r"r(\d+)-(\d+)=", "r", target)  # the short form of the same work
+        if wrong != target:
+            assert task.trace_errors(prompt, wrong)
+
+
 def test_plain_division_worked_example():
     t = traced("full", division_digits="plain")
     assert t.target(t.parse_prompt("1904/56")) == "[190/56=3r22,224/56=4r0]43"
     assert traced("full").target(t.parse_prompt("1904/56")) == "[091/65=3r22,422/65=4r0]43"
     assert t.trace_errors("1904/56=", "[091/65=3r22,422/65=4r0]43")
+    sub = traced("full", division_work="subtract")
+    assert sub.target(sub.parse_prompt("1904/56")) == "[091/65=3r091-861=22,422/65=4r422-422=0]43"
 
 
 @pytest.mark.parametrize("cfg", [CalculatorConfig(), CalculatorConfig(cot="none"),
@@ -168,7 +194,7 @@ def test_contract(cfg):
                                  dict(op_weights="1,-1,1,1"), dict(op_weights="0,0,0,0"), dict(op_weights="a,b,c,d"),
                                  dict(n_ops_weights="1,1"), dict(n_ops_weights="1,nan,1"),
                                  dict(digit_weights="1,1,1"), dict(digit_weights="0,0"), dict(digit_weights="-1,2"),
-                                 dict(division_digits="reversed")])
+                                 dict(division_digits="reversed"), dict(division_work="long")])
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         CalculatorConfig(**bad)
