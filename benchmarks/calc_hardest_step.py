@@ -27,24 +27,15 @@ from pathlib import Path
 import pandas as pd
 
 from tasks.calculator import CalculatorConfig, CalculatorTask
-from tasks.expr import Node, Num
+from tasks.expr import Node, canonical_steps
 
 CLASSES = ("easy", "*1", "/", "*2x2", "*big", "/big")
 
 
 def operations(node: Node) -> list[tuple[str, int, int]]:
-    """Every (op, left, right) in evaluation order, with Python integer values."""
-    out: list[tuple[str, int, int]] = []
-
-    def ev(n: Node) -> int:
-        if isinstance(n, Num):
-            return n.value
-        a, b = ev(n.left), ev(n.right)
-        out.append((n.op, a, b))
-        return a + b if n.op == "+" else a - b if n.op == "-" else a * b if n.op == "*" else a // b
-
-    ev(node)
-    return out
+    """Every (op, left, right) the trace performs, in its order, with Python integer values
+    (floor division, so samples from `division=floor` runs are classed too)."""
+    return [(r.op, r.a, r.b) for r in canonical_steps(node, "floor")]
 
 
 def op_class(op: str, a: int, b: int) -> str:

@@ -265,10 +265,9 @@ def work(op: str, a: int, b: int, syn: Syntax) -> list[str]:
                 continue
             started = True
             q, rem = divmod(cur, b)
-            if syn.division_subtract:  # the schoolbook check: the remainder is cur - q*b, written out
-                items.append(f"{f(cur)}/{f(b)}={f(q)}r{f(cur)}-{f(q * b)}={f(rem)}")
-            else:
-                items.append(f"{f(cur)}/{f(b)}={f(q)}r{f(rem)}")
+            # division_subtract writes the schoolbook check: the remainder as cur - q*b
+            sub = f"{f(cur)}-{f(q * b)}=" if syn.division_subtract else ""
+            items.append(f"{f(cur)}/{f(b)}={f(q)}r{sub}{f(rem)}")
         return items
     return []
 
