@@ -32,7 +32,7 @@ def ask(run_path: Path, prompts: list[str], device: str = "auto", checkpoint: st
         problems = task.problems_from_prompts(prompts)
     except NotImplementedError:
         problems = None
-    except ValueError as e:  # malformed expression, division by zero, ...
+    except (ValueError, OverflowError) as e:  # malformed expression, division by zero, a number past int64
         raise UserError(f"cannot ask {task.name!r} that: {e}") from None
     if problems is not None:  # the task's own rendering of the prompt (adds '=', pads, ...)
         rendered = task.render(problems)

@@ -1,6 +1,8 @@
 """The `workbench` command line (typer).
 
-Every user error ends in one line on stderr, `error: ...`, and exit code 2.
+Exit codes: 0 success; 1 a failure the tool reports (a failed check, a failed run) or an internal
+error; 2 a user error. A user error ends in one line on stderr, `error: ...`. An error the code does
+not expect ends in one line too, `internal error: ...`; `WORKBENCH_DEBUG=1` shows its traceback.
 """
 
 from __future__ import annotations
@@ -9,18 +11,20 @@ import dataclasses
 import functools
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Optional
 
 import typer
+from hypothesis.configuration import set_hypothesis_home_dir
 
 try:  # recent typer vendors click as typer._click; older ones use click itself
     from typer._click import exceptions as click_exc
 except ImportError:  # pragma: no cover
     import click.exceptions as click_exc
 
-from experiments.config import PRESETS, Preset, RunSpec, apply_overrides, default_preset, get_preset, parse_sets
-from experiments.errors import UserError
+from experiments.config import Preset, RunSpec, apply_overrides, default_preset, get_preset, parse_sets
+from experiments.errors import USER_ERRNOS, UserError
 
 app = typer.Typer(
     add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None, no_args_is_help=True,
@@ -47,7 +51,7 @@ def user_errors(fn):
         except TrainFailedInterrupt as e:
             fail(str(e), e.code)
         except TrainFailed as e:
-            fail(str(e), 1)
+            fail(str(e), e.code)
 
     return wrapper
 
@@ -55,6 +59,29 @@ def user_errors(fn):
 SetOpt = typer.Option([], "--set", "-s", help="override a config field: task.KEY=V, model.KEY=V or train.KEY=V")
 IncludeOpt = typer.Option([], "--include", help="a Python file defining extra task classes")
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | mps")
+MAX_SEED = 2**63 - 1  # seeds go into numpy's SeedSequence (any size) and config.json; int64 keeps them portable
+MAX_STEPS = 10**9
+
+
+def check_seed(seed: int) -> int:
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed must be between 0 and 2**63-1, got {seed}")
+    return seed
+
+
+MAX_TOKENS = 1_000_000
+
+
+def check_count(n: int, flag: str, most: int) -> int:
+    if not 0 < n <= most:
+        raise UserError(f"{flag} must be between 1 and {most:,}, got {n}")
+    return n
+
+
+def check_steps(steps: int | None, flag: str = "--steps") -> int | None:
+    if steps is not None and not 0 < steps <= MAX_STEPS:
+        raise UserError(f"{flag} must be between 1 and {MAX_STEPS:,}, got {steps}")
+    return steps
 
 
 # ---- train ---------------------------------------------------------------------------------
@@ -83,9 +110,7 @@ def build_spec(task: str, preset: str | None, sets: list[str], steps: int | None
     else:
         model = apply_overrides(p.model, over["model"], "model")
     train = p.train
-    if steps is not None:
-        if steps <= 0:
-            raise UserError(f"--steps must be positive, got {steps}")
+    if check_steps(steps) is not None:
         train = dataclasses.replace(train, steps=steps, lr_decay_steps=0)
     train = apply_overrides(train, over["train"], "train")
     return RunSpec(task=task, task_config=task_cfg, model=model, train=train, seed=seed, preset=p.name,
@@ -117,11 +142,13 @@ def train(
     from experiments.runs import new_run_dir
     from experiments.train import TrainOptions, train as run_train
 
-    if nproc < 1:
-        raise UserError(f"--nproc must be at least 1, got {nproc}")
+    if not 1 <= nproc <= 1024:
+        raise UserError(f"--nproc must be between 1 and 1024, got {nproc}")
+    check_seed(seed)
+    check_steps(steps)
     under_torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if nproc > 1 and not under_torchrun:
-        launch_torchrun(nproc, out or new_run_dir(task or "run", None))
+        launch_torchrun(nproc, out or new_run_dir(task or "run"))
         return
     if under_torchrun and out is None:
         raise UserError("under torchrun pass --out, so that every rank writes to the same run directory")
@@ -131,8 +158,6 @@ def train(
     if resume:
         if out is None:
             raise UserError("--resume needs --out RUN_DIR")
-        if steps is not None and steps <= 0:
-            raise UserError(f"--steps must be positive, got {steps}")
         spec = None
     else:
         if task is None:
@@ -141,7 +166,7 @@ def train(
         if target_acc is None:
             target_acc = get_preset(spec.preset).target_acc
         target_acc = target_acc or None  # 0 means never stop early
-    opts = TrainOptions(out=out or new_run_dir(task or "run", None), device=device, resume=resume,
+    opts = TrainOptions(out=out or new_run_dir(task or "run"), device=device, resume=resume,
                         quiet=quiet, target_acc=target_acc)
     run_train(spec, opts, steps if resume else None)
 
@@ -152,7 +177,7 @@ def train(
 @user_errors
 def sample(
     run: Path = typer.Argument(..., help="run directory"),
-    prompt: str = typer.Option("\n", "--prompt", help="text to continue"),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="text to continue (default: a newline)"),
     tokens: int = typer.Option(500, "--tokens", "-n"),
     temperature: float = typer.Option(0.8, "--temperature"),
     top_k: Optional[int] = typer.Option(200, "--top-k"),
@@ -165,9 +190,13 @@ def sample(
     from experiments.runs import load_run
     from gpt.generate import sample_stream
 
-    if tokens <= 0 or temperature <= 0 or (top_k is not None and top_k <= 0):
-        raise UserError("--tokens, --temperature and --top-k must be positive")
+    check_seed(seed)
+    check_count(tokens, "--tokens", MAX_TOKENS)
+    if not (0 < temperature < float("inf")) or (top_k is not None and top_k <= 0):
+        raise UserError("--temperature must be a positive finite number and --top-k positive")
     r = load_run(run, device)
+    if prompt is None:  # a newline where the vocabulary has one (text), else the first token
+        prompt = "\n" if "\n" in r.task.vocab.chars else ""
     ids = r.encode_prompt(prompt) if prompt else [0]
     gen = torch.Generator(device=r.device).manual_seed(seed)
     sys.stdout.write(prompt)
@@ -199,6 +228,9 @@ def eval_cmd(
     """Exact-match accuracy of runs on held-out problems, by bucket, with 95% Wilson intervals."""
     from experiments.report import eval_runs
 
+    check_seed(seed)
+    check_count(n, "--n", 10**8)
+    check_count(batch_size, "--batch-size", 2**16)
     eval_runs(runs, n=n, split=split, by=by, sets=sets, fmt=fmt, out=out, samples=samples, plot=plot,
               batch_size=batch_size, seed=seed, checkpoint=checkpoint, device=device)
 
@@ -218,8 +250,7 @@ def ask(
     from experiments.ask import ask as ask_run
     from experiments.ask import format_answer
 
-    if tokens <= 0:
-        raise UserError("--tokens must be positive")
+    check_count(tokens, "--tokens", MAX_TOKENS)
     answers = ask_run(run, prompts, device=device, checkpoint=checkpoint, tokens=tokens)
     typer.echo("\n\n".join(format_answer(a) for a in answers))
 
@@ -238,13 +269,14 @@ def check(
     from experiments.runs import task_class
     from tasks.testing import run_checks
 
-    if examples <= 0:
-        raise UserError(f"--examples must be positive, got {examples}")
+    check_count(examples, "--examples", 100_000)
     over = parse_sets(sets)
     if over["model"] or over["train"]:
         raise UserError("check accepts only task.* overrides in --set")
     cls = task_class(task, include)
     config = apply_overrides(cls.Config(), over["task"], "task")
+    # hypothesis keeps a cache under ./.hypothesis by default: not in the user's folder
+    set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), f"workbench-hypothesis-{os.getuid()}"))
     results = run_checks(cls, config, examples)
     for r in results:
         typer.echo(f"{'ok  ' if r.ok else 'FAIL'}  {r.name}" + (f"\n      {r.detail}" if r.detail else ""))
@@ -307,6 +339,9 @@ def bench(
     from experiments.bench import bench as run_bench
     from experiments.bench import format_result, write_json
 
+    check_count(steps, "--steps", 100_000)
+    if not (0 <= warmup <= 100_000 and 0 <= decode_n <= 10**7):
+        raise UserError("--warmup must be between 0 and 100,000 and --decode-n between 0 and 10,000,000")
     result = run_bench(task, preset, device, steps, warmup, run, decode_n, sets)
     typer.echo(format_result(result))
     if json_out:
@@ -330,16 +365,19 @@ def show(
     """Print sample problems: each input token above its target, masked targets shown as ·"""
     from experiments.report import show_task
 
+    check_seed(seed)
+    check_count(n, "-n", 100_000)
     show_task(task, sets, n, split, seed, include, resolve_preset(task, preset).task_overrides())
 
 
 @app.command("tasks")
 @user_errors
-def tasks_cmd(include: list[str] = IncludeOpt) -> None:
+def tasks_cmd(include: list[str] = IncludeOpt,
+              fmt: str = typer.Option("table", "--format", help="table | json")) -> None:
     """List tasks: origin, description, options with defaults, splits."""
     from experiments.report import list_tasks
 
-    list_tasks(include)
+    list_tasks(include, fmt)
 
 
 @app.command("run")
@@ -361,9 +399,8 @@ def run_cmd(
     if jobs is not None and jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
     root = out or Path("runs") / f"spec-{spec.name}"
-    run_grid(spec, root, only=only, dry_run=dry_run, jobs=jobs, echo=typer.echo)
-    if not dry_run:
-        build_report(root, spec, echo=typer.echo)
+    run_grid(spec, root, only=only, dry_run=dry_run, jobs=jobs, echo=typer.echo,
+             then=lambda: build_report(root, spec, echo=typer.echo))
 
 
 @app.command()
@@ -381,13 +418,11 @@ def report(
 
 @app.command()
 @user_errors
-def presets() -> None:
+def presets(fmt: str = typer.Option("table", "--format", help="table | json")) -> None:
     """List named presets."""
-    for p in PRESETS.values():
-        m, t = p.model, p.train
-        typer.echo(f"{p.name:12s} {p.description}")
-        typer.echo(f"{'':12s} model {m.n_layer}L {m.n_head}H {m.n_embd}d block {m.block_size}; "
-                   f"{t.steps} steps x batch {t.batch_size}, lr {t.lr}" + (f"; for {', '.join(p.tasks)}" if p.tasks else ""))
+    from experiments.report import list_presets
+
+    list_presets(fmt)
 
 
 _ARGV: list[str] = []
@@ -440,6 +475,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("error: interrupted", err=True)
         return 130
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        return _unexpected(e)
+
+
+def _unexpected(e: BaseException) -> int:
+    """An exception no command turned into a UserError: exit 2 if it is the user's, else 1."""
+    if os.environ.get("WORKBENCH_DEBUG"):
+        raise e
+    if isinstance(e, OSError) and e.errno in USER_ERRNOS:
+        where = f": {e.filename}" if e.filename else ""
+        typer.echo(f"error: {e.strerror or e}{where}", err=True)
+        return 2
+    if isinstance(e, MemoryError):
+        typer.echo("error: out of memory; try a smaller --batch-size, model or --n", err=True)
+        return 2
+    msg = " ".join(str(e).split()) or "(no message)"
+    typer.echo(f"internal error: {type(e).__name__}: {msg[:500]} "
+               "(a bug; WORKBENCH_DEBUG=1 shows the traceback)", err=True)
+    return 1
 
 
 def entry() -> None:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
 import torch
 
+from gpt.checkpoint import atomic_open
 from gpt.generate import greedy_batch
 from gpt.model import GPT
 from tasks.encode import END, Rendered
@@ -33,7 +36,10 @@ def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # at 0 and n the bound is exactly 0 (or 1); rounding would leave ~1e-18 there
+    low = 0.0 if correct == 0 else max(0.0, centre - half)
+    high = 1.0 if correct == n else min(1.0, centre + half)
+    return (low, high)
 
 
 def complete_rendered(model: GPT, task, r: Rendered, batch_size: int = 1024, use_cache: bool = True) -> list[str]:
@@ -94,8 +100,7 @@ def evaluate(model: GPT, task, split: str = "test", n: int = 10_000, by: Sequenc
     """Bucketed accuracy table: rows per bucket of `by` plus an 'all' row."""
     model.eval()
     counts: pd.DataFrame | None = None
-    sample_file = open(samples, "w", encoding="utf-8") if samples else None
-    try:
+    with atomic_text_file(samples) if samples else nullcontext() as sample_file:
         for problems in task.eval_problems(seed, split, n):
             df = score_chunk(model, task, problems, batch_size, use_cache)
             if sample_file:
@@ -104,9 +109,6 @@ def evaluate(model: GPT, task, split: str = "test", n: int = 10_000, by: Sequenc
             metrics = [c for c in df.columns if c not in ("prompt", "expected", "got") and c not in task.buckets]
             part = _counts(df, list(by), metrics)
             counts = part if counts is None else counts.add(part, fill_value=0)
-    finally:
-        if sample_file:
-            sample_file.close()
     assert counts is not None  # n >= 1 is checked by the caller
     return _table(counts.reset_index(), list(by))
 
@@ -127,6 +129,32 @@ def evaluate_loss(model: GPT, task, split: str = "val", n: int = 1000, batch_siz
         count += x.size
     mean = total / count
     return pd.DataFrame([{"split": split, "n": n, "tokens": count, "loss": mean, "ppl": math.exp(mean)}])
+
+
+def output_target(path: Path) -> tuple[Path, bool]:
+    """Where an output file really goes, and whether it can be replaced atomically.
+
+    A symlink is followed (replacing it would cut the link); an existing non-regular file such as
+    /dev/stdout, /dev/null or a named pipe is written in place: os.replace would put a regular
+    file where the device was."""
+    path = Path(path)
+    if path.exists() and not path.is_file():  # both follow symlinks, /proc's magic ones included
+        return path, False
+    return (Path(os.path.realpath(path)) if path.is_symlink() else path), True
+
+
+@contextmanager
+def atomic_text_file(path: Path) -> Iterator[TextIO]:
+    """A text file streamed to a temporary file beside `path`, which replaces `path` only when the
+    block ends without an error: an interrupted or failed evaluation leaves the old file (or
+    none), never a truncated one that reads as a complete sample set."""
+    path, atomic = output_target(Path(path))
+    if not atomic:
+        with open(path, "w", encoding="utf-8") as f:
+            yield f
+        return
+    with atomic_open(path, "w") as f:
+        yield f
 
 
 def _plain(v: Any) -> Any:

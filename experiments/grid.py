@@ -3,6 +3,7 @@
 Layout of the output directory (default runs/spec-NAME):
 
     spec.toml                  a copy of the spec that made it
+    .run.lock                  flock'ed by the `workbench run` writing it (one at a time)
     VARIANT/seedS/             a run directory (config.json, metrics.jsonl, ckpt.pt, ...)
     VARIANT/seedS/eval-E.json  one accuracy (or loss) table per [[eval]]
     VARIANT/seedS/result.json  status: done | failed, wall time, error
@@ -13,14 +14,21 @@ Each run is a `workbench train` subprocess, then one `workbench eval` subprocess
 [[eval]], so a crash or a bad variant is recorded as failed and the grid goes on.
 Re-running skips runs whose result.json says done, resumes runs that were interrupted
 (their checkpoint is kept) and retries failed ones.
+
+Specs come from anyone, so before it makes or removes anything the runner checks that every
+path it will write (run folders, their logs, the files at the top) lies inside the output
+directory with no symbolic link on the way, and it never deletes a tree: a run that died
+before writing its config.json leaves only files of known names, and those are removed by
+name (anything else in that folder stops the run, naming it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import fnmatch
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -28,10 +36,16 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 from experiments.errors import UserError
 from experiments.spec import Spec, Variant, eval_args, train_args
-from gpt.checkpoint import atomic_write_text
+from gpt.checkpoint import atomic_write_bytes, atomic_write_text
+
+LOCK_NAME = ".run.lock"
+# What a run folder can hold before its config.json: train's run lock (runs.RunLock) and the
+# result.json this runner writes for an attempt that failed before training made anything.
+_BEFORE_CONFIG = frozenset({".lock", "result.json"})
 
 
 @dataclass(frozen=True)
@@ -41,6 +55,100 @@ class RunKey:
 
     def dir(self, root: Path) -> Path:
         return root / self.variant.name / f"seed{self.seed}"
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (created if missing) for the with-block.
+
+    UserError naming `what` when another process holds it. The kernel drops a flock when its
+    owner's last descriptor closes, so a killed owner (kill -9 included) leaves no stale
+    lock and no pid has to be checked. The file stays: unlinking it would let a third
+    process lock a new file while a second still holds the old one. It is opened without
+    following a symbolic link, and not inherited by subprocesses.
+    """
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise UserError(f"cannot lock {what}: {path}: {e.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            raise UserError(f"{what} is in use by another workbench process"
+                            + (f" (pid {owner})" if owner.isdigit() else "")) from None
+        os.ftruncate(fd, 0)  # the pid is for the message above only; the flock is the lock
+        os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _real_root(root: Path) -> Path:
+    """The output directory, resolved once.
+
+    A symbolic link *as* the output directory is refused: it can be planted (say in a shared
+    runs/) to send the runner's writes and deletions elsewhere, and the real path can be passed
+    instead. Links further up (/tmp -> /private/tmp on macOS, a home on another disk) are the
+    user's own setup and are followed; everything below the resolved root is checked.
+    """
+    if root.is_symlink():
+        raise UserError(f"output directory {root} is a symbolic link; pass the directory it points to")
+    if root.exists() and not root.is_dir():
+        raise UserError(f"output directory {root} exists and is not a directory")
+    return root.resolve()
+
+
+def _check_inside(root: Path, real_root: Path, path: Path) -> None:
+    """Refuse a path that is not exactly real_root/<its relative part>: one that leaves the
+    output directory (.., an absolute name) or passes through a symbolic link on the way."""
+    try:
+        rel = path.relative_to(root)
+    except ValueError:
+        rel = None
+    if rel is None or ".." in rel.parts or path.resolve() != real_root / rel:
+        raise UserError(f"{path} is not a plain path inside the output directory {root} "
+                        f"(a symbolic link, or a name leading out of it); refusing to write there")
+
+
+def _check_paths(spec: Spec, keys: list[RunKey], root: Path, real_root: Path) -> None:
+    """Every path the runner writes, checked before it makes or removes anything."""
+    tops = ["spec.toml", "spec.source", "timing.jsonl", LOCK_NAME, "results.csv", "results.md", "loss.png",
+            "accuracy.png", *(f"heatmap-{e.heatmap}.png" for e in spec.evals)]
+    for name in tops:
+        _check_inside(root, real_root, root / name)
+    for k in plan(spec):  # all of them: a run of --only may read from (init_from) any other
+        run = k.dir(root)
+        for path in (run.parent, run, run.parent / f"seed{k.seed}.log"):
+            _check_inside(root, real_root, path)
+    for k in keys:
+        run = k.dir(root)
+        if run.exists() and not run.is_dir():
+            raise UserError(f"{run} exists and is not a directory; move it away")
+        if run.is_dir() and not (run / "config.json").exists():
+            foreign = sorted(p.name for p in run.iterdir() if p.name not in _BEFORE_CONFIG or not p.is_file()
+                             or p.is_symlink())
+            if foreign:
+                shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+                raise UserError(f"{run} has no config.json but holds files that `workbench run` did not write "
+                                f"({shown}); move them away, or remove the folder")
+
+
+def _clear_unstarted(run: Path) -> None:
+    """A run that died before writing its config.json: remove what it left, by name (checked
+    by _check_paths to be nothing else), and keep the empty folder, which train accepts."""
+    if not run.is_dir() or (run / "config.json").exists():
+        return
+    (run / "result.json").unlink(missing_ok=True)
+    lock = run / ".lock"
+    if lock.is_file():
+        try:
+            with exclusive_lock(lock, str(run)):  # free: its owner is dead (train's lock is a flock too)
+                lock.unlink()
+        except UserError:
+            pass  # a trainer left by a killed runner still holds it: train refuses, the run is recorded failed
 
 
 def read_result(run_dir: Path) -> dict | None:
@@ -113,8 +221,7 @@ def execute(spec: Spec, key: RunKey, root: Path, threads: int) -> dict:
             if (run / "config.json").exists():
                 args = ["train", "--resume", "--out", str(run), "--quiet"]
             else:
-                if run.exists():
-                    shutil.rmtree(run)  # died before writing its config: nothing to keep
+                _clear_unstarted(run)  # died before writing its config: nothing to keep
                 args = train_args(key.variant, key.seed, run, src)
             code = _subprocess(args, log, threads)
             if code == 0:
@@ -141,25 +248,54 @@ def _fmt_s(s: float) -> str:
 
 
 def run_grid(spec: Spec, root: Path, only: str | None = None, dry_run: bool = False,
-             jobs: int | None = None, echo=print) -> list[dict]:
-    """Run every (variant, seed) not yet done; print one line per run as the grid progresses."""
+             jobs: int | None = None, echo=print, then: Callable[[], None] | None = None) -> list[dict]:
+    """Run every (variant, seed) not yet done; print one line per run as the grid progresses.
+
+    `then` (the report) runs while the output directory is still locked, so that a second runner
+    cannot start between the last run and the report that reads it.
+    """
     keys = plan(spec, only)
     jobs = jobs or spec.jobs
+    root = Path(root)
+    real_root = _real_root(root)
+    _check_paths(spec, keys, root, real_root)  # before any folder is made (a dry run checks too)
+    if dry_run:
+        _dry_run(spec, keys, root, jobs, echo)
+        return []
+    root.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(root / LOCK_NAME, f"output directory {root}"):
+        # again, under the lock: whatever ran before us may have changed the folders
+        _check_paths(spec, keys, root, _real_root(root))
+        done = _run_locked(spec, keys, root, jobs, echo)
+        if then is not None:
+            then()
+        return done
+
+
+def _todo(spec: Spec, keys: list[RunKey], root: Path, jobs: int, echo) -> list[RunKey]:
+    """The runs not done yet, announced in one line."""
     todo = [k for k in keys if (read_result(k.dir(root)) or {}).get("status") != "done"]
     echo(f"{spec.name}: {len(keys)} runs ({len(keys) - len(todo)} already done), {jobs} at a time, "
          f"budget {spec.budget_minutes:g} min -> {root}")
-    if dry_run:
-        for k in keys:
-            run = k.dir(root)
-            state = ("done" if k not in todo else "resume" if (run / "config.json").exists() else "new")
-            src = init_dir(spec, k, root)
-            echo(f"  [{state:6}] workbench {' '.join(train_args(k.variant, k.seed, run, src))}")
-        for e in spec.evals:
-            echo(f"  then per run: workbench {' '.join(eval_args(e, Path('RUN'), Path('RUN') / f'eval-{e.name}.json'))}")
-        return []
-    root.mkdir(parents=True, exist_ok=True)
+    return todo
+
+
+def _dry_run(spec: Spec, keys: list[RunKey], root: Path, jobs: int, echo) -> None:
+    todo = _todo(spec, keys, root, jobs, echo)
+    for k in keys:
+        run = k.dir(root)
+        state = ("done" if k not in todo else "resume" if (run / "config.json").exists() else "new")
+        src = init_dir(spec, k, root)
+        echo(f"  [{state:6}] workbench {' '.join(train_args(k.variant, k.seed, run, src))}")
+    for e in spec.evals:
+        echo(f"  then per run: workbench {' '.join(eval_args(e, Path('RUN'), Path('RUN') / f'eval-{e.name}.json'))}")
+
+
+def _run_locked(spec: Spec, keys: list[RunKey], root: Path, jobs: int, echo) -> list[dict]:
+    todo = _todo(spec, keys, root, jobs, echo)
     if spec.path.resolve() != (root / "spec.toml").resolve():
-        shutil.copyfile(spec.path, root / "spec.toml")
+        # atomic: `workbench report` reparses this copy, and a torn one would not load
+        atomic_write_bytes(root / "spec.toml", spec.path.read_bytes())
         atomic_write_text(root / "spec.source", str(spec.path))  # for the report's "reproduce" line
     threads = max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(todo))))  # a lone run gets every core
     lock = threading.Lock()

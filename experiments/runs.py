@@ -4,11 +4,13 @@ A run directory holds
     config.json     the fully resolved config (task, model, train, seed, versions)
     metrics.jsonl   one JSON object per logged step
     ckpt.pt         the latest checkpoint        best.pt   the best val loss
-    .lock           the pid of the process writing it (stale locks are taken over)
+    .lock           flock'ed by the process writing it, which also writes its pid there
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import subprocess
@@ -110,10 +112,44 @@ def git_commit() -> str | None:
         return None
 
 
+def include_hashes(include: Sequence[str]) -> dict[str, str]:
+    """Each --include file's path (as config.json records it) -> sha256 of the source that ran."""
+    out = {}
+    for p in include:
+        if task_registry.included_sha256(p) is None:  # task_class has normally loaded it already
+            try:
+                task_registry.include_file(p)
+            except (task_registry.TaskNotFound, task_registry.TaskLoadError) as e:
+                raise UserError(str(e)) from None
+        out[str(Path(p).resolve())] = task_registry.included_sha256(p)
+    return out
+
+
+def check_includes(run: Path, task_record: dict[str, Any]) -> None:
+    """Refuse a run whose --include files changed since it was trained: its checkpoint was made
+    by other task code.  Checked before the file runs.  Runs recorded before hashes were kept
+    have none to compare, and load as before."""
+    recorded = task_record.get("include_sha256") or {}
+    for p in task_record.get("include", []):
+        if not Path(p).is_file():
+            raise UserError(f"run {run} needs task file {p}, which no longer exists")
+        want = recorded.get(p)
+        if not want:
+            continue
+        try:
+            have = task_registry.file_sha256(p)
+        except OSError as e:
+            raise UserError(f"run {run} needs task file {p}, which cannot be read: {e.strerror}") from None
+        if have != want:
+            raise UserError(f"task file {p} has changed since run {run} was trained (sha256 {want[:12]} then, "
+                            f"{have[:12]} now); restore that version, or train a new run")
+
+
 def config_record(spec: RunSpec, task, model: GPTConfig, device: torch.device) -> dict[str, Any]:
     return {
         "task": {"name": spec.task, "origin": origin_of(spec.task),
                  "include": [str(Path(p).resolve()) for p in spec.include],
+                 "include_sha256": include_hashes(spec.include),
                  "config": to_jsonable(task.config), "vocab": task.vocab.chars},
         "model": to_jsonable(model),
         "train": to_jsonable(spec.train),
@@ -155,58 +191,66 @@ def write_config(path: Path, record: dict[str, Any]) -> None:
 
 
 class RunLock:
-    """An exclusive lock on a run directory: O_EXCL on .lock, holding our pid.
+    """An exclusive lock on a run directory: `flock` on RUN/.lock, held for the run's life.
 
-    A lock whose pid is no longer alive (a killed run) is stale and taken over.
+    The kernel releases a flock when its owner dies, however it dies (kill -9 included), so
+    there is no stale-lock logic to get wrong: no pid is ever tested for liveness, and two
+    processes racing for a dead owner's lock cannot both win.  The owner writes its pid into
+    the file, for the refusal message only.  It unlinks the file when done (still holding the
+    lock); a taker that locked a file unlinked under it retries on the new one (see acquire).
+    On NFS, Linux emulates flock with byte-range locks the server arbitrates, so a live run on
+    another host still holds its lock; a filesystem without locks fails here, one line.
     """
 
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / ".lock"
-        self.held = False
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
 
     def acquire(self) -> None:
-        for _ in range(2):
+        while True:
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by children
+            except OSError as e:
+                raise UserError(f"could not lock {self.path.parent}: {e.strerror}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                os.close(fd)
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise UserError(f"could not lock {self.path.parent}: {e.strerror}") from None
                 pid = self._owner()
-                if pid is not None and pid != os.getpid() and _alive(pid):
-                    raise UserError(f"{self.path.parent} is in use by another workbench process (pid {pid})") from None
-                self.path.unlink(missing_ok=True)  # stale: its owner is gone
+                owner = f" (pid {pid})" if pid is not None else ""
+                raise UserError(f"{self.path.parent} is in use by another workbench process{owner}") from None
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if not same:  # its owner unlinked it between our open and our flock: lock the new one
+                os.close(fd)
                 continue
-            with os.fdopen(fd, "w") as f:
-                f.write(str(os.getpid()))
-            self.held = True
+            self._fd = fd
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
+            except OSError:
+                pass  # the pid only improves another process's error message; the lock is held
             return
-        raise UserError(f"could not lock {self.path.parent}")
 
     def _owner(self) -> int | None:
         try:
             return int(self.path.read_text().strip())
         except (OSError, ValueError):
-            return None
+            return None  # not written yet, or being rewritten
 
     def release(self) -> None:
-        if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
-
-    def __enter__(self) -> "RunLock":
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)  # before unlocking, so that nobody locks a file we then delete
+            os.close(self._fd)  # closing the last descriptor drops the flock
+            self._fd = None
 
 
 # ---- loading runs ----------------------------------------------------------------------------
@@ -251,9 +295,7 @@ def load_run(path: str | os.PathLike, device: str = "auto", checkpoint: str = "c
     tcfg = cfg["task"]
     name = tcfg["name"]
     include = [p for p in tcfg.get("include", [])]
-    for p in include:
-        if not Path(p).is_file():
-            raise UserError(f"run {path} needs task file {p}, which no longer exists")
+    check_includes(path, tcfg)
     cls = task_class(name, include)
     base = from_dict(cls.Config, tcfg.get("config", {}), "task")
     task = build_task(name, task_overrides or {}, include, base=base)
@@ -265,6 +307,7 @@ def load_run(path: str | os.PathLike, device: str = "auto", checkpoint: str = "c
     except CheckpointError as e:
         raise UserError(str(e)) from None
     mcfg = from_dict(GPTConfig, cfg["model"], "model")
+    check_checkpoint(ckpt, task, mcfg, path / checkpoint, tcfg.get("vocab", task.vocab.chars))
     model = GPT(mcfg)
     try:
         model.load_state_dict(ckpt["model"])
@@ -274,9 +317,36 @@ def load_run(path: str | os.PathLike, device: str = "auto", checkpoint: str = "c
     return Run(path, cfg, task, model, int(ckpt["step"]))
 
 
-def new_run_dir(task: str, out: str | None) -> Path:
-    if out:
-        return Path(out)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{task}-{stamp}"
+def check_checkpoint(ckpt: dict[str, Any], task, model_cfg: GPTConfig, where: Path, vocab: str | None = None) -> None:
+    """Refuse a checkpoint made for another task, vocabulary or model, naming what differs.
+
+    Shapes alone would not catch it: `copy` and `reverse`, or `addition` and `modular`, have
+    vocabularies of one size, so the other task's weights would load and answer nonsense."""
+    meta = ckpt.get("config", {})
+    vocab = task.vocab.chars if vocab is None else vocab
+    diffs = []
+    if meta.get("task") not in (None, task.name):
+        diffs.append(f"task {meta.get('task')!r} vs {task.name!r}")
+    saved_vocab = meta.get("vocab")
+    if saved_vocab not in (None, vocab):
+        short = max(len(saved_vocab), len(vocab)) <= 32  # a text corpus's alphabet is too long to print
+        diffs.append(f"vocabulary {saved_vocab!r} vs {vocab!r}" if short
+                     else f"vocabulary ({len(saved_vocab)} vs {len(vocab)} characters)")
+    saved_model = meta.get("model")
+    if isinstance(saved_model, dict):
+        for k, v in to_jsonable(model_cfg).items():
+            if k in saved_model and to_jsonable(saved_model[k]) != v:
+                diffs.append(f"model.{k} {saved_model[k]} vs {v}")
+    if diffs:
+        raise UserError(f"{where} does not match this run's config: {', '.join(diffs)}")
+
+
+def new_run_dir(task: str) -> Path:
+    """runs/TASK-TIMESTAMP, with -2, -3, ... when runs started in the same second."""
+    base = Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while os.path.lexists(path):
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
 

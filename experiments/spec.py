@@ -36,6 +36,20 @@
 A variant's keys override base's; `grid` expands one variant into the product of its
 values, and `cases = [{...}, {...}]` into a list of alternatives (each a table of
 section.key = value with an optional `name`; `{}` is the variant itself).  Errors name the file, the line and the key.
+
+A spec is code, not data: `include = ["my_tasks.py"]` (like `workbench train --include`)
+imports and so executes that Python file, in `workbench run` and in every training and
+eval subprocess it starts. Run only specs whose includes you trust.
+
+Names become folder and file names: the spec's `name` (runs/spec-NAME), variant names
+(VARIANT/seedS), case names and grid keys and values (joined into variant names as
+`.key=value`), eval names (eval-NAME.json), heatmap names (heatmap-NAME.png) and plot_x
+(METRIC-vs-X.png). Each must be 1 to 128 ASCII letters, digits and `_ . - = , +`, not
+starting with `.` or `-` (so never `.` or `..`): no path separators (`/`, `\\`, or look-alikes
+such as U+2215), no spaces, control characters or NUL. Variant, eval and heatmap names that
+differ only in case are refused too: on a case-insensitive file system (macOS, Windows) they
+would share a file. A spec named by its file (no `name` key) is not checked: its stem is one
+existing file name, and it is always prefixed by `spec-`. Seeds must be integers (seedS).
 """
 
 from __future__ import annotations
@@ -43,6 +57,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
+import string
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +74,13 @@ _RUN_KEYS = {"task", "preset", "steps", "target_acc", "set", "include"}
 _VARIANT = _RUN_KEYS | {"name", "grid", "cases", "init_from", "seeds"}
 _EVAL = {"name", "split", "n", "by", "set", "heatmap"}
 _REPORT = {"metrics", "plot_x"}
+
+# One allow-list for every name that becomes part of a path (see the docstring): ASCII only,
+# so no look-alike slashes or normalisation surprises; no leading "." (hidden files, "." and
+# "..") or "-" (it would read as an option); 128 bytes leaves room under the file systems'
+# 255-byte limit for what is added to a name (eval-, .json, .log, a grid's .key=value parts).
+NAME_MAX = 128
+_NAME_CHARS = frozenset(string.ascii_letters + string.digits + "_.-=,+")
 
 
 @dataclass(frozen=True)
@@ -113,10 +135,21 @@ class _Reader:
     def __init__(self, path: Path, text: str):
         self.path, self.lines = path, text.splitlines()
 
-    def fail(self, key: str, msg: str) -> None:
-        raise UserError(f"{self.path}:{self.line_of(key)}: {key}: {msg}")
+    def fail(self, key: str, msg: str, near: str = "") -> None:
+        raise UserError(f"{self.path}:{self.line_of(key, near)}: {key}: {msg}")
 
-    def line_of(self, key: str) -> int:
+    def line_of(self, key: str, near: str = "") -> int:
+        """The line of key; with `near` (an offending string value), the first line from there on
+        that holds it quoted, since a leaf such as `name` occurs in many tables."""
+        first = self._line_of_key(key)
+        if near:
+            quoted = (f'"{near}"', f"'{near}'")
+            for i, line in enumerate(self.lines[first - 1:], first):
+                if any(q in line for q in quoted):
+                    return i
+        return first
+
+    def _line_of_key(self, key: str) -> int:
         leaf = key.rsplit(".", 1)[-1].split("[")[0]
         for cand in (key, leaf):  # a dotted --set key as written ("model.pos" = ...), else its last part
             pat = re.compile(rf'(^|[{{,\s])"?{re.escape(cand)}"?\s*=|^\s*\[\[?{re.escape(cand)}\]\]?')
@@ -124,6 +157,22 @@ class _Reader:
                 if pat.search(line.split("#")[0]):
                     return i
         return 1
+
+    def name(self, key: str, value: str, what: str, near: str | None = None) -> str:
+        """Check a name that becomes part of a path against the one allow-list rule."""
+        why = name_problem(value)
+        if why:
+            self.fail(key, f"{what} {_short(value)} {why}; a name is 1-{NAME_MAX} ASCII letters, digits "
+                      f"and _ . - = , + not starting with . or -", value if near is None else near)
+        return value
+
+    def distinct_ignoring_case(self, key: str, names, what: str) -> None:
+        seen: dict[str, str] = {}
+        for n in names:
+            other = seen.setdefault(n.casefold(), n)
+            if other != n:
+                self.fail(key, f"{what} {other!r} and {n!r} differ only in case; on a case-insensitive file "
+                          f"system (macOS, Windows) they would share one file", n)
 
     def check_keys(self, table: dict, allowed: set[str], where: str) -> None:
         for k in table:
@@ -138,6 +187,26 @@ class _Reader:
             names = "/".join(t.__name__ for t in _tuple(types))
             self.fail(f"{where}{key}", f"expected {names}, got {v!r}")
         return v
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot be part of a file name, or None when it can (see NAME_MAX)."""
+    if not name:
+        return "is empty"
+    bad = next((c for c in name if c not in _NAME_CHARS), None)
+    if bad is not None:
+        return f"contains {bad!r}" + (" (a path separator)" if bad in "/\\" else "")
+    if name[0] in ".-":
+        return f"starts with {name[0]!r}"
+    if len(name) > NAME_MAX:  # ASCII by now: characters are bytes
+        return f"is longer than {NAME_MAX} bytes"
+    return None
+
+
+def _short(value: str) -> str:
+    """repr, cut short: an error is one line, and a 300-character name needs no echo in full."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:50] + "...'"
 
 
 def _tuple(t) -> tuple:
@@ -165,10 +234,19 @@ def _run_settings(r: _Reader, table: dict, where: str, base: RunSettings | None)
     if target is not None and not 0 <= target <= 1:
         r.fail(f"{where}target_acc", f"must be in [0, 1], got {target}")
     include = r.typed(table, "include", list, where, list(base.include) if base else [])
+    if not all(isinstance(x, str) and x for x in include):
+        r.fail(f"{where}include", f"expected a list of Python file paths, got {include!r}")
     return RunSettings(
         task=task, preset=r.typed(table, "preset", str, where, base.preset if base else None), steps=steps,
         target_acc=target, sets=(base.sets if base else ()) + _sets(r, table, where), include=tuple(include),
     )
+
+
+def _seeds(r: _Reader, table: dict, where: str, default: list[int] | tuple[int, ...]) -> tuple[int, ...]:
+    seeds = r.typed(table, "seeds", list, where, list(default))
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        r.fail(f"{where}seeds", f"expected a non-empty list of integers, got {seeds!r}")
+    return tuple(seeds)
 
 
 def _slug(v: Any) -> str:
@@ -187,9 +265,7 @@ def load_spec(path: Path) -> Spec:
         raise UserError(f"{path}: not valid TOML: {e}") from None
     r = _Reader(path, text)
     r.check_keys(doc, _TOP, "")
-    seeds = r.typed(doc, "seeds", list, "", [1337])
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        r.fail("seeds", f"expected a non-empty list of integers, got {seeds!r}")
+    seeds = _seeds(r, doc, "", [1337])
     budget = r.typed(doc, "budget_minutes", (int, float), "", None)
     if budget is None or budget <= 0:
         r.fail("budget_minutes", "missing or not positive: state the CPU time the spec is meant to take")
@@ -207,10 +283,11 @@ def load_spec(path: Path) -> Spec:
             r.fail("variant", "each [[variant]] must be a table")
         r.check_keys(vt, _VARIANT, where)
         name = r.typed(vt, "name", str, where, "base" if i == 0 else None)
-        if not name or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-            r.fail(f"{where}name", f"needs a name of letters, digits, _ . - (got {name!r})")
+        if name is None:
+            r.fail(f"{where}name", "missing: every [[variant]] after the first needs a name")
+        r.name(f"{where}name", name, "variant name")
         settings = _run_settings(r, vt, where, base)
-        vseeds = tuple(r.typed(vt, "seeds", list, where, seeds))
+        vseeds = _seeds(r, vt, where, seeds)  # they name folders too (seedS)
         init = r.typed(vt, "init_from", str, where, "")
         if init and init not in {v.name.split("[")[0] for v in variants} | {v.name for v in variants}:
             r.fail(f"{where}init_from", f"{init!r} is not an earlier variant")
@@ -218,6 +295,10 @@ def load_spec(path: Path) -> Spec:
         for k, vals in grid.items():
             if k.partition(".")[0] not in ("task", "model", "train") or not isinstance(vals, list) or not vals:
                 r.fail(f"{where}grid", f"{k!r}: expected section.key = [values, ...]")
+            for val in vals:  # each becomes `.key=value` in a variant's folder name
+                if not isinstance(val, (str, int, float, bool)):
+                    r.fail(f"{where}grid", f"{k}: expected strings, numbers or booleans, got {val!r}")
+                r.name(f"{where}grid", f"{k.partition('.')[2]}={_slug(val)}", "folder name part", near=_slug(val))
         cases = r.typed(vt, "cases", list, where, [{}])
         for case in cases:
             bad = [k for k in (case if isinstance(case, dict) else {"?": 0}) if k != "name"
@@ -225,6 +306,16 @@ def load_spec(path: Path) -> Spec:
             if not isinstance(case, dict) or bad:
                 r.fail(f"{where}cases", f"each case is a table of section.key = value (and an optional name); "
                        f"got {case!r}")
+            if "name" in case:
+                if not isinstance(case["name"], str):
+                    r.fail(f"{where}cases", f"a case's name must be a string, got {case['name']!r}")
+                r.name(f"{where}cases", case["name"], "case name")
+            else:  # the label is made of the values, and goes into the folder name
+                for k, val in case.items():
+                    if not isinstance(val, (str, int, float, bool)):
+                        r.fail(f"{where}cases", f"{k}: expected a string, number or boolean, got {val!r}")
+                    r.name(f"{where}cases", f"{k.partition('.')[2]}={_slug(val)}", "folder name part",
+                           near=_slug(val))
         keys = list(grid)
         for case in cases:
             case = dict(case)
@@ -233,27 +324,38 @@ def load_spec(path: Path) -> Spec:
                 params = tuple(case.items()) + tuple(zip(keys, combo))
                 vname = name + (f".{label}" if label else "") + "".join(
                     f".{k.partition('.')[2]}={_slug(v)}" for k, v in zip(keys, combo))
+                r.name(f"{where}name", vname, "variant name (with its case and grid values)", near=name)
                 run = dataclasses.replace(settings, sets=settings.sets + params)
                 variants.append(Variant(vname, run, vseeds, init, params))
     names = [v.name for v in variants]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup:
         r.fail("name", f"two variants are named {dup!r}")
+    r.distinct_ignoring_case("name", names, "variants")
 
     evals = []
     for i, et in enumerate(r.typed(doc, "eval", list, "", [])):
         where = f"eval[{i}]."
+        if not isinstance(et, dict):
+            r.fail("eval", "each [[eval]] must be a table")
         r.check_keys(et, _EVAL, where)
         split = r.typed(et, "split", str, where, "test")
         n = r.typed(et, "n", int, where, 1000)
         if n <= 0:
             r.fail(f"{where}n", f"must be positive, got {n}")
         by = r.typed(et, "by", list, where, [])
+        if not all(isinstance(b, str) and b for b in by):
+            r.fail(f"{where}by", f"expected a list of bucket column names, got {by!r}")
         name = r.typed(et, "name", str, where, split)
-        evals.append(EvalSpec(name, split, n, tuple(by), _sets(r, et, where), r.typed(et, "heatmap", str, where, name)))
+        r.name(f"{where}{'name' if 'name' in et else 'split'}", name, "eval name (it names eval-NAME.json)")
+        heatmap = r.typed(et, "heatmap", str, where, name)
+        r.name(f"{where}heatmap", heatmap, "heatmap name (it names heatmap-NAME.png)")
+        evals.append(EvalSpec(name, split, n, tuple(by), _sets(r, et, where), heatmap))
     names = [e.name for e in evals]
     if len(set(names)) != len(names):
         r.fail("eval", "two [[eval]] tables have the same name; give each a distinct `name`")
+    r.distinct_ignoring_case("eval", names, "[[eval]] names")
+    r.distinct_ignoring_case("heatmap", list(dict.fromkeys(e.heatmap for e in evals)), "heatmap names")
     report = r.typed(doc, "report", dict, "", {})
     r.check_keys(report, _REPORT, "report.")
     metrics = tuple(r.typed(report, "metrics", list, "report.", ["val_loss", "steps", "train_time"]))
@@ -265,8 +367,13 @@ def load_spec(path: Path) -> Spec:
             r.fail("report.metrics", f"unknown metric {m!r}; use {', '.join(LOG_METRICS)}, "
                    f"EVAL.accuracy|loss|trace_valid (EVAL: an [[eval]] name) or steps_to:val_acc>=0.99")
     plot_x = r.typed(report, "plot_x", str, "report.", "")
+    if plot_x:  # its last part names the metric-vs-X.png plots
+        r.name("report.plot_x", plot_x, "plot_x")
+    name = r.typed(doc, "name", str, "", None)
+    if name is not None:  # it names the default output directory, runs/spec-NAME
+        r.name("name", name, "spec name")
     return Spec(
-        name=r.typed(doc, "name", str, "", path.stem), path=path,
+        name=path.stem if name is None else name, path=path,
         description=r.typed(doc, "description", str, "", ""), budget_minutes=float(budget),
         seeds=tuple(seeds), jobs=jobs, variants=tuple(variants), evals=tuple(evals), metrics=metrics,
         plot_x=plot_x,

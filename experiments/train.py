@@ -11,17 +11,17 @@ import numpy as np
 import torch
 
 from experiments.config import RunSpec, from_dict
-from experiments.errors import UserError
+from experiments.errors import USER_ERRNOS, UserError
 from experiments.evaluate import EVAL_SEED, accuracy
 from experiments.runs import (
-    RunLock, build_task, config_record, is_run, model_config_for, read_config, resolve_device,
-    task_class, write_config,
+    RunLock, build_task, check_checkpoint, check_includes, config_record, is_run, model_config_for, read_config,
+    resolve_device, task_class, write_config,
 )
-from gpt.checkpoint import CheckpointError, load_checkpoint
+from gpt.checkpoint import CheckpointError, load_checkpoint, remove_temp_files
 from gpt.distributed import Dist
 from gpt.model import GPT, GPTConfig
 from gpt.progress import TrainProgress
-from gpt.train import NonFiniteLoss, Trainer, TrainingInterrupted, TrainConfig
+from gpt.train import FaultSpecError, NonFiniteLoss, Trainer, TrainingInterrupted, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,12 @@ class TrainOptions:
 
 
 class TrainFailed(Exception):
-    """The run stopped on its own (NaN, a failed write); exit code 1 with the message."""
+    """The run stopped on its own (NaN, a failed write): the message, and exit code 1, or 2 when the
+    user can fix the cause (a full disk, a folder that became unwritable)."""
+
+    def __init__(self, msg: str, code: int = 1):
+        super().__init__(msg)
+        self.code = code
 
 
 def make_batch_fn(task, seed: int, batch_size: int, block_size: int, device: torch.device,
@@ -153,25 +158,32 @@ def _train(spec: RunSpec | None, opts: TrainOptions, steps: int | None, dist: Di
     if opts.resume:
         if not is_run(out):
             raise UserError(f"--resume: {out} is not a run directory")
+        run_cfg = read_config(out)
+        check_includes(out, run_cfg["task"])  # before the (changed?) file runs
         if (out / "ckpt.pt").exists():
             try:
                 ckpt = load_checkpoint(out / "ckpt.pt", map_location=device)
             except CheckpointError as e:
                 raise UserError(f"--resume: {e}") from None
         # else: the run died before its first checkpoint; it restarts from step 0 (same config)
-        run_cfg = read_config(out)
         spec = resume_spec(run_cfg, steps)
         if opts.target_acc is None:  # keep the run's own stopping rule
             opts = dataclasses.replace(opts, target_acc=run_cfg.get("target_acc"))
+        elif not opts.target_acc:  # --target-acc 0: never stop early, as for a new run
+            opts = dataclasses.replace(opts, target_acc=None)
     elif dist.is_main and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} already exists and is not empty; pass --resume to continue a run, or choose another --out")
     assert spec is not None
     task = build_task(spec.task, {}, spec.include, base=spec.task_config)
     model_cfg = model_config_for(task, spec.model)
     lock = RunLock(out) if dist.is_main else None
+    created = False
     if lock is not None:
         created = not out.exists()
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create the run directory {out}: {e.strerror or e}") from None
         try:
             lock.acquire()
         except UserError:
@@ -180,6 +192,7 @@ def _train(spec: RunSpec | None, opts: TrainOptions, steps: int | None, dist: Di
             raise
     try:
         if dist.is_main:
+            remove_temp_files(out)  # a killed writer's leftovers; we hold the lock, so no writer is live
             if ckpt is None:
                 write_config(out, {**config_record(spec, task, model_cfg, device), "target_acc": opts.target_acc,
                                    "world_size": dist.world, "init_from": spec.init_from})
@@ -189,6 +202,16 @@ def _train(spec: RunSpec | None, opts: TrainOptions, steps: int | None, dist: Di
                 write_config(out, run_cfg)
         dist.barrier()  # the other ranks start once the run directory is ready
         return _train_locked(spec, opts, task, model_cfg, device, out, ckpt, dist)
+    except UserError:
+        # a new run that could not start (a bad --init-from, say) leaves no half-made run
+        # directory behind: it was empty or absent before, and is again
+        if lock is not None and not opts.resume and not (out / "ckpt.pt").exists():
+            if created:
+                shutil.rmtree(out, ignore_errors=True)
+            else:
+                for name in ("config.json", "metrics.jsonl"):
+                    (out / name).unlink(missing_ok=True)
+        raise
     finally:
         if lock is not None:
             lock.release()
@@ -217,11 +240,15 @@ def _train_locked(spec, opts, task, model_cfg, device, out: Path, ckpt, dist: Di
     mode = "quiet" if opts.quiet or not dist.is_main else opts.progress_mode
     start = int(ckpt["step"]) if ckpt else 0
     progress = TrainProgress(spec.train.steps, start, mode, title=task.name)
-    trainer = Trainer(model, spec.train, batch, out, device, spec.seed, evaluate, target,
-                      meta={"task": task.name, "vocab": task.vocab.chars, "model": dataclasses.asdict(model_cfg)},
-                      progress=progress, dist=dist)
+    try:
+        trainer = Trainer(model, spec.train, batch, out, device, spec.seed, evaluate, target,
+                          meta={"task": task.name, "vocab": task.vocab.chars, "model": dataclasses.asdict(model_cfg)},
+                          progress=progress, dist=dist)
+    except FaultSpecError as e:
+        progress.close()
+        raise UserError(str(e)) from None
     if ckpt is not None:
-        _check_compatible(ckpt, task, model_cfg, out)
+        check_checkpoint(ckpt, task, model_cfg, out / "ckpt.pt")
         trainer.load_state(ckpt)
         progress.print(f"resuming {out} at step {trainer.state.step}")
     else:
@@ -241,31 +268,20 @@ def _train_locked(spec, opts, task, model_cfg, device, out: Path, ckpt, dist: Di
         ) from None
     except OSError as e:
         progress.close()
-        raise TrainFailed(f"training stopped: writing to {out} failed ({e}); the previous checkpoint is intact") from None
+        raise TrainFailed(f"training stopped: writing to {out} failed ({e}); the previous checkpoint is intact",
+                          code=2 if e.errno in USER_ERRNOS else 1) from None
     finally:
         if isinstance(batch, Prefetcher):
             batch.close()
     progress.close()
     if not opts.quiet and dist.is_main:
-        best = f"best val loss {state.best_val:.4f}"
-        print(f"done: {out} at step {state.step}, {best}")
+        why = ""
+        if state.stop == "target":
+            why = f" (val_acc reached the target {opts.target_acc:g})"
+        elif state.stop == "time_budget":
+            why = f" (the time budget of {spec.train.time_budget_s:g} s is spent)"
+        print(f"done: {out} at step {state.step}{why}, best val loss {state.best_val:.4f}")
     return out
-
-
-def _check_compatible(ckpt: dict, task, model_cfg: GPTConfig, out: Path) -> None:
-    meta = ckpt.get("config", {})
-    diffs = []
-    if meta.get("task") not in (None, task.name):
-        diffs.append(f"task {meta.get('task')!r} vs {task.name!r}")
-    if meta.get("vocab") not in (None, task.vocab.chars):
-        diffs.append("vocabulary")
-    saved_model = meta.get("model")
-    if isinstance(saved_model, dict):
-        for k, v in dataclasses.asdict(model_cfg).items():
-            if k in saved_model and saved_model[k] != v:
-                diffs.append(f"model.{k} {saved_model[k]} vs {v}")
-    if diffs:
-        raise UserError(f"{out / 'ckpt.pt'} does not match this run's config: {', '.join(diffs)}")
 
 
 class TrainFailedInterrupt(Exception):

@@ -1,9 +1,12 @@
-"""Training progress: a rich progress bar on a terminal, one line per eval otherwise."""
+"""Training progress: a rich progress bar on a terminal; otherwise (a log file, a pipe, CI) one
+line per eval and one at least every `interval` seconds in between, so that a slow machine is
+never silent for long."""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -22,15 +25,35 @@ def _fmt(key: str, v: Any) -> str:
     return f"{key} {v:.4f}"
 
 
-class TrainProgress:
-    """`update(step, record)` after every step.  mode: 'bar', 'lines' or 'quiet'."""
+def _duration(s: float) -> str:
+    s = int(round(s))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
-    def __init__(self, total: int, start: int = 0, mode: str | None = None, title: str = "train"):
+
+class TrainProgress:
+    """`update(step, record)` after every step.  mode: 'bar', 'lines' or 'quiet'.
+
+    In 'lines' mode a line is printed at every eval and whenever `interval` seconds (of a
+    monotonic clock) have passed since the last line; between lines a step costs one clock
+    read and one comparison."""
+
+    def __init__(self, total: int, start: int = 0, mode: str | None = None, title: str = "train",
+                 interval: float = 30.0, clock: Callable[[], float] = time.monotonic):
         if mode is None:
             mode = "bar" if sys.stderr.isatty() else "lines"
+        if not interval > 0:
+            raise ValueError(f"interval must be positive, got {interval}")
         self.mode, self.total, self.title = mode, total, title
+        self.interval, self._clock = interval, clock
         self.shown: dict[str, Any] = {}
-        self.t0 = time.perf_counter()
+        self._stats = ""
+        self.start = start
+        self.t0 = clock()
+        self._next_line = self.t0 + interval
         self.console = Console(stderr=True)
         self._bar = None
         if mode == "bar":
@@ -42,15 +65,24 @@ class TrainProgress:
             self._bar.start()
 
     def update(self, step: int, record: dict[str, Any]) -> None:
-        for k in SHOWN:
-            if k in record:
-                self.shown[k] = record[k]
-        stats = "  ".join(_fmt(k, self.shown[k]) for k in SHOWN if k in self.shown)
+        if len(record) > 1:  # most steps log nothing but their number: nothing to reformat
+            for k in SHOWN:
+                if k in record:
+                    self.shown[k] = record[k]
+            self._stats = "  ".join(_fmt(k, self.shown[k]) for k in SHOWN if k in self.shown)
         if self._bar is not None:
-            self._bar.update(self._id, completed=step, stats=stats)
-        elif self.mode == "lines" and "val_loss" in record:
-            el = time.perf_counter() - self.t0
-            print(f"step {step}/{self.total}  {stats}  ({el:.0f}s)", file=sys.stderr, flush=True)
+            self._bar.update(self._id, completed=step, stats=self._stats)
+        elif self.mode == "lines":
+            now = self._clock()
+            if "val_loss" in record or now >= self._next_line:
+                self._line(step, now)
+
+    def _line(self, step: int, now: float) -> None:
+        el = now - self.t0
+        done = step - self.start
+        eta = f", ETA {_duration(el / done * (self.total - step))}" if 0 < done and step < self.total else ""
+        print(f"step {step}/{self.total}  {self._stats}  ({_duration(el)}{eta})", file=sys.stderr, flush=True)
+        self._next_line = now + self.interval
 
     def print(self, msg: str) -> None:
         if self.mode == "quiet":

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -27,6 +29,7 @@ from gpt.distributed import Dist
 from gpt.model import GPT
 
 EVAL_STEP_BASE = 1 << 40  # eval batches use step ids no training step ever reaches
+FAULT_ENV = "WORKBENCH_FAULT"
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,50 @@ def step_seed(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, 0xD0, step]).generate_state(1, np.uint64)[0] >> 1)
 
 
+@dataclass(frozen=True)
+class Fault:
+    """A deliberate SIGKILL at one chosen point of a run, so that tests kill exactly where
+    they mean to instead of sleeping and hoping.  Set WORKBENCH_FAULT to one of
+
+        kill:step=N   during update N (1-based, as metrics.jsonl counts), after its backward
+                      pass and before the optimizer step: step N is never logged
+        kill:eval=N   during the eval at step N (0 included), after the loss estimate and before
+                      the accuracy eval: nothing of that eval is logged or saved
+        kill:ckpt=N   while ckpt.pt is written at step N, after its temp file is complete and
+                      fsynced, before os.replace: ckpt.pt is still the previous checkpoint
+
+    The variable is read once, when the Trainer is built; unset, the loop pays one integer
+    comparison per step.  Under DDP every rank that reaches the point kills itself (eval and
+    ckpt happen on rank 0 only).
+    """
+
+    point: str  # step | eval | ckpt
+    at: int
+
+    POINTS = ("step", "eval", "ckpt")
+
+    @classmethod
+    def parse(cls, text: str | None) -> "Fault | None":
+        if not text:
+            return None
+        m = re.fullmatch(r"\s*kill:(step|eval|ckpt)=(\d+)\s*", text)
+        if m is None:
+            raise FaultSpecError(f"{FAULT_ENV}={text!r}: expected kill:step=N, kill:eval=N or kill:ckpt=N")
+        return cls(m.group(1), int(m.group(2)))
+
+    def at_point(self, point: str) -> int:
+        """The step at which to die at this point, or -1 (never: no step is negative)."""
+        return self.at if self.point == point else -1
+
+
+class FaultSpecError(ValueError):
+    """A malformed WORKBENCH_FAULT."""
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)  # what `kill -9` does: no handler, no cleanup, no flush
+
+
 class TrainingInterrupted(Exception):
     def __init__(self, signum: int, step: int):
         super().__init__(f"interrupted by signal {signum} at step {step}")
@@ -155,6 +202,7 @@ class TrainState:
     best_val: float = float("inf")
     skipped: int = 0
     train_time: float = 0.0  # seconds spent in training steps (evals excluded), across resumes
+    stop: str = ""  # why the run ended: steps | target | time_budget ("" while it runs); not saved
 
 
 BatchFn = Callable[[str, int, int], tuple[torch.Tensor, torch.Tensor]]
@@ -164,7 +212,8 @@ EvalFn = Callable[[GPT], dict[str, float]]
 class _NoLog:
     """Metrics sink for ranks other than 0."""
 
-    def truncate_after(self, step: int) -> None: ...
+    def truncate_after(self, step: int) -> list[dict[str, Any]]:
+        return []
     def append(self, record: dict[str, Any]) -> None: ...
     def sync(self) -> None: ...
     def close(self) -> None: ...
@@ -209,6 +258,10 @@ class Trainer:
         else:
             self.fwd = self.eval_fwd
         self._signal: int | None = None
+        self._resumed: dict[str, Any] = {}
+        fault = Fault.parse(os.environ.get(FAULT_ENV))  # once, here: never a lookup per step
+        self._kill_step, self._kill_eval, self._kill_ckpt = (
+            fault.at_point(p) if fault else -1 for p in Fault.POINTS)
 
     # ---- checkpoints -------------------------------------------------------------------
     def state_payload(self) -> dict[str, Any]:
@@ -227,14 +280,18 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.state = TrainState(int(ckpt["step"]), float(ckpt["best_val"]), int(ckpt.get("skipped", 0)),
                                 float(ckpt.get("train_time", 0.0)))
-        self.metrics.truncate_after(self.state.step)
+        kept = self.metrics.truncate_after(self.state.step)
+        # the checkpoint's own eval, if it was saved at one: a run that had reached its target
+        # when it was saved stops again at once instead of training past it
+        self._resumed = kept[-1] if kept and kept[-1].get("step") == self.state.step else {}
 
     def save(self, best: bool = False) -> None:
         if not self.dist.is_main:
             return
         payload = self.state_payload()
         self.metrics.sync()
-        save_checkpoint(self.out_dir / "ckpt.pt", payload)
+        die = _die if self.state.step == self._kill_ckpt else None
+        save_checkpoint(self.out_dir / "ckpt.pt", payload, before_replace=die)
         if best:
             save_checkpoint(self.out_dir / "best.pt", payload)
 
@@ -251,6 +308,8 @@ class Trainer:
                     _, loss = self.eval_fwd(x, y)
                 losses[i] = loss.float()
             out[key] = float(losses.mean())
+        if self.state.step == self._kill_eval:
+            _die()
         if self.evaluate is not None:
             out.update(self.evaluate(self.model))
         self.model.train()
@@ -273,10 +332,13 @@ class Trainer:
     def _loop(self, cfg: TrainConfig, model: GPT) -> TrainState:
         model.train()
         st = self.state
-        record: dict[str, Any] = {}
         if st.step == 0:
             record = self._evaluate_main({"step": 0})
-        reached = self.dist.broadcast_flag(self._reached(record), self.device)
+            reached = record.get("stop") == "target"
+        else:
+            record = self._resumed
+            reached = self._reached(record)
+        reached = self.dist.broadcast_flag(reached, self.device)
         t_last = time.perf_counter()
         tokens = 0
         out_of_time = cfg.time_budget_s > 0 and st.train_time >= cfg.time_budget_s  # a resumed, finished run
@@ -301,6 +363,8 @@ class Trainer:
                         (loss * share / cfg.grad_accum).backward()
                     loss_sum += loss.detach() * share
             loss_val = loss_sum / cfg.grad_accum
+            if step + 1 == self._kill_step:
+                _die()
             if self.dist.enabled:  # every rank must take the same decisions: mean loss, any signal
                 shared = self.dist.all_sum(torch.stack([loss_val.float(), torch.tensor(
                     float(self._signal is not None), device=self.device)]))
@@ -337,8 +401,8 @@ class Trainer:
                 )
                 tokens, t_last = 0, now
             if do_eval:
-                record = self._evaluate_main(record)
-                reached = self.dist.broadcast_flag(self._reached(record), self.device)
+                record = self._evaluate_main(record, out_of_time)
+                reached = self.dist.broadcast_flag(record.get("stop") == "target", self.device)
                 t_last = time.perf_counter()  # eval time is not training time
             elif len(record) > 1:
                 self.metrics.append(record)
@@ -350,14 +414,25 @@ class Trainer:
                 raise TrainingInterrupted(self._signal, st.step)
             if out_of_time:
                 break
+        st.stop = "target" if reached else "time_budget" if out_of_time else "steps"
         return st
 
-    def _evaluate_main(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Rank 0 evaluates, logs and checkpoints; the other ranks skip ahead to the next step."""
+    def _evaluate_main(self, record: dict[str, Any], out_of_time: bool = False) -> dict[str, Any]:
+        """Rank 0 evaluates, logs and checkpoints; the other ranks skip ahead to the next step.
+
+        The eval that ends the run says why in its record: "stop" is "target" (val_acc reached
+        --target-acc), "time_budget" or "steps".  (A kill between that record and its checkpoint
+        leaves the record behind; --resume cuts the log back to the checkpoint and redoes it.)"""
         if not self.dist.is_main:
             return record
         st = self.state
         record = {**record, **self.estimate_loss()}
+        if self._reached(record):
+            record["stop"] = "target"
+        elif out_of_time:
+            record["stop"] = "time_budget"
+        elif st.step >= self.cfg.steps:
+            record["stop"] = "steps"
         best = st.step == 0 or record["val_loss"] < st.best_val
         if best:
             st.best_val = record["val_loss"]

@@ -9,6 +9,7 @@ does not break the others.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib
 import importlib.util
 import sys
@@ -45,6 +46,8 @@ def plugin_specs() -> dict[str, str]:
 
 
 _INCLUDED: dict[str, type] = {}  # tasks from --include files, this process only
+_INCLUDED_FROM: dict[str, Path] = {}  # included task name -> the file that defines it
+_INCLUDED_SHA: dict[Path, str] = {}  # included file -> sha256 of the source this process executed
 
 
 def available() -> dict[str, tuple[str, str]]:
@@ -62,12 +65,33 @@ def available() -> dict[str, tuple[str, str]]:
     return out
 
 
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, hex."""
+    with open(Path(path).expanduser(), "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def included_sha256(path: str | Path) -> str | None:
+    """sha256 of the source this process executed for an --include file (None: never included)."""
+    return _INCLUDED_SHA.get(Path(path).expanduser().resolve())
+
+
 def include_file(path: str | Path) -> list[str]:
-    """Import a Python file and register the task classes it defines; returns their names."""
+    """Import a Python file and register the task classes it defines; returns their names.
+
+    The source is read once, hashed (a run records the hash, and later refuses a changed
+    file) and executed from those very bytes.  Including a file again is free while it is
+    unchanged; once it has changed, the new version replaces the old one's tasks, as a
+    fresh process would see it."""
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise TaskNotFound(f"--include file not found: {path}")
-    mod_name = f"workbench_include_{abs(hash(str(path)))}"
+    try:
+        source = path.read_bytes()
+    except OSError as e:
+        raise TaskLoadError(f"--include {path}: cannot read it: {e.strerror}") from None
+    sha = hashlib.sha256(source).hexdigest()
+    mod_name = f"workbench_include_{sha[:16]}_{abs(hash(str(path)))}"
     if mod_name in sys.modules:
         module = sys.modules[mod_name]
     else:
@@ -75,9 +99,9 @@ def include_file(path: str | Path) -> list[str]:
         if spec is None or spec.loader is None:
             raise TaskLoadError(f"--include {path}: not a Python file")
         module = importlib.util.module_from_spec(spec)
-        sys.modules[mod_name] = module
+        sys.modules[mod_name] = module  # dataclasses look their module up while the file runs
         try:
-            spec.loader.exec_module(module)
+            exec(compile(source, str(path), "exec"), module.__dict__)
         except Exception as e:
             del sys.modules[mod_name]
             raise TaskLoadError(f"--include {path} failed to import: {type(e).__name__}: {e}") from None
@@ -88,11 +112,16 @@ def include_file(path: str | Path) -> list[str]:
         raise TaskNotFound(f"--include {path} defines no task class (a class with name and Config)")
     for cls in found:
         other = _INCLUDED.get(cls.name)
-        if other is not None and other is not cls:
+        if other is not None and other is not cls and _INCLUDED_FROM.get(cls.name) != path:
             raise TaskLoadError(f"two included tasks are named {cls.name!r}")
         if cls.name in BUILTIN or cls.name in plugin_specs():
             raise TaskLoadError(f"--include {path}: task name {cls.name!r} is already taken")
+    for name in [n for n, src in _INCLUDED_FROM.items() if src == path]:  # an earlier version's tasks
+        del _INCLUDED[name], _INCLUDED_FROM[name]
+    for cls in found:
         _INCLUDED[cls.name] = cls
+        _INCLUDED_FROM[cls.name] = path
+    _INCLUDED_SHA[path] = sha
     return [cls.name for cls in found]
 
 

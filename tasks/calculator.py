@@ -53,11 +53,17 @@ import numpy as np
 from tasks.base import Problems, Task, TaskConfig
 from tasks.encode import Rendered, codepoints, render_strings
 from tasks.expr import (
-    Bin, ExprError, Node, Num, Syntax, literals, operators, render_trace, split_trace, trace_errors,
+    MAX_DIGITS, MAX_OPS, Bin, ExprError, Node, Num, Syntax, literals, operators, render_trace, split_trace,
+    trace_errors,
 )
 from tasks.expr import value as expr_value
 
 COTS = ("none", "steps", "full")
+
+# A typed prompt longer than this is refused before it is parsed: with it, no number along the
+# way has more than about 256 digits, and tracing the longest prompt takes a fraction of a second
+# (a trained model's block is far shorter anyway; `workbench ask` checks that afterwards).
+MAX_PROMPT_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,11 @@ class CalculatorConfig(TaskConfig):
             raise ValueError(f"min_ops ({self.min_ops}) is greater than max_ops ({self.max_ops})")
         if self.max_digits <= 0:
             raise ValueError(f"max_digits must be at least 1, got {self.max_digits}")
+        if self.max_ops > MAX_OPS or (self.max_ops + 1) * self.max_digits > MAX_DIGITS:
+            # a trace's numbers must stay parseable (tasks/expr.py): a product of max_ops + 1
+            # operands has up to (max_ops + 1) * max_digits digits
+            raise ValueError(f"(max_ops + 1) * max_digits must be at most {MAX_DIGITS} and max_ops at most "
+                             f"{MAX_OPS}, got max_ops={self.max_ops}, max_digits={self.max_digits}")
         self.operator_odds()  # validates op_weights
         self.n_ops_odds()
         self.digit_odds()
@@ -188,8 +199,15 @@ class CalculatorTask(Task):
 
     # ---- rendering and scoring -----------------------------------------------------------------
     def parse_prompt(self, text: str) -> Node:
-        """A user's expression ("12+7*3-5" or "12+7*3-5=") -> its tree; ValueError when malformed."""
-        text = text.strip().removesuffix("=")
+        """A user's expression ("12+7*3-5" or "12+7*3-5=") -> its tree.
+
+        Raises ExprError (a ValueError) for anything else: a malformed expression, a division by
+        zero or (division=exact) with a remainder, a prompt longer than MAX_PROMPT_CHARS. Only
+        the grammar of tasks/expr.py is read, so `9**9**9**9` is malformed, not a power tower."""
+        text = text.strip()
+        if len(text) > MAX_PROMPT_CHARS:
+            raise ExprError(f"the expression has {len(text)} characters; at most {MAX_PROMPT_CHARS}")
+        text = text.removesuffix("=")
         node = self.prompt_syntax.parse(text)
         expr_value(node, self.config.division)  # division by zero / inexact raise ExprError here
         return node
@@ -312,24 +330,35 @@ class _Generator:
 
 # ---- an independent reference evaluator -------------------------------------------------------
 
-_SAFE = re.compile(r"^[0-9+\-*/() ]+$")
+_SAFE = re.compile(r"^[0-9+\-*/()]+$")
+MAX_EVAL_CHARS = 4000
 
 
 def evaluate_python(expr: str, precedence: str = "standard", division: str = "exact") -> int:
     """Evaluate with Python itself (standard precedence) or a plain left-to-right loop.
 
-    Exact division is computed with Fractions and must come out whole."""
+    Exact division is computed with Fractions and must come out whole. Only what the task's own
+    grammar reads is handed to Python: the text must parse (tasks/expr.py, within its bounds on
+    nesting, operations and digits) before eval sees it, so `9**9**9**9`, `1//2` or `()` raise
+    ExprError (a ValueError) here, never start a computation. The value is still Python's own."""
+    if len(expr) > MAX_EVAL_CHARS:  # no value then has more digits than Python will print (4300)
+        raise ExprError(f"an expression of {len(expr)} characters; at most {MAX_EVAL_CHARS}")
     if not _SAFE.match(expr):
-        raise ValueError(f"not an arithmetic expression: {expr!r}")
-    if precedence == "standard":
-        if division == "floor":
-            v = eval(expr.replace("/", "//"), {"__builtins__": {}})  # noqa: S307 (checked by _SAFE)
-        else:
-            v = eval(re.sub(r"(\d+)", r"F(\1)", expr), {"__builtins__": {}, "F": Fraction})  # noqa: S307
-            if v.denominator != 1:
-                raise ValueError(f"{expr} is not a whole number")
-        return int(v)
-    return _left_to_right(re.findall(r"\d+|[-+*/()]", expr), division)
+        raise ExprError(f"not an arithmetic expression: {expr[:60]!r}")
+    Syntax(precedence).parse(expr)  # raises ExprError for anything outside the grammar
+    expr = re.sub(r"\d+", lambda m: str(int(m[0])), expr)  # "007" is 7 to the grammar, a SyntaxError to Python
+    try:
+        if precedence == "standard":
+            if division == "floor":
+                v = eval(expr.replace("/", "//"), {"__builtins__": {}})  # noqa: S307 (parsed above)
+            else:
+                v = eval(re.sub(r"(\d+)", r"F(\1)", expr), {"__builtins__": {}, "F": Fraction})  # noqa: S307
+                if v.denominator != 1:
+                    raise ExprError(f"{expr[:60]} is not a whole number")
+            return int(v)
+        return _left_to_right(re.findall(r"\d+|[-+*/()]", expr), division)
+    except ZeroDivisionError:
+        raise ExprError(f"division by zero in {expr[:60]!r}") from None
 
 
 def _left_to_right(toks: list[str], division: str) -> int:
@@ -354,7 +383,7 @@ def _left_to_right(toks: list[str], division: str) -> int:
                     acc *= v
                 else:
                     if division == "exact" and Fraction(acc, v).denominator != 1:
-                        raise ValueError("inexact division")
+                        raise ExprError("inexact division")
                     acc //= v
                 expect_value = False
             else:

@@ -23,6 +23,14 @@ from typing import Union
 
 PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
 
+# Bounds on what `Syntax.parse` accepts, whoever wrote the text (a user's prompt, a model's
+# trace): the parser, the evaluator and the trace checker recurse once per level of nesting and
+# per operation of a chain, and Python refuses to print an int of more than 4300 digits. Within
+# them every function here is quick; beyond them the text is an ExprError, never a RecursionError.
+MAX_DEPTH = 64  # parentheses nested inside each other
+MAX_OPS = 256  # operations in one expression
+MAX_DIGITS = 1000  # digits in one number
+
 
 class ExprError(ValueError):
     """A malformed expression, or one whose value is undefined (division by zero)."""
@@ -52,9 +60,9 @@ def apply(op: str, a: int, b: int, division: str = "exact") -> int:
     if op == "*":
         return a * b
     if b == 0:
-        raise ExprError(f"division by zero in {a}/{b}")
+        raise ExprError(f"division by zero in {_short(str(a))}/{b}")
     if division == "exact" and a % b:
-        raise ExprError(f"{a}/{b} does not divide exactly (use division=floor for //)")
+        raise ExprError(f"{_short(str(a))}/{_short(str(b))} does not divide exactly (use division=floor for //)")
     return a // b
 
 
@@ -119,15 +127,27 @@ class Syntax:
         neg = text.startswith("-")
         digits = text[1:] if neg else text
         if not digits or not digits.isdigit() or not digits.isascii():
-            raise ExprError(f"not a number: {text!r}")
+            raise ExprError(f"not a number: {_short(text)!r}")
+        if len(digits) > MAX_DIGITS:
+            raise ExprError(f"a number of {len(digits)} digits (at most {MAX_DIGITS})")
         v = int(digits[::-1] if self.reverse else digits)
         return -v if neg else v
 
     def parse(self, text: str) -> Node:
         toks = _tokenize(text)
+        # a cheap bound first: a "-" may be a number's sign, but there are at most 2 * ops + 1 of those
+        if sum(t in PREC for t in toks) > 2 * MAX_OPS + 1:
+            raise ExprError(f"more than {MAX_OPS} operations in one expression")
+        depth = 0
+        for t in toks:  # checked before the recursive descent, which would overflow the stack
+            depth += (t == "(") - (t == ")")
+            if depth > MAX_DEPTH:
+                raise ExprError(f"parentheses nested more than {MAX_DEPTH} deep in {_short(text)!r}")
         node, i = self._expr(toks, 0, text)
         if i != len(toks):
-            raise ExprError(f"unexpected {toks[i]!r} in {text!r}")
+            raise ExprError(f"unexpected {toks[i]!r} in {_short(text)!r}")
+        if (n := count_ops(node)) > MAX_OPS:
+            raise ExprError(f"{n} operations in one expression (at most {MAX_OPS})")
         return node
 
     def _expr(self, toks: list[str], i: int, text: str) -> tuple[Node, int]:
@@ -149,18 +169,18 @@ class Syntax:
 
     def _factor(self, toks: list[str], i: int, text: str, first: bool) -> tuple[Node, int]:
         if i >= len(toks):
-            raise ExprError(f"expression ends too early: {text!r}")
+            raise ExprError(f"expression ends too early: {_short(text)!r}")
         t = toks[i]
         if t == "(":
             node, i = self._expr(toks, i + 1, text)
             if i >= len(toks) or toks[i] != ")":
-                raise ExprError(f"unbalanced parentheses in {text!r}")
+                raise ExprError(f"unbalanced parentheses in {_short(text)!r}")
             return node, i + 1
         if t == "-" and first and i + 1 < len(toks) and toks[i + 1].isdigit():
             return Num(self.parse_num("-" + toks[i + 1])), i + 2
         if t.isdigit():
             return Num(self.parse_num(t)), i + 1
-        raise ExprError(f"unexpected {t!r} in {text!r}")
+        raise ExprError(f"unexpected {t!r} in {_short(text)!r}")
 
 
 def _tokenize(text: str) -> list[str]:
@@ -178,10 +198,15 @@ def _tokenize(text: str) -> list[str]:
             toks.append(c)
             i += 1
         else:
-            raise ExprError(f"unexpected character {c!r} in {text!r}")
+            raise ExprError(f"unexpected character {c!r} in {_short(text)!r}")
     if not toks:
         raise ExprError("empty expression")
     return toks
+
+
+def _short(text: str, most: int = 60) -> str:
+    """Text quoted in an error message: a user error is one line, whatever was typed."""
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 # ---- reductions ------------------------------------------------------------------------------
@@ -215,16 +240,37 @@ def reductions(node: Node, division: str = "exact") -> list[Reduction]:
     return out
 
 
+def first_reduction(node: Node, division: str = "exact") -> Reduction | None:
+    """reductions(node, division)[0] (or None), without building the others: a long expression's
+    trace takes one pass per step, not one per possible reduction."""
+    if isinstance(node, Num):
+        return None
+    if isinstance(node.left, Num) and isinstance(node.right, Num):
+        a, b = node.left.value, node.right.value
+        try:
+            v = apply(node.op, a, b, division)
+        except ExprError:
+            return None
+        return Reduction(Num(v), node.op, a, b, v)
+    r = first_reduction(node.left, division)
+    if r is not None:
+        return Reduction(Bin(node.op, r.result, node.right), r.op, r.a, r.b, r.value)
+    r = first_reduction(node.right, division)
+    if r is not None:
+        return Reduction(Bin(node.op, node.left, r.result), r.op, r.a, r.b, r.value)
+    return None
+
+
 def canonical_steps(node: Node, division: str = "exact") -> list[Reduction]:
     """Reduce leftmost-first until a number is left; raises ExprError if a step is undefined."""
     steps = []
     while isinstance(node, Bin):
-        options = reductions(node, division)
-        if not options:
+        first = first_reduction(node, division)
+        if first is None:
             value(node, division)  # raises the specific error
             raise ExprError("expression cannot be reduced")
-        steps.append(options[0])
-        node = options[0].result
+        steps.append(first)
+        node = first.result
     return steps
 
 
@@ -312,6 +358,9 @@ def trace_errors(start: Node, completion: str, syn: Syntax, division: str, full:
         steps = split_trace(completion)
     except ExprError as e:
         return [f"trace does not parse: {e}"]
+    if isinstance(start, Num):  # a bare number (`workbench ask RUN 42`): its trace is the number itself
+        ok = len(steps) == 1 and not steps[0][0] and steps[0][1] == syn.num(start.value)
+        return [] if ok else [f"{_short(completion)!r} is not the number {_short(syn.num(start.value))!r}"]
     errors, prev = [], start
     for k, (w, text) in enumerate(steps, 1):
         try:

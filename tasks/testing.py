@@ -40,6 +40,7 @@ class CheckResult:
 
 
 def _settings(n: int):
+    # explicit settings win over any hypothesis profile: derandomized, no database, so `workbench check` is reproducible
     return settings(max_examples=n, deadline=None, database=None,
                     suppress_health_check=list(HealthCheck), derandomize=True)
 
@@ -74,6 +75,7 @@ def _keys(task: Task, p) -> set:
     return set(rows)
 
 
+# 25 examples: each one renders whole batches (up to 48 problems), so a check sees ~1000 problems in seconds
 def run_checks(cls: type, config=None, examples: int = 25) -> list[CheckResult]:
     results: list[CheckResult] = []
 
@@ -108,6 +110,7 @@ def run_checks(cls: type, config=None, examples: int = 25) -> list[CheckResult]:
         b = task.batch(seed, split, step, 0, size, block)
         assert all(np.array_equal(u, v) for u, v in zip(a, b)), "same (seed, split, step) gave different batches"
 
+    # fewer: each example compares 3 x 64 problems, and a seed that is ignored fails on any of them
     @_settings(max(5, examples // 3))
     @given(seed=seeds, step=steps)
     def seeds_differ(seed, step):

@@ -1,10 +1,41 @@
+import getpass
 import os
 import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def in_ci() -> bool:
+    """CI services set CI (GitHub Actions, GitLab, CircleCI, Travis: CI=true)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container user without a passwd entry
+        return str(os.getuid())
+
+
+# Hypothesis: reproducible in CI (the same examples on every run, nothing remembered between
+# runs, a failure prints the blob that replays it); on a developer's machine random examples,
+# with failures remembered across runs.  Everything hypothesis stores (its example database,
+# and caches it writes whatever the database) goes to the temp directory, never to a
+# `.hypothesis/` in the working tree; the variable carries that to the CLI's subprocesses.
+# HYPOTHESIS_PROFILE=ci|dev picks a profile explicitly.
+HYPOTHESIS_HOME = Path(os.environ.setdefault(
+    "HYPOTHESIS_STORAGE_DIRECTORY", str(Path(tempfile.gettempdir()) / f"workbench-hypothesis-{_user()}")))
+set_hypothesis_home_dir(HYPOTHESIS_HOME)
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None, print_blob=True,
+                          database=DirectoryBasedExampleDatabase(HYPOTHESIS_HOME / "examples"))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if in_ci() else "dev"))
 
 
 def shakespeare_path() -> Path:
@@ -16,9 +47,16 @@ def shakespeare_path() -> Path:
 
 @pytest.fixture(scope="session")
 def shakespeare() -> Path:
+    """tiny Shakespeare, for the tests that need real text.  Missing, such a test is skipped on
+    a developer's machine, but fails in CI: a CI without the data would otherwise pass those
+    tests untested."""
     p = shakespeare_path()
     if not p.is_file():
-        pytest.skip(f"tiny Shakespeare not found at {p}; set WORKBENCH_DATA_DIR")
+        msg = (f"tiny Shakespeare not found at {p}; set WORKBENCH_DATA_DIR to the directory that holds "
+               f"tinyshakespeare.txt")
+        if in_ci():
+            pytest.fail(msg + " (CI is set, so a missing dataset fails instead of skipping)", pytrace=False)
+        pytest.skip(msg)
     return p
 
 
@@ -28,3 +66,5 @@ def pytest_configure(config):
     if not os.environ.get("WORKBENCH_DATA_DIR") and shakespeare_path().is_file():
         os.environ["WORKBENCH_DATA_DIR"] = str(shakespeare_path().parent)
     os.environ["WORKBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="workbench-test-cache-")
+    # a fault left in the environment would kill every run the tests start
+    os.environ.pop("WORKBENCH_FAULT", None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,22 @@ def workbench_proc(*args: str, **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "experiments", *map(str, args)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def workbench_run(*args: str, fault: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the CLI in a subprocess to its end.  fault sets WORKBENCH_FAULT (gpt.train.Fault:
+    kill:step=N, kill:eval=N or kill:ckpt=N), so the process SIGKILLs itself at that point."""
+    env = {k: v for k, v in os.environ.items() if k != "WORKBENCH_FAULT"}
+    env["PYTHONUNBUFFERED"] = "1"
+    if fault:
+        env["WORKBENCH_FAULT"] = fault
+    return subprocess.run([sys.executable, "-m", "experiments", *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def killed(p: subprocess.CompletedProcess) -> bool:
+    """Did the process die of SIGKILL (as a fault makes it)?"""
+    return p.returncode == -signal.SIGKILL
 
 
 def metrics(run: Path, drop_timing: bool = True) -> list[dict]:

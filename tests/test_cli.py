@@ -143,13 +143,74 @@ def _bad_inputs(tmp, run):
         "unknown command": ["trian"],
         "tasks include missing": ["tasks", "--include", tmp / "nope.py"],
         "train include without task": [*t, "--task", "addition", "--include", tmp / "small.txt"],
+        **_more_bad_inputs(tmp, run, t),
+    }
+
+
+def _more_bad_inputs(tmp, run, t):
+    """Bad values for every command's options, found by reading each command's --help (issue 15)."""
+    (tmp / "syntax.py").write_text("def broken(:\n")
+    (tmp / "raises.py").write_text("raise RuntimeError('boom at import')\n")
+    (tmp / "badjson").mkdir(exist_ok=True)
+    shutil.copy(run / "ckpt.pt", tmp / "badjson" / "ckpt.pt")
+    (tmp / "badjson" / "config.json").write_text("{")
+    (tmp / "spec.txt").write_text("name = [unclosed\n")
+    (tmp / "adir").mkdir(exist_ok=True)
+    a = [*t, "--task", "addition"]
+    under_file = tmp / "small.txt" / "x"
+    return {
+        "negative seed": [*a, "--seed", "-1"],
+        "seed over 2**63-1": [*a, "--seed", str(2**63)],
+        "huge steps": [*a, "--steps", str(10**30)],
+        "zero steps": [*a, "--steps", "0"],
+        "fractional steps": [*a, "--steps", "1.5"],
+        "nproc 0": [*a, "--nproc", "0"],
+        "target-acc above 1": [*a, "--target-acc", "2"],
+        "target-acc nan": [*a, "--target-acc", "nan"],
+        "out under a file": ["train", "--task", "addition", "--quiet", "--out", under_file],
+        "out is a file": ["train", "--task", "addition", "--quiet", "--out", tmp / "small.txt"],
+        "include with a syntax error": [*a, "--include", tmp / "syntax.py"],
+        "include raising at import": [*a, "--include", tmp / "raises.py"],
+        "init-from a missing run": [*a, "--init-from", tmp / "missing"],
+        "init-from a corrupt run": [*a, "--init-from", tmp / "corrupt"],
+        "non-UTF-8 task name": [*t, "--task", "caf\udce9"],
+        "eval batch-size 0": ["eval", run, "--batch-size", "0"],
+        "eval huge n": ["eval", run, "--n", str(10**30)],
+        "eval negative seed": ["eval", run, "--seed", "-3"],
+        "eval --out in a missing folder": ["eval", run, "--n", "5", "--out", tmp / "missing" / "t.md"],
+        "eval --samples is a folder": ["eval", run, "--n", "5", "--samples", tmp / "adir"],
+        "eval --out under a file": ["eval", run, "--n", "5", "--out", under_file],
+        "eval unknown checkpoint": ["eval", run, "--checkpoint", "nope.pt"],
+        "eval checkpoint outside the run": ["eval", run, "--checkpoint", "../../etc/passwd"],
+        "eval config.json not JSON": ["eval", tmp / "badjson"],
+        "sample huge tokens": ["sample", run, "--tokens", str(10**30)],
+        "sample temperature nan": ["sample", run, "--temperature", "nan"],
+        "sample temperature inf": ["sample", run, "--temperature", "inf"],
+        "sample top-k 0": ["sample", run, "--top-k", "0"],
+        "ask tokens 0": ["ask", run, "1+2=", "--tokens", "0"],
+        "ask not a run": ["ask", tmp / "notrun", "1+2="],
+        "check examples 0": ["check", "--task", "addition", "--examples", "0"],
+        "check with a model override": ["check", "--task", "addition", "--set", "model.n_layer=2"],
+        "new-task uppercase name": ["new-task", "Bad", "--dir", tmp / "nt"],
+        "new-task existing task": ["new-task", "addition", "--dir", tmp / "nt"],
+        "new-task path as name": ["new-task", "../x", "--dir", tmp / "nt"],
+        "new-task dir under a file": ["new-task", "mytask", "--dir", under_file],
+        "bench steps 0": ["bench", "--steps", "0"],
+        "bench negative warmup": ["bench", "--warmup", "-1"],
+        "bench huge decode-n": ["bench", "--decode-n", str(10**30)],
+        "tasks bad format": ["tasks", "--format", "xml"],
+        "presets bad format": ["presets", "--format", "xml"],
+        "run missing spec": ["run", tmp / "nope.toml", "--out", tmp / "specout"],
+        "run spec not TOML": ["run", tmp / "spec.txt", "--out", tmp / "specout"],
+        "run spec is a folder": ["run", tmp / "adir", "--out", tmp / "specout"],
+        "report not a folder": ["report", tmp / "small.txt"],
     }
 
 
 def test_bad_inputs_give_one_line_and_exit_2(add_run, tmp_path, capsys):
     before = {p.name: p.read_bytes() for p in add_run.iterdir() if p.is_file()}
     cases = _bad_inputs(tmp_path, add_run)
-    assert len(cases) >= 30
+    assert len(cases) >= 80
     for name, args in cases.items():
         code, out, err = cli(capsys, *args)
         lines = [line for line in err.splitlines() if line.strip()]

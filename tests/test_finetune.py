@@ -10,7 +10,7 @@ from tasks.addition import AdditionConfig, AdditionTask, to_int
 
 
 @pytest.fixture(scope="module")
-def text_run(tmp_path_factory, shakespeare):
+def text_run(tmp_path_factory):
     """A tiny model 'pretrained' on a text file whose alphabet covers addition's but not all of it."""
     import experiments.cli as c
 
@@ -41,9 +41,11 @@ def test_init_from_maps_the_vocabulary_row_by_row(text_run, tmp_path, capsys):
     assert ft.config["init_from"] == str(text_run.resolve())
 
 
-def test_init_from_refuses_missing_characters_and_other_shapes(text_run, tmp_path, capsys, shakespeare):
-    code, _, err = cli(capsys, "train", "--task", "shakespeare", "--init-from", text_run, "--steps", "1",
-                       "--out", tmp_path / "a", "--quiet")
+def test_init_from_refuses_missing_characters_and_other_shapes(text_run, tmp_path, capsys):
+    letters = tmp_path / "letters.txt"  # characters the digit corpus never had
+    letters.write_text("To be, or not to be: that is the question.\n" * 100)
+    code, _, err = cli(capsys, "train", "--task", "text", "--set", f"task.path={letters}", "--init-from", text_run,
+                       "--steps", "1", "--out", tmp_path / "a", "--quiet")
     assert code == 2 and "lacks" in err and "'" in err and "Traceback" not in err
     code, _, err = cli(capsys, "train", "--task", "addition", "--preset", "small", "--init-from", text_run,
                        "--set", "model.n_layer=2", "--steps", "1", "--out", tmp_path / "b", "--quiet")

@@ -78,6 +78,9 @@ def test_grid_and_cases_expand_in_order(tmp_path):
     ('[base]\ntask = "addition"\n', "budget_minutes: missing"),
     ('budget_minutes = 1\n[base]\ntask = "addition"\n[report]\nmetrics = ["accuracy"]\n', "unknown metric"),
     ('budget_minutes = 1\n[base\n', "not valid TOML"),
+    ('budget_minutes = 1\n[base]\ntask = "addition"\n[[variant]]\nname = "../x"\n',
+     ":5: variant[0].name: variant name '../x' contains '/'"),
+    ('budget_minutes = 1\n[base]\ntask = "addition"\n[[eval]]\nname = "a/b"\n', ":5: eval[0].name: eval name"),
 ])
 def test_bad_specs_name_file_line_and_key(tmp_path, body, where):
     p = write(tmp_path, body)
