@@ -47,7 +47,7 @@ def _sync(device: torch.device) -> None:
 
 def bench(task_name: str, preset_name: str | None, device_name: str = "auto", steps: int = 60,
           warmup: int = 10, run: Path | None = None, decode_n: int = 2000, sets: list[str] = ()) -> dict[str, Any]:
-    from experiments.cli import build_spec
+    from experiments.assemble import build_spec
     from experiments.evaluate import complete_rendered, evaluate
     from experiments.runs import build_task, load_run, model_config_for, resolve_device
     from experiments.train import make_batch_fn

@@ -7,14 +7,17 @@ not expect ends in one line too, `internal error: ...`; `WORKBENCH_DEBUG=1` show
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
+import re
+import subprocess
 import sys
 import tempfile
+from importlib.resources import files
 from pathlib import Path
 from typing import Optional
 
+import torch
 import typer
 from hypothesis.configuration import set_hypothesis_home_dir
 
@@ -23,8 +26,25 @@ try:  # recent typer vendors click as typer._click; older ones use click itself
 except ImportError:  # pragma: no cover
     import click.exceptions as click_exc
 
-from experiments.config import Preset, RunSpec, apply_overrides, default_preset, get_preset, parse_sets
+from experiments.ask import ask as ask_run
+from experiments.ask import format_answer
+from experiments.assemble import MAX_TOKENS, build_spec, check_count, check_seed, check_steps, resolve_preset
+from experiments.bench import bench as run_bench
+from experiments.bench import format_result, write_json
+from experiments.config import get_preset, parse_sets
 from experiments.errors import USER_ERRNOS, UserError
+from experiments.grid import run_grid
+from experiments.report import eval_runs, list_presets, list_tasks, show_task
+from experiments.results import build_report
+from experiments.runs import load_run, new_run_dir, task_class
+from experiments.spec import load_spec, validate_against_registry
+from experiments.train import TrainFailed, TrainFailedInterrupt, TrainOptions
+from experiments.train import train as run_train
+from gpt.checkpoint import atomic_write_text
+from gpt.distributed import exit_rank
+from gpt.generate import sample_stream
+from tasks import available
+from tasks.testing import run_checks
 
 app = typer.Typer(
     add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None, no_args_is_help=True,
@@ -42,7 +62,6 @@ def user_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from experiments.train import TrainFailed, TrainFailedInterrupt
 
         try:
             return fn(*args, **kwargs)
@@ -59,63 +78,7 @@ def user_errors(fn):
 SetOpt = typer.Option([], "--set", "-s", help="override a config field: task.KEY=V, model.KEY=V or train.KEY=V")
 IncludeOpt = typer.Option([], "--include", help="a Python file defining extra task classes")
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | mps")
-MAX_SEED = 2**63 - 1  # seeds go into numpy's SeedSequence (any size) and config.json; int64 keeps them portable
-MAX_STEPS = 10**9
-
-
-def check_seed(seed: int) -> int:
-    if not 0 <= seed <= MAX_SEED:
-        raise UserError(f"--seed must be between 0 and 2**63-1, got {seed}")
-    return seed
-
-
-MAX_TOKENS = 1_000_000
-
-
-def check_count(n: int, flag: str, most: int) -> int:
-    if not 0 < n <= most:
-        raise UserError(f"{flag} must be between 1 and {most:,}, got {n}")
-    return n
-
-
-def check_steps(steps: int | None, flag: str = "--steps") -> int | None:
-    if steps is not None and not 0 < steps <= MAX_STEPS:
-        raise UserError(f"{flag} must be between 1 and {MAX_STEPS:,}, got {steps}")
-    return steps
-
-
 # ---- train ---------------------------------------------------------------------------------
-
-def resolve_preset(task: str, preset: str | None) -> Preset:
-    """The named preset (refused if it is meant for other tasks), else the task's default."""
-    p = get_preset(preset or default_preset(task))
-    if p.tasks and task not in p.tasks and preset:
-        raise UserError(f"preset {p.name!r} is for {', '.join(p.tasks)}, not {task!r}")
-    return p
-
-
-def build_spec(task: str, preset: str | None, sets: list[str], steps: int | None, seed: int,
-               include: list[str], init_from: Path | None = None) -> RunSpec:
-    from experiments.runs import task_class
-
-    cls = task_class(task, include)
-    p = resolve_preset(task, preset)
-    over = parse_sets(sets)
-    task_over = {**p.task_overrides(), **over["task"]}
-    task_cfg = apply_overrides(cls.Config(), task_over, "task")
-    if init_from is not None:  # the shape comes from the run we start from
-        from experiments.finetune import finetune_model
-
-        model = finetune_model(init_from, over["model"])
-    else:
-        model = apply_overrides(p.model, over["model"], "model")
-    train = p.train
-    if check_steps(steps) is not None:
-        train = dataclasses.replace(train, steps=steps, lr_decay_steps=0)
-    train = apply_overrides(train, over["train"], "train")
-    return RunSpec(task=task, task_config=task_cfg, model=model, train=train, seed=seed, preset=p.name,
-                   include=tuple(include), init_from=str(Path(init_from).resolve()) if init_from else "")
-
 
 @app.command()
 @user_errors
@@ -137,10 +100,7 @@ def train(
         None, "--init-from", help="start from this run's weights (fine-tuning); its model shape is used"),
 ) -> None:
     """Train a GPT on a task; resumable, with a run directory of config, metrics and checkpoints."""
-    import os
 
-    from experiments.runs import new_run_dir
-    from experiments.train import TrainOptions, train as run_train
 
     if not 1 <= nproc <= 1024:
         raise UserError(f"--nproc must be between 1 and 1024, got {nproc}")
@@ -185,10 +145,7 @@ def sample(
     device: str = DeviceOpt,
 ) -> None:
     """Stream sampled text from a run."""
-    import torch
 
-    from experiments.runs import load_run
-    from gpt.generate import sample_stream
 
     check_seed(seed)
     check_count(tokens, "--tokens", MAX_TOKENS)
@@ -226,7 +183,6 @@ def eval_cmd(
     device: str = DeviceOpt,
 ) -> None:
     """Exact-match accuracy of runs on held-out problems, by bucket, with 95% Wilson intervals."""
-    from experiments.report import eval_runs
 
     check_seed(seed)
     check_count(n, "--n", 10**8)
@@ -247,8 +203,6 @@ def ask(
     device: str = DeviceOpt,
 ) -> None:
     """Ask a run: its completion, the parsed and the true answer, and any wrong trace steps."""
-    from experiments.ask import ask as ask_run
-    from experiments.ask import format_answer
 
     check_count(tokens, "--tokens", MAX_TOKENS)
     answers = ask_run(run, prompts, device=device, checkpoint=checkpoint, tokens=tokens)
@@ -264,17 +218,16 @@ def check(
     sets: list[str] = SetOpt,
     include: list[str] = IncludeOpt,
     examples: int = typer.Option(25, "--examples", help="hypothesis examples per property"),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p",
+                                         help="whose task options apply (default: the task's own, as in train)"),
 ) -> None:
-    """Run the task conformance kit (tasks.testing) on a task and config; exit 1 if a check fails."""
-    from experiments.runs import task_class
-    from tasks.testing import run_checks
-
+    """Run the task conformance kit (tasks.testing) on the task config `train` would use; exit 1 if a check fails."""
     check_count(examples, "--examples", 100_000)
     over = parse_sets(sets)
     if over["model"] or over["train"]:
         raise UserError("check accepts only task.* overrides in --set")
     cls = task_class(task, include)
-    config = apply_overrides(cls.Config(), over["task"], "task")
+    config = build_spec(task, preset, sets, None, 0, include).task_config  # as `workbench train` builds it
     # hypothesis keeps a cache under ./.hypothesis by default: not in the user's folder
     set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), f"workbench-hypothesis-{os.getuid()}"))
     results = run_checks(cls, config, examples)
@@ -293,12 +246,9 @@ def new_task(
     directory: Path = typer.Option(Path("."), "--dir", help="where to write NAME.py and test_NAME.py"),
 ) -> None:
     """Write a working task file and its test from a template; it passes `workbench check` as written."""
-    import re
-    from importlib.resources import files
 
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise UserError(f"task name {name!r} must be lowercase letters, digits and _, starting with a letter")
-    from tasks import available
 
     if name in available():
         raise UserError(f"a task named {name!r} already exists")
@@ -308,7 +258,6 @@ def new_task(
         if path.exists():
             raise UserError(f"{path} already exists; not overwriting it")
     directory.mkdir(parents=True, exist_ok=True)
-    from gpt.checkpoint import atomic_write_text
 
     for path, template in paths.items():
         text = (files("experiments") / "templates" / template).read_text(encoding="utf-8")
@@ -336,8 +285,6 @@ def bench(
     device: str = DeviceOpt,
 ) -> None:
     """Benchmark a task and preset: ms/step, tokens/s, MFU, data share, decode problems/s."""
-    from experiments.bench import bench as run_bench
-    from experiments.bench import format_result, write_json
 
     check_count(steps, "--steps", 100_000)
     if not (0 <= warmup <= 100_000 and 0 <= decode_n <= 10**7):
@@ -363,7 +310,6 @@ def show(
                                          help="whose task options apply (default: the task's own, as in train)"),
 ) -> None:
     """Print sample problems: each input token above its target, masked targets shown as ·"""
-    from experiments.report import show_task
 
     check_seed(seed)
     check_count(n, "-n", 100_000)
@@ -375,7 +321,6 @@ def show(
 def tasks_cmd(include: list[str] = IncludeOpt,
               fmt: str = typer.Option("table", "--format", help="table | json")) -> None:
     """List tasks: origin, description, options with defaults, splits."""
-    from experiments.report import list_tasks
 
     list_tasks(include, fmt)
 
@@ -390,9 +335,6 @@ def run_cmd(
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="runs at a time (default: the spec's)"),
 ) -> None:
     """Run an experiment spec: every variant x seed (finished ones are skipped), then its report."""
-    from experiments.grid import run_grid
-    from experiments.results import build_report
-    from experiments.spec import load_spec, validate_against_registry
 
     spec = load_spec(spec_file)
     validate_against_registry(spec)
@@ -409,7 +351,6 @@ def report(
     run_dir: Path = typer.Argument(..., help="the output directory of `workbench run`"),
 ) -> None:
     """Rebuild a spec's tables and plots (results.md, results.csv, *.png) from its finished runs."""
-    from experiments.results import build_report
 
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} is not a directory")
@@ -420,7 +361,6 @@ def report(
 @user_errors
 def presets(fmt: str = typer.Option("table", "--format", help="table | json")) -> None:
     """List named presets."""
-    from experiments.report import list_presets
 
     list_presets(fmt)
 
@@ -430,7 +370,6 @@ _ARGV: list[str] = []
 
 def launch_torchrun(nproc: int, out: Path) -> None:
     """Re-run this very command under `torchrun --nproc_per_node=N` (PyTorch's own launcher)."""
-    import subprocess
 
     args, skip = [], False
     for a in _ARGV:
@@ -499,7 +438,5 @@ def _unexpected(e: BaseException) -> int:
 def entry() -> None:
     code = main()
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        from gpt.distributed import exit_rank
-
         exit_rank(code)  # a torchrun rank: see exit_rank for why it skips finalization
     sys.exit(code)

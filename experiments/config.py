@@ -49,7 +49,7 @@ PRESETS: dict[str, Preset] = {
     for p in [
         Preset(
             "nanogpt-cpu",
-            "nanoGPT's README CPU run: 4x4x128, block 64, batch 12, 2000 steps (~1 min)",
+            "nanoGPT's README CPU run: 4x4x128, block 64, batch 12, 2000 steps",
             GPTConfig(block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
             _NANOGPT_CPU_TRAIN,
             tasks=("shakespeare", "text"),
@@ -63,7 +63,7 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "shakespeare",
-            "default Shakespeare run: about 5 minutes on a 2-core CPU",
+            "default Shakespeare run: 4x4x128, block 128, 3300 steps",
             GPTConfig(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
             dataclasses.replace(_NANOGPT_CPU_TRAIN, steps=3300, batch_size=12, lr=2e-3, min_lr=2e-4,
                                 lr_decay_steps=0, warmup_steps=100, eval_interval=500, eval_iters=20),
@@ -71,7 +71,7 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "addition",
-            "default addition run: 3-digit reversed, zero-padded addition to 100% on 1000 held-out, ~1 min on 2 CPU cores",
+            "default addition run: 3-digit reversed, zero-padded addition; stops at 100% of 1000 held-out",
             GPTConfig(block_size=16, n_layer=2, n_head=4, n_embd=128, dropout=0.0),
             _SMALL_TRAIN,
             # zero padding puts every digit at a fixed position; with learned absolute positions,
@@ -81,7 +81,7 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "add10",
-            "10-digit addition, operands uniform in [0, 10^10): 99.9% in under 30 minutes on a 2-core CPU",
+            "10-digit addition, operands uniform in [0, 10^10), 3 layers x 128, 15,000 steps",
             dataclasses.replace(_DEEP_MODEL, block_size=40),
             dataclasses.replace(_DEEP_TRAIN, steps=15000),
             task=(("max_digits", 10), ("sampling", "uniform"), ("zero_pad", True)),
@@ -91,7 +91,7 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "calculator",
-            "calculator chains, 1-3 ops on operands up to 2 digits, cot=steps: 92.7% in 18 minutes on 2 CPU cores",
+            "calculator chains, 1-3 ops on operands up to 2 digits, cot=steps; RMSNorm, SwiGLU, QK-norm, RoPE, length-split batches",
             # RMSNorm + SwiGLU + QK-norm + RoPE: the best of ~20 recipes over sessions 2-6
             # (docs/benchmarks.md); 4 length-sorted chunks a step skip most of the padding
             dataclasses.replace(_DEEP_MODEL, block_size=64, norm="rmsnorm", mlp="swiglu", qk_norm=True, pos="rope"),
@@ -100,14 +100,14 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "calc-v1",
-            "the first calculator preset (sessions 2-5), kept so that earlier figures reproduce: 88.6% in ~19 minutes",
+            "the first calculator preset, kept so that earlier figures reproduce",
             dataclasses.replace(_DEEP_MODEL, block_size=64),
             dataclasses.replace(_DEEP_TRAIN, eval_interval=1000),
             tasks=("calculator",),
         ),
         Preset(
             "calc-full3",
-            "3-digit calculator chains with digit-level traces (cot=full), RoPE, length-split batches: 93.8% in 29 min on 2 CPU cores",
+            "3-digit calculator chains with digit-level traces (cot=full), RoPE, length-split batches",
             dataclasses.replace(_DEEP_MODEL, block_size=540, pos="rope"),
             # traces run to 300+ characters: 4 length-sorted chunks a step halve the work on padding
             dataclasses.replace(_DEEP_TRAIN, steps=12500, batch_size=32, eval_interval=1000, length_chunks=4),
@@ -124,7 +124,7 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "mul3",
-            "3x3-digit multiplication with the scratchpad: at most 30 minutes on 2 CPU cores",
+            "3x3-digit multiplication with the scratchpad; stops at 100% of 1000 held-out",
             _DEEP_MODEL,
             dataclasses.replace(_DEEP_TRAIN, steps=16000, eval_interval=1000),
             task=(("min_digits", 3), ("max_digits", 3)),

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.grid import plan, read_result
+from gpt.checkpoint import read_metrics
 
 
 def pyplot():
@@ -29,12 +30,10 @@ def curves(spec, root: Path, key: str, path: Path, ylabel: str, log_y: bool = Fa
     """key vs step: one colour per variant, thin lines per seed, a thick mean over seeds."""
     plt = pyplot()
     series: dict[str, list[pd.Series]] = {}
-    from experiments.results import read_metrics
-
     for k in plan(spec):
         if (read_result(k.dir(root)) or {}).get("status") != "done":
             continue
-        recs = [r for r in read_metrics(k.dir(root)) if key in r]
+        recs = [r for r in read_metrics(k.dir(root) / "metrics.jsonl") if key in r]
         if recs:
             s = pd.Series([r[key] for r in recs], index=[r["step"] for r in recs])
             series.setdefault(k.variant.name, []).append(s[~s.index.duplicated(keep="last")])

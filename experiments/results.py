@@ -18,24 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments import plots
 from experiments.errors import UserError
 from experiments.grid import plan, read_result
 from experiments.spec import LOG_METRICS, Spec, load_spec, steps_to
-from gpt.checkpoint import atomic_write_text
-
-
-def read_metrics(run: Path) -> list[dict]:
-    try:
-        lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    out = []
-    for line in lines:
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue  # a torn last line of a killed run
-    return out
+from gpt.checkpoint import atomic_write_text, read_metrics
 
 
 def log_metrics(records: list[dict], names: tuple[str, ...]) -> dict[str, float]:
@@ -91,7 +78,7 @@ def collect(spec: Spec, root: Path) -> pd.DataFrame:
         row = {"variant": key.variant.name, "seed": key.seed, "status": res["status"],
                "wall_s": res.get("wall_s", math.nan), "error": res.get("error", "")}
         row.update({k: v for k, v in key.variant.params})
-        row.update(log_metrics(read_metrics(run), spec.metrics))
+        row.update(log_metrics(read_metrics(run / "metrics.jsonl"), spec.metrics))
         row.update(eval_metrics(run, spec))
         rows.append(row)
     if not rows:
@@ -206,8 +193,6 @@ def bucket_table(spec: Spec, root: Path, e) -> list[str]:
 
 def build_report(root: Path, spec: Spec | None = None, echo=print) -> Path:
     """Write results.csv, results.md and the plots under root; returns results.md's path."""
-    from experiments import plots
-
     root = Path(root)
     if spec is None:
         if not (root / "spec.toml").is_file():

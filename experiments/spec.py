@@ -63,6 +63,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from experiments.assemble import build_spec
 from experiments.errors import UserError
 
 LOG_METRICS = ("val_loss", "best_val_loss", "train_loss", "val_acc", "train_acc", "steps", "train_time")
@@ -416,8 +417,6 @@ def eval_args(e: EvalSpec, run: Path, out: Path) -> list[str]:
 
 def validate_against_registry(spec: Spec) -> None:
     """Unknown tasks, presets and --set keys are caught before anything runs (file:line: key)."""
-    from experiments.cli import build_spec  # the same path `workbench train` takes
-
     r = _Reader(spec.path, spec.path.read_text(encoding="utf-8"))
     for v in spec.variants:
         sets = [f"{k}={_slug(val)}" for k, val in v.run.sets]

@@ -175,6 +175,11 @@ def _train(spec: RunSpec | None, opts: TrainOptions, steps: int | None, dist: Di
         raise UserError(f"{out} already exists and is not empty; pass --resume to continue a run, or choose another --out")
     assert spec is not None
     task = build_task(spec.task, {}, spec.include, base=spec.task_config)
+    if getattr(task, "train_size", 0):  # drawn now (text tasks have none): a pool too large is a user error
+        try:
+            task.train_pool(spec.seed)
+        except ValueError as e:
+            raise UserError(f"{e}; lower task.train_size") from None
     model_cfg = model_config_for(task, spec.model)
     lock = RunLock(out) if dist.is_main else None
     created = False

@@ -88,7 +88,7 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
 
 
-def make_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+def make_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW; weight decay only on matrices (>= 2 dims), not on biases and norms."""
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
@@ -241,7 +241,7 @@ class Trainer:
         self.meta = meta or {}
         self.dist = dist
         self.progress = progress if dist.is_main else None
-        self.optimizer = make_optimizer(model, cfg, device)
+        self.optimizer = make_optimizer(model, cfg)
         self.state = TrainState()
         self.metrics = MetricsLog(self.out_dir / "metrics.jsonl") if dist.is_main else _NoLog()
         use_compile = cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")

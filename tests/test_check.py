@@ -89,3 +89,18 @@ def test_a_task_that_breaks_the_contract_is_one_clear_error(tmp_path, capsys):
                                                                  "def sample(self, rng, n)"))
     code, out, err = cli(capsys, "check", "--task", "bad_sig", "--include", g)
     assert code == 2 and "sample" in err and "contract" in err, err
+
+
+def test_check_checks_the_config_train_uses(monkeypatch, capsys):
+    """`workbench check --task addition` checks the preset's task options, as `train` applies them."""
+    import experiments.cli
+    from experiments.assemble import build_spec
+    from tasks.addition import AdditionTask
+
+    seen = []
+    monkeypatch.setattr(experiments.cli, "run_checks", lambda cls, config, n: seen.append(config) or [])
+    assert cli(capsys, "check", "--task", "addition")[0] == 0
+    assert cli(capsys, "check", "--task", "addition", "--set", "task.max_digits=2")[0] == 0
+    trained = build_spec("addition", None, [], None, 1337, []).task_config
+    assert seen[0] == trained and seen[0] != AdditionTask.Config()  # the preset pads operands
+    assert seen[1] == build_spec("addition", None, ["task.max_digits=2"], None, 1337, []).task_config

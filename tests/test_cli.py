@@ -204,6 +204,7 @@ def _more_bad_inputs(tmp, run, t):
         "run spec not TOML": ["run", tmp / "spec.txt", "--out", tmp / "specout"],
         "run spec is a folder": ["run", tmp / "adir", "--out", tmp / "specout"],
         "report not a folder": ["report", tmp / "small.txt"],
+        "train_size above the distinct problems": [*a, "--set", "task.max_digits=1", "--set", "task.train_size=500"],
     }
 
 
@@ -241,7 +242,7 @@ def test_typer_cli_runner_end_to_end(tmp_path, shakespeare):
                          ids=lambda p: p.name)
 def test_problem_presets_fit_their_tasks(preset):
     # a preset that names its tasks must train on them as shipped: the block holds the longest problem
-    from experiments.cli import build_spec
+    from experiments.assemble import build_spec
     from tasks import get_task_class
     for task in preset.tasks:
         spec = build_spec(task, preset.name, [], None, 1337, [])

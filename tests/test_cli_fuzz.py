@@ -312,12 +312,12 @@ def test_cli_fuzz(sandbox, capsys, monkeypatch):
 
 def test_fuzz_oracle_catches_an_internal_error(capsys, monkeypatch):
     """The fault is real: a command that crashes gives `internal error` and exit 1, which the fuzz rejects."""
-    import experiments.report
+    import experiments.cli
 
     def boom(*a, **k):
         raise ZeroDivisionError("injected")
 
-    monkeypatch.setattr(experiments.report, "list_presets", boom)
+    monkeypatch.setattr(experiments.cli, "list_presets", boom)
     code = main(["presets"])
     err = capsys.readouterr().err
     assert code == 1

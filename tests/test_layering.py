@@ -1,0 +1,107 @@
+"""The layers: gpt/ knows no tasks, tasks/ knows no torch, and experiments/ has no import cycle.
+
+Every import counts, function-level ones included: an import hidden in a function is still a
+dependency, and hiding one is how a cycle gets in.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from helpers import ROOT
+
+PACKAGES = ("gpt", "tasks", "experiments")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module `path` imports, at any depth, as a dotted name (relative imports resolved)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*up, base] if base else up)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)  # `from pkg import module`
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    files = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")]
+    modules = {_module_name(p): p for p in files}
+    return {name: {m for m in _imports(path) if m in modules and m != name} for name, path in modules.items()}
+
+
+def test_gpt_knows_no_tasks_or_experiments():
+    graph = _graph()
+    bad = {(m, d) for m, deps in graph.items() if m.startswith("gpt") for d in deps
+           if d.split(".")[0] in ("tasks", "experiments")}
+    assert not bad
+
+
+def test_tasks_know_no_torch_gpt_or_experiments():
+    bad = set()
+    for path in (ROOT / "tasks").rglob("*.py"):
+        for m in _imports(path):
+            if m.split(".")[0] in ("torch", "gpt", "experiments"):
+                bad.add((_module_name(path), m))
+    assert not bad
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_experiments_has_no_import_cycle():
+    graph = _graph()
+    sub = {m: {d for d in deps if d.startswith("experiments")} for m, deps in graph.items()
+           if m.startswith("experiments")}
+    assert _cycles(sub) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    """The check can fail: a planted cycle is found."""
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    graph = _graph()
+    graph["gpt.model"] = graph["gpt.model"] | {"tasks.base"}
+    bad = {(m, d) for m, deps in graph.items() if m.startswith("gpt") for d in deps if d.startswith("tasks")}
+    assert bad == {("gpt.model", "tasks.base")}
