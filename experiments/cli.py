@@ -338,8 +338,8 @@ def run_cmd(
 
     spec = load_spec(spec_file)
     validate_against_registry(spec)
-    if jobs is not None and jobs < 1:
-        raise UserError(f"--jobs must be at least 1, got {jobs}")
+    if jobs is not None:
+        check_count(jobs, "--jobs", 1024)
     root = out or Path("runs") / f"spec-{spec.name}"
     run_grid(spec, root, only=only, dry_run=dry_run, jobs=jobs, echo=typer.echo,
              then=lambda: build_report(root, spec, echo=typer.echo))

@@ -137,7 +137,8 @@ def length_chunks(x: torch.Tensor, y: torch.Tensor, k: int) -> list[tuple[torch.
 
 
 def step_seed(seed: int, step: int) -> int:
-    return int(np.random.SeedSequence([seed, 0xD0, step]).generate_state(1, np.uint64)[0] >> 1)
+    # a Python int before the shift: numpy 1.x has no uint64 >> int (it would cast to float)
+    return int(np.random.SeedSequence([seed, 0xD0, step]).generate_state(1, np.uint64)[0]) >> 1
 
 
 @dataclass(frozen=True)
