@@ -62,7 +62,6 @@ def user_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-
         try:
             return fn(*args, **kwargs)
         except UserError as e:
@@ -183,7 +182,6 @@ def eval_cmd(
     device: str = DeviceOpt,
 ) -> None:
     """Exact-match accuracy of runs on held-out problems, by bucket, with 95% Wilson intervals."""
-
     check_seed(seed)
     check_count(n, "--n", 10**8)
     check_count(batch_size, "--batch-size", 2**16)
@@ -203,7 +201,6 @@ def ask(
     device: str = DeviceOpt,
 ) -> None:
     """Ask a run: its completion, the parsed and the true answer, and any wrong trace steps."""
-
     check_count(tokens, "--tokens", MAX_TOKENS)
     answers = ask_run(run, prompts, device=device, checkpoint=checkpoint, tokens=tokens)
     typer.echo("\n\n".join(format_answer(a) for a in answers))
@@ -246,7 +243,6 @@ def new_task(
     directory: Path = typer.Option(Path("."), "--dir", help="where to write NAME.py and test_NAME.py"),
 ) -> None:
     """Write a working task file and its test from a template; it passes `workbench check` as written."""
-
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise UserError(f"task name {name!r} must be lowercase letters, digits and _, starting with a letter")
 
@@ -285,7 +281,6 @@ def bench(
     device: str = DeviceOpt,
 ) -> None:
     """Benchmark a task and preset: ms/step, tokens/s, MFU, data share, decode problems/s."""
-
     check_count(steps, "--steps", 100_000)
     if not (0 <= warmup <= 100_000 and 0 <= decode_n <= 10**7):
         raise UserError("--warmup must be between 0 and 100,000 and --decode-n between 0 and 10,000,000")
@@ -310,7 +305,6 @@ def show(
                                          help="whose task options apply (default: the task's own, as in train)"),
 ) -> None:
     """Print sample problems: each input token above its target, masked targets shown as ·"""
-
     check_seed(seed)
     check_count(n, "-n", 100_000)
     show_task(task, sets, n, split, seed, include, resolve_preset(task, preset).task_overrides())
@@ -321,7 +315,6 @@ def show(
 def tasks_cmd(include: list[str] = IncludeOpt,
               fmt: str = typer.Option("table", "--format", help="table | json")) -> None:
     """List tasks: origin, description, options with defaults, splits."""
-
     list_tasks(include, fmt)
 
 
@@ -335,7 +328,6 @@ def run_cmd(
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="runs at a time (default: the spec's)"),
 ) -> None:
     """Run an experiment spec: every variant x seed (finished ones are skipped), then its report."""
-
     spec = load_spec(spec_file)
     validate_against_registry(spec)
     if jobs is not None:
@@ -351,7 +343,6 @@ def report(
     run_dir: Path = typer.Argument(..., help="the output directory of `workbench run`"),
 ) -> None:
     """Rebuild a spec's tables and plots (results.md, results.csv, *.png) from its finished runs."""
-
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} is not a directory")
     build_report(run_dir, echo=typer.echo)
@@ -361,7 +352,6 @@ def report(
 @user_errors
 def presets(fmt: str = typer.Option("table", "--format", help="table | json")) -> None:
     """List named presets."""
-
     list_presets(fmt)
 
 
@@ -370,7 +360,6 @@ _ARGV: list[str] = []
 
 def launch_torchrun(nproc: int, out: Path) -> None:
     """Re-run this very command under `torchrun --nproc_per_node=N` (PyTorch's own launcher)."""
-
     args, skip = [], False
     for a in _ARGV:
         if skip:
