@@ -57,6 +57,8 @@ def bench(task_name: str, preset_name: str | None, device_name: str = "auto", st
 
     if steps <= 0 or warmup < 0 or decode_n < 0:
         raise UserError("--steps must be positive, --warmup and --decode-n non-negative")
+    if run is not None and decode_n == 0:  # refused, not silently ignored
+        raise UserError("--run is only used to decode problems; it needs --decode-n above 0")
     device = resolve_device(device_name)
     spec = build_spec(task_name, preset_name, list(sets), None, 1337, [])
     train = dataclasses.replace(spec.train, steps=warmup + steps, eval_interval=warmup + steps, eval_iters=1,

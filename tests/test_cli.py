@@ -204,6 +204,7 @@ def _more_bad_inputs(tmp, run, t):
         "run spec not TOML": ["run", tmp / "spec.txt", "--out", tmp / "specout"],
         "run spec is a folder": ["run", tmp / "adir", "--out", tmp / "specout"],
         "report not a folder": ["report", tmp / "small.txt"],
+        "bench --run with --decode-n 0": ["bench", "--run", tmp / "missing", "--decode-n", "0"],
         "run huge jobs": ["run", tmp / "spec.txt", "--jobs", str(2**63)],
         "train_size above the distinct problems": [*a, "--set", "task.max_digits=1", "--set", "task.train_size=500"],
     }
