@@ -98,6 +98,10 @@ def _real_root(root: Path) -> Path:
         raise UserError(f"output directory {root} is a symbolic link; pass the directory it points to")
     if root.exists() and not root.is_dir():
         raise UserError(f"output directory {root} exists and is not a directory")
+    # the nearest existing ancestor must be a folder, or mkdir will fail (a dry run says so too)
+    above = next((p for p in root.absolute().parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise UserError(f"output directory {root} can't be made: {above} is not a directory")
     return root.resolve()
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from experiments import load_run
 from experiments.config import PRESETS
-from helpers import TINY, cli, metrics
+from helpers import ROOT, TINY, cli, metrics
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +205,8 @@ def _more_bad_inputs(tmp, run, t):
         "run spec is a folder": ["run", tmp / "adir", "--out", tmp / "specout"],
         "report not a folder": ["report", tmp / "small.txt"],
         "bench --run with --decode-n 0": ["bench", "--run", tmp / "missing", "--decode-n", "0"],
+        "run --dry-run into a path under a file": ["run", ROOT / "experiments" / "specs" / "variants.toml",
+                                                    "--dry-run", "--out", under_file],
         "run huge jobs": ["run", tmp / "spec.txt", "--jobs", str(2**63)],
         "train_size above the distinct problems": [*a, "--set", "task.max_digits=1", "--set", "task.train_size=500"],
     }
