@@ -25,7 +25,6 @@ name (anything else in that folder stops the run, naming it).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import fnmatch
 import json
 import os
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from experiments.errors import UserError
+from experiments.runs import FileLock, read_config, task_class
 from experiments.spec import Spec, Variant, eval_args, train_args
 from gpt.checkpoint import atomic_write_bytes, atomic_write_text
 
@@ -59,31 +59,14 @@ class RunKey:
 
 @contextlib.contextmanager
 def exclusive_lock(path: Path, what: str) -> Iterator[None]:
-    """Hold an exclusive flock on `path` (created if missing) for the with-block.
-
-    UserError naming `what` when another process holds it. The kernel drops a flock when its
-    owner's last descriptor closes, so a killed owner (kill -9 included) leaves no stale
-    lock and no pid has to be checked. The file stays: unlinking it would let a third
-    process lock a new file while a second still holds the old one. It is opened without
-    following a symbolic link, and not inherited by subprocesses.
-    """
-    path = Path(path)
+    """Hold runs.FileLock on `path` for the with-block; UserError naming `what` if another
+    process holds it. The file stays: a run folder's leftover `.lock` is removed by name later."""
+    lock = FileLock(path, what)
+    lock.acquire()
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    except OSError as e:
-        raise UserError(f"cannot lock {what}: {path}: {e.strerror}") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-            raise UserError(f"{what} is in use by another workbench process"
-                            + (f" (pid {owner})" if owner.isdigit() else "")) from None
-        os.ftruncate(fd, 0)  # the pid is for the message above only; the flock is the lock
-        os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
         yield
     finally:
-        os.close(fd)
+        lock.release()
 
 
 def _real_root(root: Path) -> Path:
@@ -203,8 +186,6 @@ def _tail(path: Path, since: int = 0, n: int = 3) -> str:
 
 
 def _splits_of(run: Path) -> tuple[str, ...]:
-    from experiments.runs import read_config, task_class
-
     t = read_config(run)["task"]
     return tuple(task_class(t["name"], t.get("include", [])).splits)
 

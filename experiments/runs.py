@@ -190,20 +190,22 @@ def write_config(path: Path, record: dict[str, Any]) -> None:
     atomic_write_text(Path(path) / "config.json", json.dumps(record, indent=2) + "\n")
 
 
-class RunLock:
-    """An exclusive lock on a run directory: `flock` on RUN/.lock, held for the run's life.
+class FileLock:
+    """An exclusive `flock` on a file, the project's one lock (runs and `workbench run` folders).
 
     The kernel releases a flock when its owner dies, however it dies (kill -9 included), so
     there is no stale-lock logic to get wrong: no pid is ever tested for liveness, and two
     processes racing for a dead owner's lock cannot both win.  The owner writes its pid into
-    the file, for the refusal message only.  It unlinks the file when done (still holding the
-    lock); a taker that locked a file unlinked under it retries on the new one (see acquire).
-    On NFS, Linux emulates flock with byte-range locks the server arbitrates, so a live run on
-    another host still holds its lock; a filesystem without locks fails here, one line.
+    the file, for the refusal message only.  With `remove=True` the owner unlinks the file when
+    done (still holding the lock); a taker that locked a file unlinked under it retries on the
+    new one (see acquire).  The file is opened without following a symbolic link and is not
+    inherited by subprocesses.  On NFS, Linux emulates flock with byte-range locks the server
+    arbitrates, so a live owner on another host still holds its lock; a filesystem without
+    locks fails here, one line.
     """
 
-    def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / ".lock"
+    def __init__(self, path: Path, what: str, remove: bool = False):
+        self.path, self.what, self.remove = Path(path), what, remove
         self._fd: int | None = None
 
     @property
@@ -213,18 +215,18 @@ class RunLock:
     def acquire(self) -> None:
         while True:
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by children
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
             except OSError as e:
-                raise UserError(f"could not lock {self.path.parent}: {e.strerror}") from None
+                raise UserError(f"could not lock {self.what}: {e.strerror}") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
                 os.close(fd)
                 if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    raise UserError(f"could not lock {self.path.parent}: {e.strerror}") from None
+                    raise UserError(f"could not lock {self.what}: {e.strerror}") from None
                 pid = self._owner()
                 owner = f" (pid {pid})" if pid is not None else ""
-                raise UserError(f"{self.path.parent} is in use by another workbench process{owner}") from None
+                raise UserError(f"{self.what} is in use by another workbench process{owner}") from None
             try:
                 same = os.path.samestat(os.fstat(fd), os.stat(self.path))
             except FileNotFoundError:
@@ -248,9 +250,17 @@ class RunLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            self.path.unlink(missing_ok=True)  # before unlocking, so that nobody locks a file we then delete
+            if self.remove:
+                self.path.unlink(missing_ok=True)  # before unlocking, so that nobody locks a file we then delete
             os.close(self._fd)  # closing the last descriptor drops the flock
             self._fd = None
+
+
+class RunLock(FileLock):
+    """The lock on a run directory (RUN/.lock), held for the run's life and removed after."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__(Path(run_dir) / ".lock", str(run_dir), remove=True)
 
 
 # ---- loading runs ----------------------------------------------------------------------------
