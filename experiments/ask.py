@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from experiments.errors import UserError
+from experiments.load import load_run
 
 
 @dataclass
@@ -21,13 +22,13 @@ class Answer:
 
 def ask(run_path: Path, prompts: list[str], device: str = "auto", checkpoint: str = "ckpt.pt",
         tokens: int = 200) -> list[Answer]:
-    from experiments.runs import load_run
-    from tasks.base import Task
-
+    """The run's completion of each prompt, scored against the task's own answer where the task
+    can read its prompts (problems_from_prompts).  A task without an end token (a text corpus)
+    is continued for `tokens` characters instead."""
     run = load_run(run_path, device=device, checkpoint=checkpoint)
     task = run.task
-    if task.kind == "text":
-        return [_continue_text(run, p, tokens) for p in prompts]
+    if task.end_id is None:
+        return [Answer(p, c) for p, c in zip(prompts, run.complete([p or "\n" for p in prompts], tokens))]
     try:
         problems = task.problems_from_prompts(prompts)
     except NotImplementedError:
@@ -42,28 +43,16 @@ def ask(run_path: Path, prompts: list[str], device: str = "auto", checkpoint: st
     for p in prompts:
         if len(p) >= block:
             raise UserError(f"prompt {p!r} has {len(p)} characters; run {run_path} has block_size {block}")
-    completions = run.complete(prompts, max_new_tokens=block)
     out = []
-    for i, (p, c) in enumerate(zip(prompts, completions)):
+    for i, (p, c) in enumerate(zip(prompts, run.complete(prompts, max_new_tokens=block))):
         a = Answer(p, c, task.parse_answer(c))
         if problems is not None:
             a.expected = expected[i]
             a.correct = a.parsed == a.expected
             a.trace_errors = task.trace_errors(p, c)
-            a.has_trace = type(task).trace_errors is not Task.trace_errors
+            a.has_trace = task.has_trace
         out.append(a)
     return out
-
-
-def _continue_text(run, prompt: str, tokens: int) -> Answer:
-    import torch
-
-    from gpt.generate import greedy_batch
-
-    ids = run.encode_prompt(prompt or "\n")[-run.model.config.block_size + 1 :]
-    x = torch.tensor([ids], dtype=torch.long, device=run.device)
-    new = greedy_batch(run.model, x, end_id=-1, max_new_tokens=tokens)[0].tolist()
-    return Answer(prompt, run.task.vocab.decode(new))
 
 
 def format_answer(a: Answer) -> str:

@@ -1,6 +1,6 @@
 """`workbench bench`: where the time goes for one task and preset, on this machine.
 
-Measures, with the real training loop (gpt.train.Trainer) on a scratch directory:
+Measures, with the real training job (training.start_run) on a scratch run directory:
   - ms per optimizer step and tokens/s (median over the timed steps);
   - model FLOPs utilisation: 6N + 12·L·d·T FLOPs per token (the PaLM / nanoGPT
     estimate) against a matmul ceiling measured here and now (fp32 on CPU, bf16 on CUDA);
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import platform
 import statistics
 import tempfile
 import time
@@ -21,7 +23,15 @@ from typing import Any
 
 import torch
 
+from experiments.build import build
+from experiments.devices import resolve_device
 from experiments.errors import UserError
+from experiments.evaluate import complete_rendered, evaluate
+from experiments.load import load_run
+from experiments.runspec import resolve_spec
+from experiments.training import TrainOptions, make_batch_fn, start_run
+from gpt.atomic import atomic_write_text
+from gpt.checkpoint import read_metrics
 
 
 def matmul_ceiling(device: torch.device, n: int | None = None, repeat: int = 30) -> float:
@@ -47,24 +57,17 @@ def _sync(device: torch.device) -> None:
 
 def bench(task_name: str, preset_name: str | None, device_name: str = "auto", steps: int = 60,
           warmup: int = 10, run: Path | None = None, decode_n: int = 2000, sets: list[str] = ()) -> dict[str, Any]:
-    from experiments.assemble import build_spec
-    from experiments.evaluate import complete_rendered, evaluate
-    from experiments.runs import build_task, load_run, model_config_for, resolve_device
-    from experiments.train import make_batch_fn
-    from gpt.model import GPT
-    from gpt.train import Trainer
-    from gpt.checkpoint import read_metrics
-
     if steps <= 0 or warmup < 0 or decode_n < 0:
         raise UserError("--steps must be positive, --warmup and --decode-n non-negative")
     if run is not None and decode_n == 0:  # refused, not silently ignored
         raise UserError("--run is only used to decode problems; it needs --decode-n above 0")
     device = resolve_device(device_name)
-    spec = build_spec(task_name, preset_name, list(sets), None, 1337, [])
-    train = dataclasses.replace(spec.train, steps=warmup + steps, eval_interval=warmup + steps, eval_iters=1,
-                                log_interval=1)
-    task = build_task(spec.task, {}, spec.include, base=spec.task_config)
-    cfg = model_config_for(task, spec.model)
+    spec = resolve_spec(task_name, preset_name, list(sets), seed=1337, target_acc=0)
+    # the run's own recipe, timed: every step logged, one eval (at the end), no early stop
+    spec = dataclasses.replace(spec, train=dataclasses.replace(
+        spec.train, steps=warmup + steps, eval_interval=warmup + steps, eval_iters=1, log_interval=1))
+    built = build(spec)
+    task, cfg, train = built.task, built.model, spec.train
     result: dict[str, Any] = {"task": task.name, "preset": spec.preset, "device": str(device),
                               "machine": _machine(device), "torch": torch.__version__,
                               "model": f"{cfg.n_layer}L {cfg.n_head}H {cfg.n_embd}d block {cfg.block_size}",
@@ -74,13 +77,13 @@ def bench(task_name: str, preset_name: str | None, device_name: str = "auto", st
     ceiling = matmul_ceiling(device)
     result["matmul_ceiling_gflops"] = round(ceiling, 1)
 
-    batch = make_batch_fn(task, 1337, train.batch_size, cfg.block_size, device)
-    torch.manual_seed(0)
-    model = GPT(cfg).to(device)
     with tempfile.TemporaryDirectory() as tmp:
-        Trainer(model, train, batch, Path(tmp), device, seed=1337).run()
-        recs = [r for r in read_metrics(Path(tmp) / "metrics.jsonl") if "ms_per_step" in r and r["step"] > warmup]
+        out = Path(tmp) / "run"
+        start_run(spec, TrainOptions(out=out, device=device_name, quiet=True, eval_n=0))
+        recs = [r for r in read_metrics(out / "metrics.jsonl") if "ms_per_step" in r and r["step"] > warmup]
+        trained = load_run(out, device=device_name)
     step_ms = statistics.median(r["ms_per_step"] for r in recs)
+    batch = make_batch_fn(task, spec.seed, train.batch_size, cfg.block_size, device)
     widths = []
 
     def one_batch(i: int) -> None:
@@ -91,7 +94,7 @@ def bench(task_name: str, preset_name: str | None, device_name: str = "auto", st
     data_ms = _median_ms(one_batch, max(20, steps))
     T = statistics.mean(widths)
     tokens = train.batch_size * train.grad_accum * T
-    n = model.num_params()
+    n = trained.model.num_params()
     flops_per_token = 6 * n + 12 * cfg.n_layer * cfg.n_embd * T
     result.update(
         ms_per_step=round(step_ms, 2), tokens_per_s=round(tokens / step_ms * 1000, 1),
@@ -99,14 +102,13 @@ def bench(task_name: str, preset_name: str | None, device_name: str = "auto", st
         model_gflops=round(flops_per_token * tokens / (step_ms / 1000) / 1e9, 1),
         data_ms=round(data_ms, 3), data_share=round(data_ms / step_ms, 4),
     )
-    if task.kind == "problems" and decode_n > 0:
-        decoder, label = model, "untrained model, full-length decode"
+    if task.metric == "accuracy" and decode_n > 0:  # decoding is how such a task is scored
+        decoder, label = trained.model, "untrained model, full-length decode"
         if run is not None:
             r = load_run(run, device=device_name)
             if r.task.name != task.name:
                 raise UserError(f"--run {run} is a {r.task.name!r} run, not {task.name!r}")
             decoder, task, label = r.model, r.task, f"trained run {run}"
-        decoder.eval()
         rendered = task.render(next(iter(task.eval_problems(0, "test", decode_n, chunk=decode_n))))
         for cache in (True, False):  # decoding alone: the same rendered prompts, completions out
             t = time.perf_counter()
@@ -133,9 +135,6 @@ def _median_ms(fn, n: int) -> float:
 
 
 def _machine(device: torch.device) -> str:
-    import os
-    import platform
-
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     cpu = platform.processor() or platform.machine()
@@ -163,6 +162,4 @@ def format_result(r: dict[str, Any]) -> str:
 
 
 def write_json(r: dict[str, Any], path: Path) -> None:
-    from gpt.checkpoint import atomic_write_text
-
     atomic_write_text(path, json.dumps(r, indent=1) + "\n")

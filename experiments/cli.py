@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import subprocess
 import sys
 import tempfile
-from importlib.resources import files
 from pathlib import Path
 from typing import Optional
 
@@ -28,22 +26,24 @@ except ImportError:  # pragma: no cover
 
 from experiments.ask import ask as ask_run
 from experiments.ask import format_answer
-from experiments.assemble import MAX_TOKENS, build_spec, check_count, check_seed, check_steps, resolve_preset
 from experiments.bench import bench as run_bench
 from experiments.bench import format_result, write_json
-from experiments.config import get_preset, parse_sets
-from experiments.errors import USER_ERRNOS, UserError
+from experiments.build import build_task
+from experiments.display import eval_heatmap, format_eval, list_presets, list_tasks, print_eval, print_examples
+from experiments.errors import MAX_TOKENS, USER_ERRNOS, UserError, check_count, check_seed, check_steps
+from experiments.eval_runs import eval_runs
 from experiments.grid import run_grid
-from experiments.report import eval_runs, list_presets, list_tasks, show_task
+from experiments.load import load_run
+from experiments.outputs import check_writable, write_output
+from experiments.registry import task_class
 from experiments.results import build_report
-from experiments.runs import load_run, new_run_dir, task_class
+from experiments.rundir import new_run_dir
+from experiments.runspec import resolve_spec, task_sets_only
+from experiments.scaffold import write_task_files
 from experiments.spec import load_spec, validate_against_registry
-from experiments.train import TrainFailed, TrainFailedInterrupt, TrainOptions
-from experiments.train import train as run_train
-from gpt.checkpoint import atomic_write_text
+from experiments.training import TrainFailed, TrainFailedInterrupt, TrainOptions, resume_run, start_run
 from gpt.distributed import exit_rank
 from gpt.generate import sample_stream
-from tasks import available
 from tasks.testing import run_checks
 
 app = typer.Typer(
@@ -79,9 +79,9 @@ IncludeOpt = typer.Option([], "--include", help="a Python file defining extra ta
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | mps")
 # ---- train ---------------------------------------------------------------------------------
 
-@app.command()
+@app.command("train")
 @user_errors
-def train(
+def train_cmd(
     task: Optional[str] = typer.Option(None, "--task", "-t", help="task name (see `workbench tasks`)"),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="named config (see `workbench presets`)"),
     sets: list[str] = SetOpt,
@@ -99,8 +99,6 @@ def train(
         None, "--init-from", help="start from this run's weights (fine-tuning); its model shape is used"),
 ) -> None:
     """Train a GPT on a task; resumable, with a run directory of config, metrics and checkpoints."""
-
-
     if not 1 <= nproc <= 1024:
         raise UserError(f"--nproc must be between 1 and 1024, got {nproc}")
     check_seed(seed)
@@ -111,23 +109,17 @@ def train(
         return
     if under_torchrun and out is None:
         raise UserError("under torchrun pass --out, so that every rank writes to the same run directory")
-
     if target_acc is not None and not 0 <= target_acc <= 1:
         raise UserError(f"--target-acc must be in [0, 1], got {target_acc}")
     if resume:
         if out is None:
             raise UserError("--resume needs --out RUN_DIR")
-        spec = None
-    else:
-        if task is None:
-            raise UserError("missing --task; see `workbench tasks` for the list")
-        spec = build_spec(task, preset, sets, steps, seed, include, init_from)
-        if target_acc is None:
-            target_acc = get_preset(spec.preset).target_acc
-        target_acc = target_acc or None  # 0 means never stop early
-    opts = TrainOptions(out=out or new_run_dir(task or "run"), device=device, resume=resume,
-                        quiet=quiet, target_acc=target_acc)
-    run_train(spec, opts, steps if resume else None)
+        resume_run(out, TrainOptions(out=out, device=device, quiet=quiet), steps, target_acc)
+        return
+    if task is None:
+        raise UserError("missing --task; see `workbench tasks` for the list")
+    spec = resolve_spec(task, preset, sets, steps, seed, include, init_from, target_acc)
+    start_run(spec, TrainOptions(out=out or new_run_dir(task), device=device, quiet=quiet))
 
 
 # ---- sample --------------------------------------------------------------------------------
@@ -185,8 +177,22 @@ def eval_cmd(
     check_seed(seed)
     check_count(n, "--n", 10**8)
     check_count(batch_size, "--batch-size", 2**16)
-    eval_runs(runs, n=n, split=split, by=by, sets=sets, fmt=fmt, out=out, samples=samples, plot=plot,
-              batch_size=batch_size, seed=seed, checkpoint=checkpoint, device=device)
+    if fmt not in ("table", "csv", "markdown", "json"):
+        raise UserError(f"--format must be table, csv, markdown or json, got {fmt!r}")
+    options = task_sets_only(sets, "eval")
+    # one --samples file per run; an unwritable output path fails now, not after minutes of decoding
+    sample_paths = [samples if len(runs) == 1 or samples is None else samples.with_suffix(f".{i}{samples.suffix}")
+                    for i in range(len(runs))]
+    for path, flag in [(out, "--out"), (plot, "--plot"), *[(s, "--samples") for s in sample_paths]]:
+        if path is not None:
+            check_writable(path, flag)
+    result = eval_runs(runs, n=n, split=split, by=by, task_options=options, samples=sample_paths, plot=plot is not None,
+                       batch_size=batch_size, seed=seed, checkpoint=checkpoint, device=device)
+    print_eval(result, fmt, f"{split} accuracy, n={n}")
+    if out:
+        write_output(out, format_eval(result, "markdown" if fmt == "table" else fmt), "--out")
+    if plot and result.metric == "accuracy":
+        eval_heatmap(result, plot)
 
 
 # ---- ask -----------------------------------------------------------------------------------
@@ -220,11 +226,9 @@ def check(
 ) -> None:
     """Run the task conformance kit (tasks.testing) on the task config `train` would use; exit 1 if a check fails."""
     check_count(examples, "--examples", 100_000)
-    over = parse_sets(sets)
-    if over["model"] or over["train"]:
-        raise UserError("check accepts only task.* overrides in --set")
+    task_sets_only(sets, "check")
     cls = task_class(task, include)
-    config = build_spec(task, preset, sets, None, 0, include).task_config  # as `workbench train` builds it
+    config = resolve_spec(task, preset, sets, include=include).task_config  # as `workbench train` builds it
     # hypothesis keeps a cache under ./.hypothesis by default: not in the user's folder
     set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), f"workbench-hypothesis-{os.getuid()}"))
     results = run_checks(cls, config, examples)
@@ -243,21 +247,7 @@ def new_task(
     directory: Path = typer.Option(Path("."), "--dir", help="where to write NAME.py and test_NAME.py"),
 ) -> None:
     """Write a working task file and its test from a template; it passes `workbench check` as written."""
-    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-        raise UserError(f"task name {name!r} must be lowercase letters, digits and _, starting with a letter")
-
-    if name in available():
-        raise UserError(f"a task named {name!r} already exists")
-    cls = "".join(part.capitalize() for part in name.split("_"))
-    paths = {directory / f"{name}.py": "task.py.txt", directory / f"test_{name}.py": "test_task.py.txt"}
-    for path in paths:
-        if path.exists():
-            raise UserError(f"{path} already exists; not overwriting it")
-    directory.mkdir(parents=True, exist_ok=True)
-
-    for path, template in paths.items():
-        text = (files("experiments") / "templates" / template).read_text(encoding="utf-8")
-        atomic_write_text(path, text.format(name=name, cls=cls, module=name, title=cls))
+    for path in write_task_files(name, directory):
         typer.echo(f"wrote {path}")
     f = directory / f"{name}.py"
     typer.echo(f"next:  workbench check --task {name} --include {f}\n"
@@ -307,7 +297,13 @@ def show(
     """Print sample problems: each input token above its target, masked targets shown as ·"""
     check_seed(seed)
     check_count(n, "-n", 100_000)
-    show_task(task, sets, n, split, seed, include, resolve_preset(task, preset).task_overrides())
+    task_sets_only(sets, "show")
+    t = build_task(resolve_spec(task, preset, sets, include=include))  # the task `workbench train` builds
+    try:
+        examples = t.examples(seed, split, n)
+    except ValueError as e:  # a split the task does not have
+        raise UserError(str(e)) from None
+    print_examples(t, examples)
 
 
 @app.command("tasks")

@@ -1,4 +1,7 @@
-"""User errors: one clear line on stderr and exit code 2, never a traceback."""
+"""User errors, and the checks on the numbers a user types.
+
+A UserError ends a command with one clear line on stderr and exit code 2, never a traceback.
+"""
 
 import errno
 
@@ -10,3 +13,25 @@ class UserError(Exception):
 # OS errors that are the user's to fix: a full disk, a path that can't be written or doesn't exist
 USER_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT,
                          errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.EEXIST, errno.ELOOP, errno.EFBIG})
+
+MAX_SEED = 2**63 - 1  # seeds go into numpy's SeedSequence (any size) and config.json; int64 keeps them portable
+MAX_STEPS = 10**9
+MAX_TOKENS = 1_000_000
+
+
+def check_seed(seed: int) -> int:
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed must be between 0 and 2**63-1, got {seed}")
+    return seed
+
+
+def check_count(n: int, flag: str, most: int) -> int:
+    if not 0 < n <= most:
+        raise UserError(f"{flag} must be between 1 and {most:,}, got {n}")
+    return n
+
+
+def check_steps(steps: int | None, flag: str = "--steps") -> int | None:
+    if steps is not None and not 0 < steps <= MAX_STEPS:
+        raise UserError(f"{flag} must be between 1 and {MAX_STEPS:,}, got {steps}")
+    return steps

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from gpt.checkpoint import atomic_open
-from gpt.generate import greedy_batch
+from experiments.outputs import atomic_text_file
+from experiments.tables import bucket_order
+from gpt.generate import greedy_complete
 from gpt.model import GPT
+from tasks.base import Task
 from tasks.encode import END, Rendered
 
 EVAL_SEED = 0
@@ -42,31 +43,19 @@ def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (low, high)
 
 
-def complete_rendered(model: GPT, task, r: Rendered, batch_size: int = 1024, use_cache: bool = True) -> list[str]:
+def complete_rendered(model: GPT, task: Task, r: Rendered, batch_size: int = 1024, use_cache: bool = True) -> list[str]:
     """Greedy completions for each rendered problem's prompt (END stripped)."""
     vocab = task.vocab
-    end_id = vocab.stoi[END]
-    device = model.wte.weight.device
     w = int(r.prompt_len.max())
     pos = np.arange(w)[None, :]
     ids = vocab.ids_of_codepoints(np.where(pos < r.prompt_len[:, None], r.chars[:, :w], ord(END)))
     max_new = int((r.length - r.prompt_len).max()) + 2  # room for the target, END, and a little overrun
+    prompts = [row[:n] for row, n in zip(ids, r.prompt_len)]
     table = np.array(list(vocab.chars))
-    out: list[str] = [""] * len(r)
-    for length in np.unique(r.prompt_len):
-        rows = np.flatnonzero(r.prompt_len == length)
-        for s in range(0, len(rows), batch_size):
-            chunk = rows[s : s + batch_size]
-            x = torch.from_numpy(ids[chunk, :length]).to(device)
-            new = greedy_batch(model, x, end_id, max_new, use_cache).cpu().numpy()
-            ended = new == end_id
-            stop = np.where(ended.any(axis=1), ended.argmax(axis=1), new.shape[1])
-            for i, row, k in zip(chunk, new, stop):
-                out[i] = "".join(table[row[:k]])
-    return out
+    return ["".join(table[o]) for o in greedy_complete(model, prompts, vocab.stoi[END], max_new, batch_size, use_cache)]
 
 
-def score_chunk(model: GPT, task, problems, batch_size: int, use_cache: bool = True) -> pd.DataFrame:
+def score_chunk(model: GPT, task: Task, problems, batch_size: int, use_cache: bool = True) -> pd.DataFrame:
     """One row per problem: prompt, expected, got, correct (+ task metrics), bucket columns."""
     r = task.render(problems)
     got = complete_rendered(model, task, r, batch_size, use_cache)
@@ -85,7 +74,7 @@ def score_chunk(model: GPT, task, problems, batch_size: int, use_cache: bool = T
     return df
 
 
-def accuracy(model: GPT, task, problems, batch_size: int = 1024) -> float:
+def accuracy(model: GPT, task: Task, problems, batch_size: int = 1024) -> float:
     was_training = model.training
     model.eval()
     try:
@@ -94,7 +83,7 @@ def accuracy(model: GPT, task, problems, batch_size: int = 1024) -> float:
         model.train(was_training)
 
 
-def evaluate(model: GPT, task, split: str = "test", n: int = 10_000, by: Sequence[str] = (),
+def evaluate(model: GPT, task: Task, split: str = "test", n: int = 10_000, by: Sequence[str] = (),
              batch_size: int = 1024, seed: int = EVAL_SEED, samples: Path | None = None,
              use_cache: bool = True) -> pd.DataFrame:
     """Bucketed accuracy table: rows per bucket of `by` plus an 'all' row."""
@@ -114,7 +103,7 @@ def evaluate(model: GPT, task, split: str = "test", n: int = 10_000, by: Sequenc
 
 
 @torch.no_grad()
-def evaluate_loss(model: GPT, task, split: str = "val", n: int = 1000, batch_size: int = 64,
+def evaluate_loss(model: GPT, task: Task, split: str = "val", n: int = 1000, batch_size: int = 64,
                   seed: int = EVAL_SEED) -> pd.DataFrame:
     """Mean next-character loss of a text run over n fixed windows of block_size (one row).
 
@@ -129,32 +118,6 @@ def evaluate_loss(model: GPT, task, split: str = "val", n: int = 1000, batch_siz
         count += x.size
     mean = total / count
     return pd.DataFrame([{"split": split, "n": n, "tokens": count, "loss": mean, "ppl": math.exp(mean)}])
-
-
-def output_target(path: Path) -> tuple[Path, bool]:
-    """Where an output file really goes, and whether it can be replaced atomically.
-
-    A symlink is followed (replacing it would cut the link); an existing non-regular file such as
-    /dev/stdout, /dev/null or a named pipe is written in place: os.replace would put a regular
-    file where the device was."""
-    path = Path(path)
-    if path.exists() and not path.is_file():  # both follow symlinks, /proc's magic ones included
-        return path, False
-    return (Path(os.path.realpath(path)) if path.is_symlink() else path), True
-
-
-@contextmanager
-def atomic_text_file(path: Path) -> Iterator[TextIO]:
-    """A text file streamed to a temporary file beside `path`, which replaces `path` only when the
-    block ends without an error: an interrupted or failed evaluation leaves the old file (or
-    none), never a truncated one that reads as a complete sample set."""
-    path, atomic = output_target(Path(path))
-    if not atomic:
-        with open(path, "w", encoding="utf-8") as f:
-            yield f
-        return
-    with atomic_open(path, "w") as f:
-        yield f
 
 
 def _plain(v: Any) -> Any:
@@ -188,15 +151,7 @@ def _table(counts: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     for extra in [c for c in counts.columns if c not in ("n", "correct", "bucket", *by)]:
         t[extra] = t[extra] / t["n"]
     if by:
-        # numeric sort of bucket values, 'all' last
-        key = t[by].apply(lambda col: col.map(lambda v: (1, 0) if v == "all" else (0, _num(v))))
-        t = t.iloc[sorted(range(len(t)), key=lambda i: tuple(key.iloc[i]))].reset_index(drop=True)
+        order = sorted(range(len(t)), key=lambda i: tuple(bucket_order(t[b].iloc[i]) for b in by))
+        t = t.iloc[order].reset_index(drop=True)
     return t
-
-
-def _num(v: str) -> Any:
-    try:
-        return float(v)
-    except ValueError:
-        return v
 

@@ -1,7 +1,7 @@
-"""`workbench train --init-from RUN`: start from another run's weights (EX3 fine-tuning).
+"""`workbench train --init-from RUN`: start from another run's weights (fine-tuning).
 
-The new run takes the source run's model shape (n_layer, n_head, n_embd and the EX4
-variants); `--set model.*` may change only what does not change a weight's shape
+The new run takes the source run's model shape (n_layer, n_head, n_embd and the model
+variants: positions, norm, MLP, ...; runspec.resolve_spec copies it); `--set model.*` may change only what does not change a weight's shape
 (dropout) or what can be cropped (a smaller block_size).  Token embeddings are mapped
 character by character, so a model pretrained on a large corpus can be fine-tuned on any
 task whose characters it has seen.  The optimizer starts fresh.
@@ -9,16 +9,13 @@ task whose characters it has seen.  The optimizer starts fresh.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import torch
 
-from experiments.config import from_dict
 from experiments.errors import UserError
-from experiments.runs import read_config
+from experiments.runspec import read_run_spec
 from gpt.checkpoint import CheckpointError, load_checkpoint
-from experiments.config import apply_overrides
 from gpt.model import GPT, GPTConfig, rename_legacy_keys
 from tasks.encode import END
 
@@ -51,10 +48,10 @@ def vocab_map(source_chars: str, target_chars: str, run: Path) -> list[int]:
 def init_from(model: GPT, run: Path, target_chars: str) -> str:
     """Load run's latest weights into model (in place), mapping the vocabulary; returns a summary."""
     run = Path(run)
-    cfg = read_config(run)
-    source = from_dict(GPTConfig, cfg["model"], "model")
+    spec, record = read_run_spec(run)
+    source = spec.model
     check_shapes(source, model.config, run)
-    index = torch.tensor(vocab_map(cfg["task"].get("vocab", ""), target_chars, run))
+    index = torch.tensor(vocab_map(record["task"].get("vocab", ""), target_chars, run))
     try:
         ckpt = load_checkpoint(run / "ckpt.pt")
     except CheckpointError as e:
@@ -78,11 +75,3 @@ def init_from(model: GPT, run: Path, target_chars: str) -> str:
         raise UserError(f"--init-from {run}: weights do not fit: {str(e).splitlines()[0]}") from None
     return (f"initialised from {run} (step {int(ckpt['step'])}; {int(mapped.sum())} of this task's "
             f"{len(index)} tokens mapped from its {source.vocab_size})")
-
-
-def finetune_model(run: Path, overrides) -> GPTConfig:
-    """The source's model config with --set model.* overrides applied (checked later)."""
-    # digit ids are refitted to the new task's vocabulary (model_config_for), like vocab_size
-    source = from_dict(GPTConfig, read_config(Path(run))["model"], "model")
-    source = dataclasses.replace(source, abacus_digits=())
-    return apply_overrides(source, overrides, "model")

@@ -38,12 +38,14 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from experiments.errors import UserError
-from experiments.runs import FileLock, read_config, task_class
+from experiments.registry import task_class
+from experiments.rundir import FileLock
+from experiments.runspec import read_run_spec
 from experiments.spec import Spec, Variant, eval_args, train_args
-from gpt.checkpoint import atomic_write_bytes, atomic_write_text
+from gpt.atomic import atomic_write_bytes, atomic_write_text
 
 LOCK_NAME = ".run.lock"
-# What a run folder can hold before its config.json: train's run lock (runs.RunLock) and the
+# What a run folder can hold before its config.json: train's run lock (rundir.RunLock) and the
 # result.json this runner writes for an attempt that failed before training made anything.
 _BEFORE_CONFIG = frozenset({".lock", "result.json"})
 
@@ -59,7 +61,7 @@ class RunKey:
 
 @contextlib.contextmanager
 def exclusive_lock(path: Path, what: str) -> Iterator[None]:
-    """Hold runs.FileLock on `path` for the with-block; UserError naming `what` if another
+    """Hold rundir.FileLock on `path` for the with-block; UserError naming `what` if another
     process holds it. The file stays: a run folder's leftover `.lock` is removed by name later."""
     lock = FileLock(path, what)
     lock.acquire()
@@ -186,8 +188,8 @@ def _tail(path: Path, since: int = 0, n: int = 3) -> str:
 
 
 def _splits_of(run: Path) -> tuple[str, ...]:
-    t = read_config(run)["task"]
-    return tuple(task_class(t["name"], t.get("include", [])).splits)
+    spec, _ = read_run_spec(run)
+    return tuple(task_class(spec.task, spec.include).splits)
 
 
 def execute(spec: Spec, key: RunKey, root: Path, threads: int) -> dict:

@@ -1,4 +1,4 @@
-"""PNG plots for `workbench report`: learning curves, bucket heatmaps, metric vs a grid key.
+"""PNG plots: learning curves, accuracy heatmaps (`report` and `eval --plot`), metric vs a grid key.
 
 matplotlib is optional (`pip install 'workbench[plot]'`); without it the report has
 its tables and says that plots were skipped.
@@ -6,16 +6,20 @@ its tables and says that plots were skipped.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from experiments.grid import plan, read_result
+from experiments.tables import bucket_order
+from gpt.atomic import atomic_write_bytes
 from gpt.checkpoint import read_metrics
 
 
 def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend, or None when matplotlib is not installed."""
     try:
         import matplotlib
 
@@ -54,43 +58,45 @@ def curves(spec, root: Path, key: str, path: Path, ylabel: str, log_y: bool = Fa
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    atomic_write_bytes(path, _image(plt, fig))
     return True
 
 
-def heatmaps(table: pd.DataFrame, by: tuple[str, str], path: Path, title: str) -> bool:
-    """One accuracy heatmap per variant over two bucket columns (mean over seeds)."""
+def heatmap_image(panels: list[tuple[str, pd.DataFrame]], by: tuple[str, str], title: str = "",
+                  fmt: str = "png") -> bytes | None:
+    """An image (PNG unless fmt says otherwise; ValueError for a format matplotlib lacks) of accuracy heatmaps, one panel per (name, table) over two bucket columns
+    (mean where a cell has several rows, e.g. seeds); None without matplotlib.
+
+    `workbench eval --plot` draws one panel per run, `workbench report` one per variant."""
     plt = pyplot()
-    if plt is None or table.empty:
-        return False
-    variants = list(dict.fromkeys(table["variant"]))
-    cols = min(4, len(variants))
-    rows = -(-len(variants) // cols)
+    if plt is None or not panels:
+        return None
+    cols = min(4, len(panels))
+    rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.0 * rows), squeeze=False)
-    for ax in axes.flat[len(variants):]:
+    for ax in axes.flat[len(panels):]:
         ax.axis("off")
-    for ax, v in zip(axes.flat, variants):
-        sel = table[(table["variant"] == v) & (table[by[0]] != "all") & (table[by[1]] != "all")]
+    im = None
+    for ax, (name, table) in zip(axes.flat, panels):
+        sel = table[(table[by[0]] != "all") & (table[by[1]] != "all")]
         grid = sel.pivot_table(index=by[0], columns=by[1], values="accuracy", aggfunc="mean")
-        grid = grid.loc[sorted(grid.index, key=float), sorted(grid.columns, key=float)]
+        grid = grid.loc[sorted(grid.index, key=bucket_order), sorted(grid.columns, key=bucket_order)]
         im = ax.imshow(grid.values * 100, vmin=0, vmax=100, cmap="viridis", origin="lower")
         step = max(1, len(grid.columns) // 10)
         ax.set_xticks(range(0, len(grid.columns), step), grid.columns[::step])
         ax.set_yticks(range(0, len(grid.index), step), grid.index[::step])
         ax.set_xlabel(by[1])
         ax.set_ylabel(by[0])
-        ax.set_title(v, fontsize=8)
-        if grid.size <= 100:
+        ax.set_title(name, fontsize=8)
+        if grid.size <= 100:  # the figures themselves, while they still fit in their cells
             for (i, j), val in np.ndenumerate(grid.values):
                 if val == val:
                     ax.text(j, i, f"{100 * val:.0f}", ha="center", va="center", fontsize=6,
                             color="w" if val < 0.6 else "k")
     fig.colorbar(im, ax=axes, label="accuracy %", shrink=0.8)
-    fig.suptitle(title)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    if title:
+        fig.suptitle(title)
+    return _image(plt, fig, fmt)
 
 
 def metric_vs(df: pd.DataFrame, x: str, metric: str, path: Path) -> bool:
@@ -115,6 +121,15 @@ def metric_vs(df: pd.DataFrame, x: str, metric: str, path: Path) -> bool:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    atomic_write_bytes(path, _image(plt, fig))
     return True
+
+
+def _image(plt, fig, fmt: str = "png") -> bytes:
+    """The figure's image bytes, rendered in memory so that it is written atomically."""
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, dpi=110, format=fmt)
+    finally:
+        plt.close(fig)
+    return buf.getvalue()

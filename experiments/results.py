@@ -22,7 +22,9 @@ from experiments import plots
 from experiments.errors import UserError
 from experiments.grid import plan, read_result
 from experiments.spec import LOG_METRICS, Spec, load_spec, steps_to
-from gpt.checkpoint import atomic_write_text, read_metrics
+from experiments.tables import bucket_order, markdown_table
+from gpt.atomic import atomic_write_bytes, atomic_write_text
+from gpt.checkpoint import read_metrics
 
 
 def log_metrics(records: list[dict], names: tuple[str, ...]) -> dict[str, float]:
@@ -124,24 +126,24 @@ def markdown(spec: Spec, df: pd.DataFrame, summary: pd.DataFrame, root: Path, pl
              f"- Reproduce: `workbench run {_source(spec, root)} --out {root}`; "
              f"rebuild these tables: `workbench report {root}`.",
              f"- Seeds: {', '.join(map(str, spec.seeds))}. Cells are mean ± std over seeds (std needs two).", "",
-             "## Summary", "", "| variant | seeds | " + " | ".join(metrics) + " |", "|" + "---|" * (len(metrics) + 2)]
-    for _, r in summary.iterrows():
-        cells = []
-        for m in metrics:
-            mean, std = r[m], r[f"{m} std"]
-            cells.append(_fmt(m, mean) + ("" if std != std else f" ± {_fmt(m, std).rstrip('%s ')}"))
-        lines.append(f"| {r['variant']} | {r['seeds']} | " + " | ".join(cells) + " |")
+             "## Summary", ""]
+
+    def mean_std(r, m: str) -> str:
+        mean, std = r[m], r[f"{m} std"]
+        return _fmt(m, mean) + ("" if std != std else f" ± {_fmt(m, std).rstrip('%s ')}")
+
+    lines.append(markdown_table(["variant", "seeds", *metrics],
+                                [[r["variant"], r["seeds"], *[mean_std(r, m) for m in metrics]]
+                                 for _, r in summary.iterrows()]).rstrip("\n"))
     failed = df[df["status"] != "done"]
     if len(failed):
         lines += ["", "## Failed runs", ""] + [f"- {r.variant} seed {r.seed}: {r.error}" for r in failed.itertuples()]
     cols = [c for c in df.columns if c not in ("error",)]
-    lines += ["", "## Per-seed rows", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, r in df.iterrows():
-        lines.append("| " + " | ".join(_fmt(c, r[c]) if isinstance(r[c], float) and c in metrics
-                                       else str(r[c]) for c in cols) + " |")
+    rows = [[_fmt(c, r[c]) if isinstance(r[c], float) and c in metrics else r[c] for c in cols] for _, r in df.iterrows()]
+    lines += ["", "## Per-seed rows", "", markdown_table(cols, rows).rstrip("\n")]
     for e in spec.evals:
         if len(e.by) == 1:
-            lines += ["", f"## {e.name}: accuracy by {e.by[0]} (mean over seeds)", ""] + bucket_table(spec, root, e)
+            lines += ["", f"## {e.name}: accuracy by {e.by[0]} (mean over seeds)", "", bucket_table(spec, root, e).rstrip("\n")]
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
@@ -179,16 +181,14 @@ def bucket_means(spec: Spec, root: Path, e) -> pd.DataFrame:
     return df.groupby(["variant", *e.by], sort=False)["accuracy"].mean().reset_index()
 
 
-def bucket_table(spec: Spec, root: Path, e) -> list[str]:
+def bucket_table(spec: Spec, root: Path, e) -> str:
     t = bucket_means(spec, root, e)
     if t.empty:
-        return ["(no eval tables)"]
+        return "(no eval tables)\n"
     wide = t.pivot(index="variant", columns=e.by[0], values="accuracy")
-    cols = sorted(wide.columns, key=lambda c: (c == "all", float(c) if c.replace(".", "").isdigit() else 0))
-    out = ["| variant | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
-    for v in [v.name for v in spec.variants if v.name in wide.index]:
-        out.append(f"| {v} | " + " | ".join(_fmt("accuracy", wide.loc[v, c]) for c in cols) + " |")
-    return out
+    cols = sorted(wide.columns, key=bucket_order)
+    variants = [v.name for v in spec.variants if v.name in wide.index]
+    return markdown_table(["variant", *cols], [[v, *[_fmt("accuracy", wide.loc[v, c]) for c in cols]] for v in variants])
 
 
 def build_report(root: Path, spec: Spec | None = None, echo=print) -> Path:
@@ -211,7 +211,11 @@ def build_report(root: Path, spec: Spec | None = None, echo=print) -> Path:
         parts = [t.rename(columns=dict(zip(e.by, by))) for t, e in ((bucket_means(spec, root, e), e) for e in members)
                  if not t.empty]
         title = f"{' + '.join(f'{e.name} ({e.split})' for e in members)}: accuracy by {by[0]} x {by[1]}"
-        if parts and plots.heatmaps(pd.concat(parts), by, root / f"heatmap-{group}.png", title):
+        table = pd.concat(parts) if parts else pd.DataFrame()
+        panels = [(v, table[table["variant"] == v]) for v in dict.fromkeys(table["variant"])] if parts else []
+        image = plots.heatmap_image(panels, by, title)
+        if image is not None:
+            atomic_write_bytes(root / f"heatmap-{group}.png", image)
             made.append(f"heatmap-{group}.png")
     if spec.plot_x:
         for m in spec.metrics:

@@ -63,8 +63,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from experiments.assemble import build_spec
 from experiments.errors import UserError
+from experiments.runspec import resolve_spec
 
 LOG_METRICS = ("val_loss", "best_val_loss", "train_loss", "val_acc", "train_acc", "steps", "train_time")
 EVAL_METRICS = ("accuracy", "loss", "trace_valid")
@@ -423,7 +423,7 @@ def validate_against_registry(spec: Spec) -> None:
         try:
             if v.init_from:  # the model comes from the source run; check task and train keys only
                 sets = [s for s in sets if not s.startswith("model.")]
-            build_spec(v.run.task, v.run.preset, sets, v.run.steps, spec.seeds[0], list(v.run.include))
+            resolve_spec(v.run.task, v.run.preset, sets, v.run.steps, spec.seeds[0], list(v.run.include))
         except UserError as e:
             key = next((k for k, _ in v.run.sets if k.partition(".")[2] in str(e)), "task")
             raise UserError(f"{spec.path}:{r.line_of(key)}: variant {v.name}: {e}") from None

@@ -1,71 +1,29 @@
-"""Atomic, validated checkpoints and an append-only metrics log.
+"""Validated checkpoints and an append-only metrics log.
 
-Every write goes to a temporary file in the same directory, is fsynced, then
-os.replace'd over the target, so a kill at any instant leaves either the old
+Every write is atomic (gpt.atomic), so a kill at any instant leaves either the old
 file or the new one, never a torn one.  Loading uses weights_only=True and
 turns every failure into a CheckpointError with one readable line.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
+
+from gpt.atomic import atomic_write_bytes, atomic_write_text
 
 FORMAT = "workbench-checkpoint"
 VERSION = 1
 
 
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()  # read once, at import: os.umask cannot be read without setting it
-
-
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message says why."""
-
-
-@contextlib.contextmanager
-def atomic_open(path: Path, mode: str = "wb", before_replace: Callable[[], None] | None = None) -> Iterator[IO]:
-    """A temp file beside path, renamed over it once the block ends cleanly (fsynced first);
-    removed if the block raises, so that path holds the old file or the whole new one, never part.
-    before_replace runs just before the rename (gpt.train's fault injection kills there)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; finished files get the usual mode
-        with (os.fdopen(fd, mode) if "b" in mode else os.fdopen(fd, mode, encoding="utf-8")) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        if before_replace is not None:
-            before_replace()
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes, before_replace: Callable[[], None] | None = None) -> None:
-    """Write data to path atomically (see atomic_open)."""
-    with atomic_open(path, "wb", before_replace) as f:
-        f.write(data)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any], before_replace: Callable[[], None] | None = None) -> None:
@@ -73,20 +31,6 @@ def save_checkpoint(path: Path, payload: dict[str, Any], before_replace: Callabl
     buf = io.BytesIO()
     torch.save({"format": FORMAT, "version": VERSION, **payload}, buf)
     atomic_write_bytes(path, buf.getvalue(), before_replace)
-
-
-def remove_temp_files(directory: Path) -> list[Path]:
-    """Delete the temp files that writers killed mid-write left in directory (`.NAME.*.tmp`,
-    atomic_write_bytes's names).  Only safe while no other process writes there: call it
-    holding the run's lock.  Returns what it removed."""
-    removed = []
-    for tmp in Path(directory).glob(".*.tmp"):
-        try:
-            tmp.unlink()
-            removed.append(tmp)
-        except FileNotFoundError:
-            pass
-    return removed
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

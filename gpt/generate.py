@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 
 from gpt.model import GPT
@@ -114,10 +115,12 @@ def greedy_complete(
     batch_size: int = 1024,
     use_cache: bool = True,
 ) -> list[list[int]]:
-    """Greedy completions of token-id prompts, end token and anything after stripped.
+    """Greedy completions of token-id prompts (lists or arrays), end token and anything after
+    stripped.
 
-    Prompts are grouped by length and decoded in batches of at most
-    batch_size; results come back in input order.
+    Prompts are grouped by length and decoded in batches of at most batch_size, so every row
+    is decoded on its own position grid whatever shares its batch: the results do not depend
+    on batch_size.  They come back in input order.
     """
     device = model.wte.weight.device
     results: list[list[int]] = [[] for _ in prompts]
@@ -128,10 +131,12 @@ def greedy_complete(
         index = by_len[length]
         for s in range(0, len(index), batch_size):
             chunk = index[s : s + batch_size]
-            x = torch.tensor([prompts[i] for i in chunk], dtype=torch.long, device=device)
-            new = greedy_batch(model, x, end_id, max_new_tokens, use_cache).tolist()
-            for i, row in zip(chunk, new):
-                results[i] = row[: row.index(end_id)] if end_id in row else row
+            x = torch.from_numpy(np.array([prompts[i] for i in chunk], dtype=np.int64).reshape(len(chunk), length))
+            new = greedy_batch(model, x.to(device), end_id, max_new_tokens, use_cache).cpu().numpy()
+            ended = new == end_id
+            stop = np.where(ended.any(axis=1), ended.argmax(axis=1), new.shape[1])
+            for i, row, k in zip(chunk, new, stop):
+                results[i] = row[:k].tolist()
     return results
 
 

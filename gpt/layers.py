@@ -1,4 +1,4 @@
-"""Interchangeable layers for EX4: norms and MLPs, chosen once at construction.
+"""Interchangeable layers: norms and MLPs, chosen once at construction.
 
     model.norm = layernorm | rmsnorm
     model.mlp  = gelu | swiglu | relu2

@@ -2,7 +2,7 @@
 
     GPTConfig -> CausalSelfAttention -> Block -> GPT
 
-The EX4 variants live in their own modules and are picked at construction:
+The model variants (positions, norms, MLPs) live in their own modules and are picked at construction:
 position encodings in gpt/positions.py, norms and MLPs in gpt/layers.py.
 
 Shapes use B (batch), T (time), C (n_embd), H (n_head), D (head_size = C // H),
@@ -69,7 +69,7 @@ class GPTConfig:
 
 
 class CausalSelfAttention(nn.Module):
-    """All heads at once (EX1): heads are a batch dimension of one SDPA call.
+    """All heads at once: heads are a batch dimension of one SDPA call.
 
     softmax(q k^T / sqrt(head_size)) v, with a causal mask.  An optional
     KVCache (see gpt/generate.py) lets decoding feed one token at a time.

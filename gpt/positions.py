@@ -1,4 +1,4 @@
-"""Position encodings for EX4, one class each, chosen once at construction.
+"""Position encodings, one class each, chosen once at construction.
 
     model.pos = learned | none | rope | abacus
 

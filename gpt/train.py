@@ -50,7 +50,9 @@ class TrainConfig:
     log_interval: int = 1
     compile: str = "auto"  # auto (on for CUDA) | on | off
     nan_policy: str = "stop"  # stop | skip
-    time_budget_s: float = 0.0  # stop (evaluated and saved) after this much training time; 0: no limit
+    # the stopping rules besides `steps`; each stops at an eval, which is logged and saved
+    time_budget_s: float = 0.0  # stop after this much training time; 0: no limit
+    target_acc: float = 0.0  # stop once the eval's val_acc reaches this; 0: never
     length_chunks: int = 1  # >1: split each micro-batch by length into this many trimmed chunks
 
     def __post_init__(self) -> None:
@@ -73,6 +75,8 @@ class TrainConfig:
             raise ValueError(f"train.compile must be auto, on or off, got {self.compile!r}")
         if self.time_budget_s < 0:
             raise ValueError(f"train.time_budget_s must be >= 0, got {self.time_budget_s!r}")
+        if not 0 <= self.target_acc <= 1:
+            raise ValueError(f"train.target_acc must be in [0, 1], got {self.target_acc!r}")
         if self.nan_policy not in ("stop", "skip"):
             raise ValueError(f"train.nan_policy must be stop or skip, got {self.nan_policy!r}")
 
@@ -232,13 +236,12 @@ class Trainer:
         device: torch.device,
         seed: int = 0,
         evaluate: EvalFn | None = None,
-        target: tuple[str, float] | None = None,
         meta: dict[str, Any] | None = None,
         progress=None,
         dist: Dist = Dist(),
     ):
         self.model, self.cfg, self.batch, self.device = model, cfg, batch, device
-        self.out_dir, self.seed, self.evaluate, self.target = Path(out_dir), seed, evaluate, target
+        self.out_dir, self.seed, self.evaluate = Path(out_dir), seed, evaluate
         self.meta = meta or {}
         self.dist = dist
         self.progress = progress if dist.is_main else None
@@ -446,7 +449,6 @@ class Trainer:
         return record
 
     def _reached(self, record: dict[str, Any]) -> bool:
-        if self.target is None:
-            return False
-        key, value = self.target
-        return key in record and record[key] >= value
+        """Whether an eval's record meets train.target_acc (val_acc comes from `evaluate`)."""
+        target = self.cfg.target_acc
+        return target > 0 and "val_acc" in record and record["val_acc"] >= target

@@ -125,7 +125,8 @@ def include_file(path: str | Path) -> list[str]:
     return [cls.name for cls in found]
 
 
-def load_spec(spec: str, name: str = ""):
+def import_object(spec: str, name: str = ""):
+    """The object a "module:attr.path" string names (a task class); TaskLoadError if it fails to import."""
     module, _, attr = spec.partition(":")
     try:
         obj = importlib.import_module(module)
@@ -144,4 +145,4 @@ def get_task_class(name: str):
         raise TaskNotFound(f"unknown task {name!r}{hint}")
     if name in _INCLUDED:
         return _INCLUDED[name]
-    return load_spec(known[name][1], name)
+    return import_object(known[name][1], name)

@@ -1,10 +1,15 @@
-"""The task contract.
+"""The task contract: one protocol for every task, text included.
 
-A task makes problems, renders them to characters, and scores answers.  It
-knows nothing about models or training.  To write one, subclass `Task`:
+A task makes training batches and answers for itself the questions the
+workbench asks of it: how am I scored (`metric`), does this block size fit me
+(`check_block_size`), what do my examples look like (`examples`).  It knows
+nothing about models or training.
+
+A problem task (metric "accuracy": exact match of parsed answers on held-out
+problems) subclasses `Task` and defines
 
     name, description   class attributes
-    Config              a frozen dataclass that validates itself (ValueError)
+    Config              a frozen dataclass, a TaskConfig, that validates itself (ValueError)
     chars               the task's alphabet (END is added for you)
     sample(rng, n, split) -> Problems     columnar problems for a split
     key_columns         columns that identify a problem (for held-out hashing)
@@ -12,7 +17,9 @@ knows nothing about models or training.  To write one, subclass `Task`:
     solve(problems) -> list               reference answers, computed independently
     parse_answer(text) -> answer or None  completion text -> answer
 
-Everything else (held-out splits, batches, scoring) is built on those.
+Everything else (held-out splits, batches, scoring) is built on those.  A
+language-modelling task (metric "loss": next-token loss only, no answers)
+defines `batch`, `check_block_size` and `examples` itself instead (tasks/text.py).
 
 Determinism: a batch is a pure function of (seed, split, step, micro), drawn
 with np.random.default_rng([seed, split_id, step, micro]).  SeedSequence
@@ -24,9 +31,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -36,6 +42,7 @@ from tasks.encode import END, Rendered, Vocab, to_xy
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2, "ood": 3}
 HOLDOUT_SALT = 0x5EED_CAFE_F00D
 POOL_STEP = 1 << 45  # the step id a finite training pool is drawn at; no batch uses it
+METRICS = ("accuracy", "loss")  # how a task is scored: exact-match answers, or next-token loss only
 
 
 class Problems:
@@ -74,7 +81,16 @@ def _concat(arrays: list[np.ndarray]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class TaskConfig:
-    """Base for task configs.  Subclasses add fields and check them in __post_init__."""
+    """Base for task configs.  Subclasses add fields and check them in __post_init__.
+
+    The options below are ones every task has a value for, so the workbench reads them
+    without asking whether a task has them.  They are plain class attributes, not fields:
+    a task that does not declare them has no such option (`--set task.train_size=...`
+    is an unknown key there), and the field order of subclasses is unchanged.  A task
+    makes one settable by declaring it as a field (AdditionConfig declares both)."""
+
+    mask_prompt = True  # the loss covers the target only, not the prompt
+    train_size = 0  # > 0: train on a fixed pool of this many distinct problems; 0: fresh ones every batch
 
     def replace(self, **changes: Any) -> "TaskConfig":
         return dataclasses.replace(self, **changes)
@@ -111,7 +127,23 @@ def hash_rows(columns: Sequence[np.ndarray], salt: int) -> np.ndarray:
     return h
 
 
-class Task(ABC):
+@dataclass(frozen=True)
+class Example:
+    """One row of `workbench show`: what the model reads and what it is trained to predict.
+
+    xs[t] is the input character at position t and ys[t] the target there (None where
+    the loss is masked).  prompt, target, answer and meta (bucket -> value) describe the
+    problem the row renders; a text task has no problems, so they are None and empty."""
+
+    xs: list[str]
+    ys: list[str | None]
+    prompt: str | None = None
+    target: str | None = None
+    answer: Any = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Task:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     Config: ClassVar[type[TaskConfig]] = TaskConfig
@@ -120,38 +152,59 @@ class Task(ABC):
     default_by: ClassVar[tuple[str, ...]] = ()  # buckets `workbench eval` groups by unless --by says
     key_columns: ClassVar[tuple[str, ...]] = ()
     test_fraction: ClassVar[float] = 0.05  # share of problems (per bucket, by hash) held out
-    kind: ClassVar[str] = "problems"  # "problems" (exact-match eval) or "text" (loss only)
+    metric: ClassVar[str] = "accuracy"  # one of METRICS: "accuracy" (exact match) or "loss" (no answers)
     finite_train: ClassVar[bool] = False  # training draws from a small fixed pool: track train_acc too
+    # check_answer adds a trace_valid column; every config has it, so runs of one task compare
+    scores_traces: ClassVar[bool] = False
 
     def __init__(self, config: TaskConfig | None = None):
         self.config = config if config is not None else self.Config()
         if not isinstance(self.config, self.Config):
             raise TypeError(f"{type(self).__name__} needs a {self.Config.__name__}")
-        self.vocab = Vocab(self.chars + END)
+        self.vocab = self.make_vocab()
 
-    # ---- what a task implements ------------------------------------------------------------
+    def make_vocab(self) -> Vocab:
+        """The task's alphabet and END, which closes every target (a text task has no END)."""
+        return Vocab(self.chars + END)
+
     @property
-    @abstractmethod
-    def chars(self) -> str: ...
+    def end_id(self) -> int | None:
+        """The token that closes every answer, where decoding stops; None for a task without
+        answers (a text corpus, in which END may be an ordinary character)."""
+        return self.vocab.stoi[END]
 
-    @abstractmethod
+    # ---- what a problem task implements (check_contract insists, for metric "accuracy") -----
+    # Not abstract: a loss task has no problems, and would otherwise have to stub them out.
+    @property
+    def chars(self) -> str:
+        raise NotImplementedError(f"task {self.name!r} does not implement chars")
+
     def sample(self, rng: np.random.Generator, n: int, split: str) -> Problems:
         """n problems from the split's distribution (held-out filtering is done for you)."""
+        raise NotImplementedError(f"task {self.name!r} does not implement sample")
 
-    @abstractmethod
-    def render(self, problems: Problems) -> Rendered: ...
+    def render(self, problems: Problems) -> Rendered:
+        raise NotImplementedError(f"task {self.name!r} does not implement render")
 
-    @abstractmethod
     def solve(self, problems: Problems) -> list:
         """Reference answers, computed independently of render()."""
+        raise NotImplementedError(f"task {self.name!r} does not implement solve")
 
-    @abstractmethod
     def parse_answer(self, text: str) -> Any:
         """A completion (END stripped) -> the answer, or None when it does not parse."""
+        raise NotImplementedError(f"task {self.name!r} does not implement parse_answer")
 
+    # ---- optional hooks ----------------------------------------------------------------------
     @property
     def mask_prompt(self) -> bool:
-        return bool(getattr(self.config, "mask_prompt", True))
+        return self.config.mask_prompt
+
+    def check_block_size(self, block_size: int) -> None:
+        """ValueError unless a model with this block size can train on the task's train split."""
+        need = self.max_length() - 1  # x drops the last character
+        if need > block_size:
+            raise ValueError(f"model.block_size {block_size} is too small for task {self.name!r}: "
+                             f"its longest problem needs {need}; pass --set model.block_size={need}")
 
     def max_length(self, splits: Sequence[str] = ("train",)) -> int:
         """Longest rendered sequence (prompt + target + END) seen in 512 samples of the splits.
@@ -161,8 +214,21 @@ class Task(ABC):
         return int(max(self.render(self.sample(rng, 512, s)).length.max() for s in splits))
 
     def check_answer(self, completion: str, expected: Any, prompt: str = "") -> dict[str, Any]:
-        """Score one completion; tasks with traces add e.g. trace_valid (they may use the prompt)."""
-        return {"correct": self.parse_answer(completion) == expected}
+        """Score one completion: {"correct": ...}, and trace_valid when the task scores traces.
+
+        trace_valid: trace_errors finds nothing.  Where there is no trace to check (this
+        config writes none, or no prompt to start it from) the answer is the whole trace,
+        so trace_valid is correct."""
+        correct = self.parse_answer(completion) == expected
+        if not self.scores_traces:
+            return {"correct": correct}
+        valid = not self.trace_errors(prompt, completion) if self.has_trace and prompt else correct
+        return {"correct": correct, "trace_valid": valid}
+
+    @property
+    def has_trace(self) -> bool:
+        """Whether completions carry a chain of thought that trace_errors checks step by step."""
+        return False
 
     def trace_errors(self, prompt: str, completion: str) -> list[str]:
         """What is wrong with a completion's chain of thought, step by step ([] = nothing).
@@ -174,6 +240,30 @@ class Task(ABC):
         """Problems from user-typed prompts (for `workbench ask`); ValueError when one is malformed."""
         raise NotImplementedError(f"task {self.name!r} cannot read problems from prompts")
 
+    def examples(self, seed: int, split: str, n: int) -> list[Example]:
+        """n problems of a split as the model sees them (`workbench show`), a pure function of seed."""
+        self.check_split(split)
+        problems = self.problems(np.random.default_rng(seed), n, split)
+        r = self.render(problems)
+        x, y = to_xy(r, self.vocab, self.mask_prompt)
+        answers = self.solve(problems)
+        chars = self.vocab.chars
+        out = []
+        for i in range(len(r)):
+            length = int(r.length[i]) - 1  # x drops END, y the first character
+            out.append(Example(
+                xs=[chars[t] for t in x[i, :length]],
+                ys=[chars[t] if t >= 0 else None for t in y[i, :length]],
+                prompt=r.prompt(i), target=r.target(i), answer=answers[i],
+                meta={b: _plain(problems[b][i]) for b in self.buckets},
+            ))
+        return out
+
+    def check_split(self, split: str) -> None:
+        """ValueError unless split is one of the task's splits."""
+        if split not in self.splits:
+            raise ValueError(f"task {self.name!r} has no split {split!r}; it has {', '.join(self.splits)}")
+
     # ---- held-out splits ---------------------------------------------------------------------
     def is_test(self, problems: Problems) -> np.ndarray:
         """Membership of the held-out test set, by a salted hash of the problem's key."""
@@ -184,8 +274,8 @@ class Task(ABC):
 
     def problems(self, rng: np.random.Generator, n: int, split: str) -> Problems:
         """n problems of a split.  train never contains a test problem: rejected ones are resampled."""
-        if split not in self.splits and split != "val":
-            raise ValueError(f"task {self.name!r} has no split {split!r}; it has {', '.join(self.splits)}")
+        if split != "val":  # every task has a validation split: test problems, drawn apart
+            self.check_split(split)
         if split == "ood":
             return self.sample(rng, n, "ood")
         want_test = split in ("test", "val")
@@ -207,8 +297,8 @@ class Task(ABC):
     def train_size(self) -> int:
         """Size of the fixed training pool; 0 (the default) means fresh problems every batch.
 
-        A task opts in by giving its Config a `train_size` field."""
-        return int(getattr(self.config, "train_size", 0) or 0)
+        A task opts in by giving its Config a `train_size` field (see TaskConfig)."""
+        return self.config.train_size
 
     def train_pool(self, seed: int) -> Problems:
         """train_size distinct training problems, a pure function of the run's seed."""
@@ -256,30 +346,41 @@ class Task(ABC):
             yield self.problems(rng, min(chunk, n - start), split)
 
 
-REQUIRED = ("chars", "sample", "render", "solve", "parse_answer")
+def _plain(v: Any) -> Any:
+    """A numpy scalar as the Python value it holds (a bucket value in an Example)."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+REQUIRED = ("chars", "sample", "render", "solve", "parse_answer")  # what an "accuracy" task defines
+SIGNATURES = (("sample", ["rng", "n", "split"]), ("render", ["problems"]), ("solve", ["problems"]),
+              ("parse_answer", ["text"]))
 
 
 def check_contract(cls: type) -> None:
     """The class has what the workbench calls, with the right signatures (TypeError if not)."""
-    if isinstance(cls, type) and getattr(cls, "kind", "") == "text":  # language modelling: batches only
-        for attr in ("name", "Config", "batch"):
-            if not getattr(cls, attr, None):
-                raise TypeError(f"{cls.__name__} (a text task) has no `{attr}`")
-        return
     if not (isinstance(cls, type) and issubclass(cls, Task)):
         raise TypeError(f"{cls!r} is not a subclass of tasks.base.Task")
     if not cls.name:
         raise TypeError(f"{cls.__name__} has no `name`")
-    missing = [m for m in REQUIRED if m in getattr(cls, "__abstractmethods__", ())]
+    if cls.metric not in METRICS:
+        raise TypeError(f"{cls.__name__}.metric is {cls.metric!r}; it must be one of {', '.join(METRICS)}")
+    if cls.metric == "accuracy":
+        _check_problem_contract(cls)
+    if not dataclasses.is_dataclass(cls.Config) or not cls.Config.__dataclass_params__.frozen:
+        raise TypeError(f"{cls.__name__}.Config must be a frozen dataclass")
+    if not issubclass(cls.Config, TaskConfig):  # TaskConfig declares the options every task has
+        raise TypeError(f"{cls.__name__}.Config must subclass tasks.base.TaskConfig")
+    if cls.metric == "accuracy" and not cls.key_columns:
+        raise TypeError(f"{cls.__name__} declares no key_columns (they decide the held-out test set)")
+
+
+def _check_problem_contract(cls: type[Task]) -> None:
+    """A task scored by accuracy makes problems: it defines REQUIRED, with the contract's signatures."""
+    missing = [m for m in REQUIRED if getattr(cls, m) is getattr(Task, m)]
     if missing:
         raise TypeError(f"{cls.__name__} does not implement {', '.join(missing)}")
-    for meth, params in (("sample", ["rng", "n", "split"]), ("render", ["problems"]), ("solve", ["problems"]),
-                         ("parse_answer", ["text"])):
+    for meth, params in SIGNATURES:
         got = list(inspect.signature(getattr(cls, meth)).parameters)[1:]
         if len(got) != len(params):
             raise TypeError(f"{cls.__name__}.{meth} takes ({', '.join(got)}); the contract is "
                             f"{meth}(self, {', '.join(params)})")
-    if not dataclasses.is_dataclass(cls.Config) or not cls.Config.__dataclass_params__.frozen:
-        raise TypeError(f"{cls.__name__}.Config must be a frozen dataclass")
-    if cls.kind == "problems" and not cls.key_columns:
-        raise TypeError(f"{cls.__name__} declares no key_columns (they decide the held-out test set)")

@@ -150,6 +150,7 @@ class CalculatorTask(Task):
     buckets: ClassVar[tuple[str, ...]] = ("n_ops", "max_digits", "ops")
     default_by: ClassVar[tuple[str, ...]] = ("n_ops",)
     key_columns: ClassVar[tuple[str, ...]] = ("key",)
+    scores_traces: ClassVar[bool] = True  # trace_valid, also with cot=none (then it equals correct)
 
     def __init__(self, config: CalculatorConfig | None = None):
         super().__init__(config)
@@ -233,6 +234,10 @@ class CalculatorTask(Task):
         except ExprError:
             return None
 
+    @property
+    def has_trace(self) -> bool:
+        return self.config.cot != "none"  # cot=none: the target is the bare answer
+
     def trace_errors(self, prompt: str, completion: str) -> list[str]:
         c = self.config
         start = self.parse_prompt(prompt)
@@ -241,12 +246,6 @@ class CalculatorTask(Task):
             want = expr_value(start, c.division)
             return [] if got == want else [f"answer {completion!r} is not {self.syntax.num(want)!r}"]
         return trace_errors(start, completion, self.syntax, c.division, full=c.cot == "full")
-
-    def check_answer(self, completion: str, expected: Any, prompt: str = "") -> dict[str, Any]:
-        correct = self.parse_answer(completion) == expected
-        if self.config.cot == "none" or not prompt:
-            return {"correct": correct, "trace_valid": correct}
-        return {"correct": correct, "trace_valid": not self.trace_errors(prompt, completion)}
 
 
 # ---- the generator ----------------------------------------------------------------------------

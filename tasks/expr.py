@@ -276,6 +276,19 @@ def canonical_steps(node: Node, division: str = "exact") -> list[Reduction]:
 
 # ---- digit-level work (cot=full) -------------------------------------------------------------
 
+def place_values(m: int) -> list[int]:
+    """Each digit of m (>= 0) at its place value, least significant first: 305 -> [5, 0, 300]."""
+    return [int(d) * 10**i for i, d in enumerate(str(m)[::-1])]
+
+
+def partial_products(a: int, m: int) -> list[int]:
+    """a times each place value of m, least significant first; they sum to a*m: 12, 34 -> [48, 360].
+
+    The schoolbook multiplication of both the calculator's digit-level work and the
+    multiplication task's scratchpad."""
+    return [a * part for part in place_values(m)]
+
+
 def work(op: str, a: int, b: int, syn: Syntax) -> list[str]:
     """Digit-level work for one multi-digit * or /, on absolute values; [] when there is none.
 
@@ -289,9 +302,7 @@ def work(op: str, a: int, b: int, syn: Syntax) -> list[str]:
     if op == "*" and max(a, b) >= 10:
         m, other = (b, a) if b >= 10 else (a, b)
         items, total = [], None
-        for i, d in enumerate(str(m)[::-1]):
-            part = int(d) * 10**i
-            p = other * part
+        for part, p in zip(place_values(m), partial_products(other, m)):
             items.append(f"{f(other)}*{f(part)}={f(p)}")
             if total is None:
                 total = p

@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
 from tasks.base import Problems, Task, TaskConfig
 from tasks.encode import Rendered, render_strings
-from tasks.expr import Bin, ExprError, Node, Num, Syntax, render_trace, split_trace, trace_errors
+from tasks.expr import (
+    Bin, ExprError, Node, Num, Syntax, partial_products, render_trace, split_trace, trace_errors,
+)
 
 FORMATS = ("plain", "reversed", "scratchpad")
 _SUM = Syntax("left", reverse=True)  # the scratchpad's sums: left to right, reversed numbers
@@ -67,10 +69,6 @@ class MultiplicationConfig(TaskConfig):
         return self.b_max_digits or self.max_digits
 
 
-def partials(a: int, b: int) -> list[int]:
-    return [a * int(d) * 10**i for i, d in enumerate(str(b)[::-1])]
-
-
 def sum_tree(parts: list[int]) -> Node:
     node: Node = Num(parts[0])
     for p in parts[1:]:
@@ -85,6 +83,7 @@ class MultiplicationTask(Task):
     buckets: ClassVar[tuple[str, ...]] = ("a_digits", "b_digits")
     default_by: ClassVar[tuple[str, ...]] = ("a_digits", "b_digits")
     key_columns: ClassVar[tuple[str, ...]] = ("a", "b")
+    scores_traces: ClassVar[bool] = True  # trace_valid in every format (without a scratchpad it equals correct)
 
     @property
     def chars(self) -> str:
@@ -114,7 +113,7 @@ class MultiplicationTask(Task):
             return str(a * b)
         if fmt == "reversed":
             return str(a * b)[::-1]
-        node = sum_tree(partials(a, b))
+        node = sum_tree(partial_products(a, b))
         if isinstance(node, Num):  # a 1-digit b: the one partial product is the answer
             return _SUM.render(node)
         return _SUM.render(node) + "=" + render_trace(node, _SUM, "exact", full=False)
@@ -143,6 +142,10 @@ class MultiplicationTask(Task):
         return self._problems(np.array([a for a, _ in pairs], dtype=np.int64),
                               np.array([b for _, b in pairs], dtype=np.int64))
 
+    @property
+    def has_trace(self) -> bool:
+        return self.config.format == "scratchpad"  # plain and reversed write the bare answer
+
     def trace_errors(self, prompt: str, completion: str) -> list[str]:
         p = self.problems_from_prompts([prompt])
         a, b = int(p["a"][0]), int(p["b"][0])
@@ -154,7 +157,7 @@ class MultiplicationTask(Task):
             got = _SUM.parse(first)
         except ExprError as e:
             return [f"partial products do not parse: {e}"]
-        want = sum_tree(partials(a, b))
+        want = sum_tree(partial_products(a, b))
         errors = []
         if got != want:
             errors.append(f"step 1 {first!r}: partial products should be {_SUM.render(want)!r}")
@@ -166,10 +169,6 @@ class MultiplicationTask(Task):
         later = trace_errors(got, rest, _SUM, "exact", False)  # its step k is our step k+1
         return errors + [re.sub(r"^step (\d+)", lambda m: f"step {int(m.group(1)) + 1}", e) for e in later]
 
-    def check_answer(self, completion: str, expected: Any, prompt: str = "") -> dict[str, Any]:
-        correct = self.parse_answer(completion) == expected
-        valid = correct if self.config.format != "scratchpad" or not prompt else not self.trace_errors(prompt, completion)
-        return {"correct": correct, "trace_valid": valid}
 
 
 def _uniform_with_digits(rng: np.random.Generator, k: np.ndarray) -> np.ndarray:

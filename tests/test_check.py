@@ -94,7 +94,7 @@ def test_a_task_that_breaks_the_contract_is_one_clear_error(tmp_path, capsys):
 def test_check_checks_the_config_train_uses(monkeypatch, capsys):
     """`workbench check --task addition` checks the preset's task options, as `train` applies them."""
     import experiments.cli
-    from experiments.assemble import build_spec
+    from experiments.runspec import resolve_spec as build_spec
     from tasks.addition import AdditionTask
 
     seen = []

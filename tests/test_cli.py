@@ -4,7 +4,7 @@ import shutil
 import pytest
 
 from experiments import load_run
-from experiments.config import PRESETS
+from experiments.presets import PRESETS
 from helpers import ROOT, TINY, cli, metrics
 
 
@@ -242,12 +242,12 @@ def test_typer_cli_runner_end_to_end(tmp_path, shakespeare):
     assert res.exit_code == 2 and "unknown task" in res.output
 
 
-@pytest.mark.parametrize("preset", [p for p in PRESETS.values() if p.tasks and "shakespeare" not in p.tasks],
+@pytest.mark.parametrize("preset", [p for p in PRESETS.values() if p.for_tasks and "shakespeare" not in p.for_tasks],
                          ids=lambda p: p.name)
 def test_problem_presets_fit_their_tasks(preset):
     # a preset that names its tasks must train on them as shipped: the block holds the longest problem
-    from experiments.assemble import build_spec
+    from experiments.runspec import resolve_spec as build_spec
     from tasks import get_task_class
-    for task in preset.tasks:
+    for task in preset.for_tasks:
         spec = build_spec(task, preset.name, [], None, 1337, [])
         assert get_task_class(task)(spec.task_config).max_length() - 1 <= spec.model.block_size

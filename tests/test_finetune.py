@@ -1,10 +1,10 @@
-"""--init-from (EX3), task.train_size pools, train.time_budget_s, and the ood_sampling option."""
+"""--init-from (fine-tuning), task.train_size pools, train.time_budget_s, and the ood_sampling option."""
 
 import numpy as np
 import pytest
 import torch
 
-from experiments.runs import load_run
+from experiments.load import load_run
 from helpers import TINY, cli, metrics
 from tasks.addition import AdditionConfig, AdditionTask, to_int
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments import report
-from experiments.config import PRESETS
+from experiments import display as report
+from experiments import outputs, tables
+from experiments.presets import PRESETS
 from experiments.errors import UserError
 from gpt.progress import TrainProgress
 from helpers import ROOT, cli
@@ -62,15 +63,15 @@ def two_runs(tmp_path_factory):
 def _figures(records: list[dict]) -> list[str]:
     out = []
     for r in records:
-        lo, hi = report._pct(r["ci_low"]), report._pct(r["ci_high"])
-        out += [str(r["n"]), str(r["correct"]), report._pct(r["accuracy"]), lo, hi, f"{lo}–{hi}"]
+        lo, hi = tables.pct(r["ci_low"]), tables.pct(r["ci_high"])
+        out += [str(r["n"]), str(r["correct"]), tables.pct(r["accuracy"]), lo, hi, f"{lo}–{hi}"]
     return out
 
 
 # ---- piped tables ------------------------------------------------------------------------------
 
 def test_piped_tasks_table_keeps_every_name_and_description_whole():
-    from experiments.runs import task_class
+    from experiments.registry import task_class
 
     p = piped("tasks")
     assert p.returncode == 0, p.stderr
@@ -259,12 +260,12 @@ def test_eval_writes_out_samples_and_plot(two_runs, tmp_path, capsys):
 
 
 def test_unwritable_eval_outputs_fail_before_evaluating(two_runs, tmp_path, capsys, monkeypatch):
-    import experiments.evaluate
+    import experiments.eval_runs
 
     def never(*a, **k):
         raise AssertionError("evaluated before checking the output paths")
 
-    monkeypatch.setattr(experiments.evaluate, "evaluate", never)
+    monkeypatch.setattr(experiments.eval_runs, "evaluate", never)
     (tmp_path / "adir").mkdir()
     cases = {
         "--out in a missing folder": ["--out", tmp_path / "nope" / "t.md"],
@@ -291,14 +292,14 @@ def test_permission_denied_is_a_user_error(two_runs, tmp_path, capsys, monkeypat
     ro.mkdir()
     ro.chmod(0o500)
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # root writes anyway: deny it the way the OS would
-        real = report.tempfile.mkstemp
+        real = outputs.tempfile.mkstemp
 
         def denied(*a, dir=None, **k):
             if Path(dir) == ro:
                 raise PermissionError(errno.EACCES, "Permission denied")
             return real(*a, dir=dir, **k)
 
-        monkeypatch.setattr(report.tempfile, "mkstemp", denied)
+        monkeypatch.setattr(outputs.tempfile, "mkstemp", denied)
     try:
         code, _, err = cli(capsys, "eval", two_runs[0], "--n", "20", "--out", ro / "t.md")
         assert code == 2 and "--out" in one_error_line(err) and "Permission denied" in err
@@ -355,7 +356,7 @@ def test_samples_interrupted_mid_stream_leave_no_file(two_runs, tmp_path):
 
 
 def test_outputs_follow_symlinks_and_leave_devices_alone(two_runs, tmp_path, capsys):
-    from experiments.evaluate import output_target
+    from experiments.outputs import output_target
 
     # os.replace over /dev/null (as root) would put a regular file there: devices are written in place
     assert output_target(Path(os.devnull)) == (Path(os.devnull), False)

@@ -86,7 +86,7 @@ def test_a_resumed_run_keeps_the_target_rule(target_run, tmp_path, capsys):
 def test_the_quickstart_run_stops_at_1000_held_out_right(tmp_path, capsys):
     """`workbench train --task addition` (the quickstart) records the preset's rule: stop at
     val_acc 1.0, scored on 1000 held-out problems; --target-acc 0 means never stop early."""
-    from experiments.train import TrainOptions
+    from experiments.training import TrainOptions
 
     assert TrainOptions(out=tmp_path).eval_n == 1000
     code, _, err = cli(capsys, "train", "--task", "addition", "--steps", "1", "--out", tmp_path / "a", "--quiet")

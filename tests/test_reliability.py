@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from experiments.errors import UserError
-from experiments.runs import RunLock
+from experiments.rundir import RunLock
 from gpt.checkpoint import load_checkpoint, read_metrics
 from helpers import ROOT, TINY, cli, killed, metrics, workbench_proc, workbench_run
 
@@ -133,7 +133,7 @@ def test_signals_checkpoint_and_exit(sig, code, tmp_path):
 # ---- the run lock --------------------------------------------------------------------------
 
 HOLDER = ("import sys, time\n"
-          "from experiments.runs import RunLock\n"
+          "from experiments.rundir import RunLock\n"
           "RunLock(sys.argv[1]).acquire()\n"
           "print('locked', flush=True)\n"
           "time.sleep(600)\n")
@@ -254,7 +254,7 @@ def test_nan_loss_stops_with_step_and_keeps_checkpoint(tmp_path, capsys, monkeyp
 
 
 def test_failing_write_keeps_previous_checkpoint(tmp_path, capsys, monkeypatch):
-    import gpt.checkpoint as ck
+    import gpt.atomic as ck
 
     real = os.fdopen
     n = {"saves": 0}
@@ -281,7 +281,7 @@ def test_failing_write_keeps_previous_checkpoint(tmp_path, capsys, monkeypatch):
         def fileno(self):
             return self.f.fileno()
 
-    class Os:  # gpt.checkpoint's view of os, with a disk that fills up
+    class Os:  # gpt.atomic's view of os, with a disk that fills up
         def __getattr__(self, name):
             return getattr(os, name)
 

@@ -1,4 +1,4 @@
-"""EX4 model variants: each one against an independent reference, and every combination trains."""
+"""Model variants: each one against an independent reference, and every combination trains."""
 
 import dataclasses
 import itertools

@@ -1,37 +1,45 @@
-"""Wiring a task to the GPT trainer: the `workbench train` job."""
+"""Training a run: a task's batches and evals handed to gpt's Trainer, in a locked run directory.
+
+start_run trains a new run from its RunSpec; resume_run continues one from its checkpoint.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import shutil
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from experiments.config import RunSpec, from_dict
+from experiments.build import build
+from experiments.devices import resolve_device
 from experiments.errors import USER_ERRNOS, UserError
 from experiments.evaluate import EVAL_SEED, accuracy
-from experiments.runs import (
-    RunLock, build_task, check_checkpoint, check_includes, config_record, is_run, model_config_for, read_config,
-    resolve_device, task_class, write_config,
-)
-from gpt.checkpoint import CheckpointError, load_checkpoint, remove_temp_files
+from experiments.finetune import init_from
+from experiments.load import check_checkpoint
+from experiments.rundir import RunLock, is_run, read_config, write_config
+from experiments.runspec import RunSpec, read_run_spec, to_record, with_train
+from gpt.atomic import remove_temp_files
+from gpt.checkpoint import CheckpointError, load_checkpoint
 from gpt.distributed import Dist
-from gpt.model import GPT, GPTConfig
+from gpt.model import GPT
 from gpt.progress import TrainProgress
-from gpt.train import FaultSpecError, NonFiniteLoss, Trainer, TrainingInterrupted, TrainConfig
+from gpt.train import FaultSpecError, NonFiniteLoss, Trainer, TrainingInterrupted
+from tasks.base import Task
 
 
 @dataclass(frozen=True)
 class TrainOptions:
+    """How to run, not what: none of these changes what the run computes."""
+
     out: Path
     device: str = "auto"
-    resume: bool = False
     quiet: bool = False
-    target_acc: float | None = None
-    eval_n: int = 1000  # held-out problems scored at every eval
+    eval_n: int = 1000  # held-out problems scored at every eval (0: none)
     progress_mode: str | None = None
 
 
@@ -73,8 +81,6 @@ class Prefetcher:
     """
 
     def __init__(self, batch, grad_accum: int):
-        from concurrent.futures import ThreadPoolExecutor
-
         self.batch, self.grad_accum = batch, grad_accum
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
         self.pending: tuple[tuple[str, int, int], object] | None = None
@@ -95,11 +101,11 @@ class Prefetcher:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def make_eval_fn(task, n: int, seed: int = 0):
+def make_eval_fn(task: Task, n: int, seed: int = 0):
     """val_acc on n fixed held-out problems at every eval; also train_acc for tasks whose
     training set is finite (e.g. modular, or any task.train_size), where the gap between the
-    two is the point."""
-    if task.kind == "text" or n <= 0:
+    two is the point.  None for a task scored by its loss alone, which every eval reports."""
+    if task.metric != "accuracy" or n <= 0:
         return None
     problems = next(iter(task.eval_problems(EVAL_SEED + 1, "test", n, chunk=n)))
     train = None
@@ -118,24 +124,19 @@ def make_eval_fn(task, n: int, seed: int = 0):
     return evaluate
 
 
-def resume_spec(cfg: dict, steps: int | None) -> RunSpec:
-    """On --resume the run's own config (config.json) wins; only --steps may change (extend) it."""
-    t = cfg["task"]
-    include = tuple(t.get("include", []))
-    train_cfg = from_dict(TrainConfig, cfg["train"], "train")
-    if steps is not None:
-        train_cfg = dataclasses.replace(train_cfg, steps=steps)
-    return RunSpec(
-        task=t["name"], task_config=from_dict(task_class(t["name"], include).Config, t.get("config", {}), "task"),
-        model=from_dict(GPTConfig, cfg["model"], "model"), train=train_cfg, seed=int(cfg.get("seed", 0)),
-        preset=cfg.get("preset", ""), include=include, init_from=cfg.get("init_from", ""),
-    )
+def start_run(spec: RunSpec, opts: TrainOptions) -> Path:
+    """Train a new run from spec into opts.out (absent or empty).  Under torchrun every rank
+    calls this; rank 0 owns the run directory."""
+    return _with_dist(opts, lambda dist, device: _start(spec, opts, dist, device))
 
 
-def train(spec: RunSpec | None, opts: TrainOptions, steps: int | None = None) -> Path:
-    """Train a new run from spec, or (opts.resume) continue the run in opts.out.
+def resume_run(out: Path, opts: TrainOptions, steps: int | None = None, target_acc: float | None = None) -> Path:
+    """Continue the run in `out` from its checkpoint, with its own settings.  Only its stopping
+    rules may change: `steps` extends (or shortens) it, `target_acc` replaces its target (0: never)."""
+    return _with_dist(opts, lambda dist, device: _resume(Path(out), opts, steps, target_acc, dist, device))
 
-    Under torchrun every rank calls this; rank 0 owns the run directory."""
+
+def _with_dist(opts: TrainOptions, job: Callable[[Dist, torch.device], Path]) -> Path:
     dist = Dist.from_env()
     device = resolve_device(opts.device)
     if dist.enabled:
@@ -143,7 +144,7 @@ def train(spec: RunSpec | None, opts: TrainOptions, steps: int | None = None) ->
             device = torch.device("cuda", dist.local_rank)
         dist.init(device.type)
     try:
-        out = _train(spec, opts, steps, dist, device)
+        out = job(dist, device)
         # leave together: a rank that tears down while a peer's last collective is still
         # in flight can abort that peer (gloo)
         dist.barrier()
@@ -152,35 +153,41 @@ def train(spec: RunSpec | None, opts: TrainOptions, steps: int | None = None) ->
         dist.shutdown()
 
 
-def _train(spec: RunSpec | None, opts: TrainOptions, steps: int | None, dist: Dist, device: torch.device) -> Path:
+def _start(spec: RunSpec, opts: TrainOptions, dist: Dist, device: torch.device) -> Path:
     out = Path(opts.out)
-    ckpt = None
-    if opts.resume:
-        if not is_run(out):
-            raise UserError(f"--resume: {out} is not a run directory")
-        run_cfg = read_config(out)
-        check_includes(out, run_cfg["task"])  # before the (changed?) file runs
-        if (out / "ckpt.pt").exists():
-            try:
-                ckpt = load_checkpoint(out / "ckpt.pt", map_location=device)
-            except CheckpointError as e:
-                raise UserError(f"--resume: {e}") from None
-        # else: the run died before its first checkpoint; it restarts from step 0 (same config)
-        spec = resume_spec(run_cfg, steps)
-        if opts.target_acc is None:  # keep the run's own stopping rule
-            opts = dataclasses.replace(opts, target_acc=run_cfg.get("target_acc"))
-        elif not opts.target_acc:  # --target-acc 0: never stop early, as for a new run
-            opts = dataclasses.replace(opts, target_acc=None)
-    elif dist.is_main and out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if dist.is_main and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} already exists and is not empty; pass --resume to continue a run, or choose another --out")
-    assert spec is not None
-    task = build_task(spec.task, {}, spec.include, base=spec.task_config)
-    if getattr(task, "train_size", 0):  # drawn now (text tasks have none): a pool too large is a user error
+    spec = dataclasses.replace(spec, world_size=dist.world)
+    return _locked(out, spec, opts, None, dist, device, new=True)
+
+
+def _resume(out: Path, opts: TrainOptions, steps: int | None, target_acc: float | None, dist: Dist,
+            device: torch.device) -> Path:
+    if not is_run(out):
+        raise UserError(f"--resume: {out} is not a run directory")
+    spec, _ = read_run_spec(out)  # its include files are checked before they run
+    changes = {k: v for k, v in (("steps", steps), ("target_acc", target_acc)) if v is not None}
+    if changes:
+        spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, **changes))
+    ckpt = None
+    if (out / "ckpt.pt").exists():
         try:
-            task.train_pool(spec.seed)
+            ckpt = load_checkpoint(out / "ckpt.pt", map_location=device)
+        except CheckpointError as e:
+            raise UserError(f"--resume: {e}") from None
+    # else: the run died before its first checkpoint; it restarts from step 0 (same config)
+    return _locked(out, spec, opts, ckpt, dist, device, new=False, rewrite=bool(changes))
+
+
+def _locked(out: Path, spec: RunSpec, opts: TrainOptions, ckpt: dict | None, dist: Dist, device: torch.device,
+            new: bool, rewrite: bool = False) -> Path:
+    """Build the run, take its directory's lock (rank 0), record its config, and train."""
+    built = build(spec)
+    if built.task.train_size:  # drawn now: a pool larger than the task has problems is a user error
+        try:
+            built.task.train_pool(spec.seed)
         except ValueError as e:
             raise UserError(f"{e}; lower task.train_size") from None
-    model_cfg = model_config_for(task, spec.model)
     lock = RunLock(out) if dist.is_main else None
     created = False
     if lock is not None:
@@ -199,18 +206,16 @@ def _train(spec: RunSpec | None, opts: TrainOptions, steps: int | None, dist: Di
         if dist.is_main:
             remove_temp_files(out)  # a killed writer's leftovers; we hold the lock, so no writer is live
             if ckpt is None:
-                write_config(out, {**config_record(spec, task, model_cfg, device), "target_acc": opts.target_acc,
-                                   "world_size": dist.world, "init_from": spec.init_from})
+                write_config(out, to_record(spec, built.task.vocab.chars, built.model, device))
                 (out / "metrics.jsonl").unlink(missing_ok=True)  # a restart from step 0 logs afresh
-            elif steps is not None:
-                run_cfg["train"]["steps"] = steps
-                write_config(out, run_cfg)
+            elif rewrite:  # a changed stopping rule; the record keeps its provenance
+                write_config(out, with_train(read_config(out), spec.train))
         dist.barrier()  # the other ranks start once the run directory is ready
-        return _train_locked(spec, opts, task, model_cfg, device, out, ckpt, dist)
+        return _train_locked(spec, opts, built.task, built.model, device, out, ckpt, dist)
     except UserError:
         # a new run that could not start (a bad --init-from, say) leaves no half-made run
         # directory behind: it was empty or absent before, and is again
-        if lock is not None and not opts.resume and not (out / "ckpt.pt").exists():
+        if lock is not None and new and not (out / "ckpt.pt").exists():
             if created:
                 shutil.rmtree(out, ignore_errors=True)
             else:
@@ -222,7 +227,8 @@ def _train(spec: RunSpec | None, opts: TrainOptions, steps: int | None, dist: Di
             lock.release()
 
 
-def _train_locked(spec, opts, task, model_cfg, device, out: Path, ckpt, dist: Dist) -> Path:
+def _train_locked(spec: RunSpec, opts: TrainOptions, task: Task, model_cfg, device: torch.device, out: Path,
+                  ckpt: dict | None, dist: Dist) -> Path:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -230,8 +236,6 @@ def _train_locked(spec, opts, task, model_cfg, device, out: Path, ckpt, dist: Di
     model = GPT(model_cfg)
     init_note = ""
     if ckpt is None and spec.init_from:
-        from experiments.finetune import init_from
-
         init_note = init_from(model, Path(spec.init_from), task.vocab.chars)
     model = model.to(device)
     batch = make_batch_fn(task, spec.seed, spec.train.batch_size, model_cfg.block_size, device,
@@ -239,14 +243,13 @@ def _train_locked(spec, opts, task, model_cfg, device, out: Path, ckpt, dist: Di
     if device.type == "cuda":
         batch = Prefetcher(batch, spec.train.grad_accum)
     evaluate = make_eval_fn(task, opts.eval_n, spec.seed)
-    target = ("val_acc", opts.target_acc) if opts.target_acc is not None else None
-    if target and evaluate is None:
+    if spec.train.target_acc and evaluate is None:
         raise UserError(f"--target-acc needs a task with exact-match evaluation; {task.name!r} has none")
     mode = "quiet" if opts.quiet or not dist.is_main else opts.progress_mode
     start = int(ckpt["step"]) if ckpt else 0
     progress = TrainProgress(spec.train.steps, start, mode, title=task.name)
     try:
-        trainer = Trainer(model, spec.train, batch, out, device, spec.seed, evaluate, target,
+        trainer = Trainer(model, spec.train, batch, out, device, spec.seed, evaluate,
                           meta={"task": task.name, "vocab": task.vocab.chars, "model": dataclasses.asdict(model_cfg)},
                           progress=progress, dist=dist)
     except FaultSpecError as e:
@@ -282,7 +285,7 @@ def _train_locked(spec, opts, task, model_cfg, device, out: Path, ckpt, dist: Di
     if not opts.quiet and dist.is_main:
         why = ""
         if state.stop == "target":
-            why = f" (val_acc reached the target {opts.target_acc:g})"
+            why = f" (val_acc reached the target {spec.train.target_acc:g})"
         elif state.stop == "time_budget":
             why = f" (the time budget of {spec.train.time_budget_s:g} s is spent)"
         print(f"done: {out} at step {state.step}{why}, best val loss {state.best_val:.4f}")

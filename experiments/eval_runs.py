@@ -1,0 +1,80 @@
+"""`workbench eval`'s library: score run directories into one table.
+
+A task says how it is scored (`task.metric`): "accuracy" runs get exact-match accuracy by bucket
+with Wilson intervals, "loss" runs (a text corpus) their mean loss on fixed windows.  One table
+holds one kind: mixing them is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from experiments.errors import UserError
+from experiments.evaluate import evaluate, evaluate_loss
+from experiments.load import Run, load_run
+
+
+@dataclass(frozen=True)
+class EvalTable:
+    table: pd.DataFrame  # one row per (run, bucket), or per run for loss
+    by: list[str]  # the bucket columns (accuracy runs)
+    metric: str  # "accuracy" or "loss"
+
+
+def eval_runs(runs: Sequence[Path], n: int, split: str, by: str | None, task_options: dict[str, Any],
+              samples: Sequence[Path | None], plot: bool, batch_size: int, seed: int, checkpoint: str,
+              device: str) -> EvalTable:
+    """Score each run on n problems (or windows) of a split; samples[i] receives run i's rows."""
+    parts: list[tuple[pd.DataFrame, list[str]]] = []
+    metrics = set()
+    for i, path in enumerate(runs):
+        run = load_run(path, device=device, checkpoint=checkpoint, task_overrides=task_options)
+        score = _SCORERS[run.task.metric]
+        t, cols = score(run, path, n=n, split=split, by=by, plot=plot, batch_size=batch_size, seed=seed,
+                        samples=samples[i])
+        label = str(path) if str(path) not in [x["run"].iloc[0] for x, _ in parts] else f"{path} #{i + 1}"
+        t.insert(0, "run", label)
+        parts.append((t, cols))
+        metrics.add(run.task.metric)
+    if len(metrics) > 1:
+        raise UserError("evaluate text runs and problem runs separately: one reports loss, the other accuracy")
+    return EvalTable(pd.concat([t for t, _ in parts], ignore_index=True), parts[0][1], metrics.pop())
+
+
+def _score_loss(run: Run, path: Path, n: int, split: str, seed: int, **_: Any) -> tuple[pd.DataFrame, list[str]]:
+    """A language-modelling run: the loss on n fixed windows, not accuracy."""
+    if split not in ("train", "val"):
+        raise UserError(f"run {path} is a text run ({run.task.name}): --split must be train or val")
+    return evaluate_loss(run.model, run.task, split=split, n=n, seed=seed), []
+
+
+def _score_accuracy(run: Run, path: Path, n: int, split: str, by: str | None, plot: bool, batch_size: int,
+                    seed: int, samples: Path | None) -> tuple[pd.DataFrame, list[str]]:
+    task = run.task
+    if split not in task.splits:
+        raise UserError(f"task {task.name!r} has no split {split!r}; it has {', '.join(task.splits)}")
+    need = task.max_length((split,)) - 1
+    if need > run.model.config.block_size:
+        raise UserError(f"run {path} has block_size {run.model.config.block_size}, but {split!r} problems of "
+                        f"this task need {need}; evaluate shorter problems (--set task.…) or train a longer block")
+    cols = [c.strip() for c in by.split(",") if c.strip()] if by else list(task.default_by)
+    unknown = [c for c in cols if c not in task.buckets]
+    if unknown:
+        raise UserError(f"--by: unknown column {unknown[0]!r}; task {task.name!r} has {', '.join(task.buckets) or 'no buckets'}")
+    if plot and len(cols) != 2:  # checked before the evaluation, which can take minutes
+        raise UserError("--plot draws a heatmap of two bucket columns: pass --by A,B (e.g. a_digits,b_digits)")
+    try:
+        t = evaluate(run.model, task, split=split, n=n, by=cols, batch_size=batch_size, seed=seed, samples=samples)
+    except OSError as e:
+        if samples is None:
+            raise
+        raise UserError(f"cannot write --samples {samples}: {e.strerror or e}") from None
+    return t, cols
+
+
+_SCORERS = {"accuracy": _score_accuracy, "loss": _score_loss}

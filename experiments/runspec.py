@@ -1,0 +1,219 @@
+"""A run's settings: the RunSpec, how flags become one, and what config.json says.
+
+One place for each:
+  - resolve_spec: the task's defaults, then its preset, then the flags (--steps, --target-acc,
+    --init-from), then --set, make a new run's RunSpec.  `train`, `bench`, `show`, `check` and
+    an experiment spec's variants all come through it, so a preset means the same to each.
+  - to_record / from_record: the one writer and the one reader of config.json's layout.
+    read_run_spec is how every command reads a run's settings back.
+
+A RunSpec is all that decides what a run computes; provenance (device, versions, git commit,
+time) is recorded beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from experiments.errors import UserError, check_steps
+from experiments.presets import resolve_preset
+from experiments.registry import include_hashes, origin_of, task_class
+from experiments.rundir import check_includes, git_commit, read_config
+from gpt.model import GPTConfig
+from gpt.train import TrainConfig
+from tasks.base import TaskConfig
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    task: str
+    task_config: TaskConfig
+    model: GPTConfig
+    train: TrainConfig  # every stopping rule included: steps, time_budget_s, target_acc
+    seed: int = 1337
+    preset: str = ""
+    include: tuple[str, ...] = field(default=())  # --include files defining the task
+    init_from: str = ""  # a run directory whose weights the run starts from
+    world_size: int = 1  # data-parallel processes (torchrun)
+
+    def with_task_options(self, overrides: dict[str, Any]) -> "RunSpec":
+        """The same run with task options changed (`workbench eval --set task.K=V`)."""
+        return dataclasses.replace(self, task_config=apply_overrides(self.task_config, overrides, "task"))
+
+
+# ---- a new run: preset, flags, --set ------------------------------------------------------------
+
+def resolve_spec(task: str, preset: str | None = None, sets: list[str] = (), steps: int | None = None,
+                 seed: int = 1337, include: list[str] = (), init_from: Path | None = None,
+                 target_acc: float | None = None) -> RunSpec:
+    """A new run's RunSpec: the task's defaults, the preset's, the flags, then --set.
+
+    --steps also drops the preset's decay length (the schedule spans the new step count);
+    --target-acc replaces the preset's stopping rule (0: never stop early)."""
+    cls = task_class(task, include)
+    p = resolve_preset(task, preset)
+    over = parse_sets(list(sets))
+    task_cfg = apply_overrides(cls.Config(), {**p.task_overrides(), **over["task"]}, "task")
+    if init_from is not None:  # the shape comes from the run we start from
+        source = read_run_spec(Path(init_from))[0].model
+        # digit ids are refitted to the new task's vocabulary (build.fit_model), like vocab_size
+        model = apply_overrides(dataclasses.replace(source, abacus_digits=()), over["model"], "model")
+    else:
+        model = apply_overrides(p.model, over["model"], "model")
+    train = p.train
+    if check_steps(steps) is not None:
+        train = dataclasses.replace(train, steps=steps, lr_decay_steps=0)
+    if target_acc is not None:
+        train = _replace(train, target_acc=target_acc)
+    train = apply_overrides(train, over["train"], "train")
+    return RunSpec(task=task, task_config=task_cfg, model=model, train=train, seed=seed, preset=p.name,
+                   include=tuple(include), init_from=str(Path(init_from).resolve()) if init_from else "")
+
+
+def task_sets_only(sets: list[str], command: str) -> dict[str, str]:
+    """The task.* part of --set, for commands that take no model or train options."""
+    over = parse_sets(sets)
+    if over["model"] or over["train"]:
+        raise UserError(f"{command} accepts only task.* overrides in --set")
+    return over["task"]
+
+
+# ---- --set ------------------------------------------------------------------------------------
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def convert(value: str, typ: Any, key: str) -> Any:
+    """Convert a --set string to a dataclass field's declared type."""
+    t = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
+    try:
+        if t == "bool":
+            v = value.strip().lower()
+            if v in _TRUE:
+                return True
+            if v in _FALSE:
+                return False
+            raise ValueError
+        if t == "int":
+            return int(value)
+        if t == "float":
+            return float(value)
+    except ValueError:
+        raise UserError(f"{key}: expected {t}, got {value!r}") from None
+    return value
+
+
+def parse_sets(sets: list[str]) -> dict[str, dict[str, str]]:
+    """['model.n_layer=4', ...] -> {'model': {'n_layer': '4'}, ...}"""
+    out: dict[str, dict[str, str]] = {"task": {}, "model": {}, "train": {}}
+    for item in sets:
+        key, eq, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not eq or not dot or not name:
+            raise UserError(f"--set expects section.key=value (e.g. model.n_layer=4), got {item!r}")
+        if section not in out:
+            raise UserError(f"--set {key}: unknown section {section!r}; use task., model. or train.")
+        out[section][name] = value
+    return out
+
+
+def apply_overrides(config: Any, overrides: dict[str, str], section: str) -> Any:
+    """Return a copy of a frozen dataclass with string overrides converted and validated."""
+    valid = {f.name: f for f in fields(config) if f.init}
+    changes = {}
+    for name, value in overrides.items():
+        if name not in valid:
+            keys = ", ".join(f"{section}.{k}" for k in valid)
+            close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.5)
+            hint = f"did you mean {section}.{close[0]}? " if close else ""
+            raise UserError(f"unknown key {section}.{name}; {hint}valid keys: {keys}")
+        changes[name] = value if not isinstance(value, str) else convert(value, valid[name].type, f"{section}.{name}")
+    return _replace(config, **changes)
+
+
+def to_jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    return obj
+
+
+def from_dict(cls: type, d: dict[str, Any], section: str) -> Any:
+    """Rebuild a config dataclass from config.json, ignoring keys a newer version dropped."""
+    valid = {f.name for f in fields(cls) if f.init}
+    try:
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in valid})
+    except (ValueError, TypeError) as e:
+        raise UserError(f"run config has an invalid {section} section: {e}") from None
+
+
+def _replace(config: Any, **changes: Any) -> Any:
+    """dataclasses.replace, with the config's own validation error as a user error."""
+    try:
+        return dataclasses.replace(config, **changes)
+    except (ValueError, TypeError) as e:
+        raise UserError(str(e)) from None
+
+
+# ---- config.json ----------------------------------------------------------------------------------
+
+def to_record(spec: RunSpec, vocab: str, model: GPTConfig, device: torch.device) -> dict[str, Any]:
+    """config.json's content: the spec (with the model as fitted to the task) and provenance.
+
+    target_acc is also written at the top level, where runs made before it moved into `train`
+    kept it and where scripts read it; null means never stop early."""
+    return {
+        "task": {"name": spec.task, "origin": origin_of(spec.task),
+                 "include": [str(Path(p).resolve()) for p in spec.include],
+                 "include_sha256": include_hashes(spec.include),
+                 "config": to_jsonable(spec.task_config), "vocab": vocab},
+        "model": to_jsonable(model),
+        "train": to_jsonable(spec.train),
+        "seed": spec.seed,
+        "preset": spec.preset,
+        "device": str(device),
+        "torch": torch.__version__,
+        "git": git_commit(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "target_acc": spec.train.target_acc or None,
+        "world_size": spec.world_size,
+        "init_from": spec.init_from,
+    }
+
+
+def with_train(record: dict[str, Any], train: TrainConfig) -> dict[str, Any]:
+    """A record with its train section (its stopping rules) changed, provenance kept (a resume)."""
+    return {**record, "train": to_jsonable(train), "target_acc": train.target_acc or None}
+
+
+def from_record(record: dict[str, Any]) -> RunSpec:
+    """The RunSpec config.json records; runs written by older versions load too."""
+    t = record["task"]
+    include = tuple(t.get("include", []))
+    train = dict(record["train"])
+    if "target_acc" not in train:  # written before the rule moved into TrainConfig
+        train["target_acc"] = record.get("target_acc") or 0.0
+    return RunSpec(
+        task=t["name"], task_config=from_dict(task_class(t["name"], include).Config, t.get("config", {}), "task"),
+        model=from_dict(GPTConfig, record["model"], "model"), train=from_dict(TrainConfig, train, "train"),
+        seed=int(record.get("seed", 0)), preset=record.get("preset", ""), include=include,
+        init_from=record.get("init_from", ""), world_size=int(record.get("world_size", 1)),
+    )
+
+
+def read_run_spec(run: Path) -> tuple[RunSpec, dict[str, Any]]:
+    """A run directory's RunSpec and its raw record (vocabulary, provenance).
+
+    Its --include files are checked against their recorded hashes before any of them runs."""
+    record = read_config(run)
+    check_includes(Path(run), record["task"])
+    return from_record(record), record
