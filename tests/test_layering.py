@@ -105,3 +105,33 @@ def test_the_cycle_finder_finds_a_cycle():
     graph["gpt.model"] = graph["gpt.model"] | {"tasks.base"}
     bad = {(m, d) for m, deps in graph.items() if m.startswith("gpt") for d in deps if d.startswith("tasks")}
     assert bad == {("gpt.model", "tasks.base")}
+
+
+def _function_level_imports(path: Path) -> list[str]:
+    """The project's own modules that `path` imports inside a function (or a method)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = []
+    for fn in ast.walk(tree):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Import):
+                    found += [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    found.append("." * node.level + (node.module or ""))
+    return [m for m in found if m.startswith(".") or m.split(".")[0] in PACKAGES]
+
+
+def test_no_function_level_imports_of_the_project_s_own_modules():
+    """A module's dependencies are at its top, where they can be read: an import hidden in a
+    function saves no start-up time here (torch is imported anyway) and is how a cycle hides."""
+    hidden = {str(p.relative_to(ROOT)): _function_level_imports(p)
+              for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+    assert {p: ms for p, ms in hidden.items() if ms} == {}
+
+
+def test_the_layering_checks_see_function_level_imports(tmp_path):
+    """The check above finds imports inside functions and methods (the fault it guards against)."""
+    f = tmp_path / "m.py"
+    f.write_text("import os\ndef f():\n    from experiments.cli import main\n    import numpy\n"
+                 "class C:\n    def m(self):\n        import gpt.model\n        from . import sibling\n")
+    assert _function_level_imports(f) == ["experiments.cli", "gpt.model", "."]
