@@ -26,12 +26,14 @@ except ImportError:  # pragma: no cover
 
 from experiments.ask import ask as ask_run
 from experiments.ask import format_answer
+from experiments.attention import attention_command
 from experiments.bench import bench as run_bench
 from experiments.bench import format_result, write_json
 from experiments.build import build_task
 from experiments.display import eval_heatmap, format_eval, list_presets, list_tasks, print_eval, print_examples
 from experiments.errors import MAX_TOKENS, USER_ERRNOS, UserError, check_count, check_seed, check_steps
 from experiments.eval_runs import eval_runs
+from experiments.export import check_exportable, export_run, export_task, table_format
 from experiments.grid import run_grid
 from experiments.load import load_run
 from experiments.outputs import check_writable, write_output
@@ -41,6 +43,7 @@ from experiments.rundir import new_run_dir
 from experiments.runspec import resolve_spec, task_sets_only
 from experiments.scaffold import write_task_files
 from experiments.spec import load_spec, validate_against_registry
+from experiments.trackers import check_sinks
 from experiments.training import TrainFailed, TrainFailedInterrupt, TrainOptions, resume_run, start_run
 from gpt.distributed import exit_rank
 from gpt.generate import sample_stream
@@ -97,6 +100,8 @@ def train_cmd(
     nproc: int = typer.Option(1, "--nproc", help="data-parallel processes: launches torchrun (DDP) for you"),
     init_from: Optional[Path] = typer.Option(
         None, "--init-from", help="start from this run's weights (fine-tuning); its model shape is used"),
+    log: list[str] = typer.Option([], "--log", help="also log every metric to tensorboard or wandb (repeatable)"),
+    tags: list[str] = typer.Option([], "--tag", help="KEY=VALUE label for --log's trackers (repeatable)"),
 ) -> None:
     """Train a GPT on a task; resumable, with a run directory of config, metrics and checkpoints."""
     if not 1 <= nproc <= 1024:
@@ -111,15 +116,19 @@ def train_cmd(
         raise UserError("under torchrun pass --out, so that every rank writes to the same run directory")
     if target_acc is not None and not 0 <= target_acc <= 1:
         raise UserError(f"--target-acc must be in [0, 1], got {target_acc}")
+    bad_tag = next((t for t in tags if not t.partition("=")[0] or "=" not in t), None)
+    if bad_tag is not None:
+        raise UserError(f"--tag expects KEY=VALUE, got {bad_tag!r}")
+    trackers = dict(log=check_sinks(log), tags=tuple(tags))
     if resume:
         if out is None:
             raise UserError("--resume needs --out RUN_DIR")
-        resume_run(out, TrainOptions(out=out, device=device, quiet=quiet), steps, target_acc)
+        resume_run(out, TrainOptions(out=out, device=device, quiet=quiet, **trackers), steps, target_acc)
         return
     if task is None:
         raise UserError("missing --task; see `workbench tasks` for the list")
     spec = resolve_spec(task, preset, sets, steps, seed, include, init_from, target_acc)
-    start_run(spec, TrainOptions(out=out or new_run_dir(task), device=device, quiet=quiet))
+    start_run(spec, TrainOptions(out=out or new_run_dir(task), device=device, quiet=quiet, **trackers))
 
 
 # ---- sample --------------------------------------------------------------------------------
@@ -322,6 +331,7 @@ def run_cmd(
     only: Optional[str] = typer.Option(None, "--only", help="run only variants matching this name or glob"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list the runs and their commands; train nothing"),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="runs at a time (default: the spec's)"),
+    log: list[str] = typer.Option([], "--log", help="each run also logs to tensorboard or wandb, tagged with the spec and variant"),
 ) -> None:
     """Run an experiment spec: every variant x seed (finished ones are skipped), then its report."""
     spec = load_spec(spec_file)
@@ -329,7 +339,7 @@ def run_cmd(
     if jobs is not None:
         check_count(jobs, "--jobs", 1024)
     root = out or Path("runs") / f"spec-{spec.name}"
-    run_grid(spec, root, only=only, dry_run=dry_run, jobs=jobs, echo=typer.echo,
+    run_grid(spec, root, only=only, dry_run=dry_run, jobs=jobs, echo=typer.echo, log=check_sinks(log),
              then=lambda: build_report(root, spec, echo=typer.echo))
 
 
@@ -349,6 +359,85 @@ def report(
 def presets(fmt: str = typer.Option("table", "--format", help="table | json")) -> None:
     """List named presets."""
     list_presets(fmt)
+
+
+# ---- attention (workbench attention) ------------------------------------------------------
+
+@app.command()
+@user_errors
+def attention(
+    run: Path = typer.Argument(..., help="run directory"),
+    prompt: str = typer.Argument(..., help='a problem as `workbench ask` takes it, e.g. "123+456"; text for a text run'),
+    checkpoint: str = typer.Option("ckpt.pt", "--checkpoint", help="ckpt.pt (latest) or best.pt"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                       help="output file (default: attention.png or attention.json in the current folder)"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="png | json (default: json if --out ends in .json, else png)"),
+    tokens: int = typer.Option(32, "--tokens", "-n", help="characters to generate for text runs"),
+    device: str = DeviceOpt,
+) -> None:
+    """Draw every layer x head's attention weights over PROMPT and the run's greedy completion.
+
+    The weights come from the model's own forward pass. Row i is what token i attends to while
+    it predicts token i + 1; the completion is marked in red. JSON holds the tokens, prompt_len
+    and weights[layer][head][query][key]."""
+    check_count(tokens, "--tokens", MAX_TOKENS)
+    path, maps = attention_command(run, prompt, checkpoint, out, fmt, device, tokens)
+    L, H = maps.weights.shape[:2]
+    typer.echo(f"wrote {path}: {L} x {H} (layers x heads) over {maps.prompt!r} + completion {maps.completion!r}")
+
+
+# ---- export (workbench export task|run) -----------------------------------------------------
+
+export_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                         help="Export a task's problems as a dataset file, or a run as a model folder.")
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("task")
+@user_errors
+def export_task_cmd(
+    task: str = typer.Argument(..., help="task name (see `workbench tasks`)"),
+    out: Path = typer.Option(..., "--out", "-o", help="FILE.jsonl or FILE.parquet (the suffix picks the format)"),
+    sets: list[str] = typer.Option([], "--set", "-s", help="task.KEY=V: a task option"),
+    split: str = typer.Option("train", "--split", help="train | test | ood (the task's splits)"),
+    n: Optional[int] = typer.Option(None, "--n", help="rows (default 10,000; the whole pool with task.train_size)"),
+    seed: int = typer.Option(0, "--seed", help="which problems: rows are a pure function of the options and seed"),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p",
+                                         help="whose task options apply (default: the task's own, as in train)"),
+    include: list[str] = IncludeOpt,
+) -> None:
+    """Write a task's problems, one row each: prompt, completion, answer and the bucket columns."""
+    table_format(out)
+    check_seed(seed)
+    task_sets_only(sets, "export task")
+    check_exportable(task_class(task, include))  # a text task is refused before its corpus is loaded
+    check_writable(out, "--out")
+    spec = resolve_spec(task, preset, sets, include=include)  # the task `workbench train` builds
+    t = build_task(spec)
+    pool = t.train_size if split == "train" else 0
+    rows = check_count((pool or 10_000) if n is None else n, "--n", 10**9)
+    done = export_task(t, out, split=split, n=rows, seed=seed, preset=spec.preset)
+    typer.echo(f"wrote {out}: {done.rows:,} {split} rows of {task} ({', '.join(done.columns)}) in {done.seconds:.1f}s, "
+               f"{done.rows / max(done.seconds, 1e-9):,.0f} rows/s", err=True)  # stderr: --out may be /dev/stdout
+
+
+@export_app.command("run")
+@user_errors
+def export_run_cmd(
+    run: Path = typer.Argument(..., help="run directory"),
+    out: Path = typer.Option(..., "--out", "-o", help="a new (or empty) folder"),
+    checkpoint: str = typer.Option("ckpt.pt", "--checkpoint", help="ckpt.pt (latest) or best.pt"),
+    eval_n: int = typer.Option(1000, "--eval-n", help="held-out problems for the model card's eval table (0: none)"),
+    batch_size: int = typer.Option(1024, "--batch-size"),
+    device: str = DeviceOpt,
+) -> None:
+    """Write a run as model.safetensors, config.json, vocab.json and a README.md model card."""
+    if not 0 <= eval_n <= 10**8:
+        raise UserError(f"--eval-n must be between 0 and 100,000,000, got {eval_n}")
+    check_count(batch_size, "--batch-size", 2**16)
+    r = export_run(run, out, checkpoint=checkpoint, eval_n=eval_n, device=device, batch_size=batch_size)
+    typer.echo(f"wrote {out}: model.safetensors, config.json, vocab.json, README.md ({r.task.name}, step {r.step:,}); "
+               f"load_run({str(out)!r}) loads it, huggingface_hub.upload_folder uploads it as is")
 
 
 _ARGV: list[str] = []
@@ -387,7 +476,8 @@ def main(argv: list[str] | None = None) -> int:
         if type(e).__name__ == "NoArgsIsHelpError":
             typer.echo(e.ctx.get_help() if e.ctx else "see `workbench --help`", err=True)
             return 0
-        cmd = f"workbench {e.ctx.info_name} --help" if e.ctx and e.ctx.info_name != "workbench" else "workbench --help"
+        # command_path names a sub-command in full ("workbench export task"), prog_name included
+        cmd = f"{e.ctx.command_path} --help" if e.ctx else "workbench --help"
         typer.echo(f"error: {e.format_message()} (see `{cmd}`)", err=True)
         return 2
     except click_exc.ClickException as e:

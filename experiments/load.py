@@ -3,10 +3,15 @@
     from experiments import load_run
     run = load_run("runs/addition-...")
     run.task.parse_answer(run.complete([run.task.prompt(123, 45)])[0])  # 168
+
+A folder written by `workbench export run` loads the same way: its config.json is the run's, and
+its weights are in model.safetensors instead of ckpt.pt (experiments/export.py).
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +28,9 @@ from gpt.checkpoint import CheckpointError, load_checkpoint
 from gpt.generate import greedy_complete
 from gpt.model import GPT, GPTConfig
 from tasks.base import Task
+
+WEIGHTS = "model.safetensors"  # an exported folder's weights (safetensors, as the Hugging Face Hub expects)
+WEIGHTS_META = "workbench"  # the safetensors metadata key holding {"step", "config"}: a checkpoint's own meta
 
 
 @dataclass
@@ -70,6 +78,9 @@ def load_run(path: str | os.PathLike, device: str = "auto", checkpoint: str = "c
     if vocab is not None and task.vocab.chars != vocab:
         raise UserError(f"task {spec.task!r} now has a different vocabulary from the one run {path} was trained on")
     dev = resolve_device(device)
+    if is_exported(path, checkpoint):
+        model, step = _load_exported(path, task, spec.model, vocab, dev)
+        return Run(path, record, task, model, step, spec)
     try:
         ckpt = load_checkpoint(path / checkpoint, map_location=dev)
     except CheckpointError as e:
@@ -82,6 +93,64 @@ def load_run(path: str | os.PathLike, device: str = "auto", checkpoint: str = "c
         raise UserError(f"{path / checkpoint} does not match the run's model config: {str(e).splitlines()[0]}") from None
     model.to(dev).eval()
     return Run(path, record, task, model, int(ckpt["step"]), spec)
+
+
+def is_exported(path: Path, checkpoint: str = "ckpt.pt") -> bool:
+    """Whether path is an exported folder (model.safetensors, no checkpoint) rather than a run.
+
+    A run directory that also holds model.safetensors still loads its checkpoint: the checkpoint
+    is what training writes, so it is the newer of the two."""
+    path = Path(path)
+    if (path / checkpoint).exists() or not (path / WEIGHTS).is_file():
+        return False
+    if checkpoint != "ckpt.pt":  # an exported folder holds one set of weights, not ckpt.pt and best.pt
+        raise UserError(f"{path} is an exported model ({WEIGHTS}); it has no {checkpoint}: drop --checkpoint")
+    return True
+
+
+def optional_module(name: str, what: str) -> Any:
+    """An optional library, imported when first needed: missing, one line naming the extra.
+
+    Imported here, not at the top, so that everything else works without it installed."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        dist = name.split(".")[0]
+        raise UserError(f"{what} needs {dist}: pip install 'workbench[export]'") from None
+
+
+def read_weights_meta(file: Path) -> dict[str, Any]:
+    """The {"step", "config"} an exported model.safetensors carries in its metadata."""
+    safetensors = optional_module("safetensors", f"loading an exported model ({WEIGHTS})")
+    try:
+        with safetensors.safe_open(str(file), framework="pt") as f:
+            raw = (f.metadata() or {}).get(WEIGHTS_META)
+        meta = json.loads(raw) if raw else {}
+    except Exception as e:  # noqa: BLE001 - safetensors' own error types vary by version
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{file} is not a readable safetensors file (corrupt or truncated?): {first[:200]}") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or not isinstance(meta.get("step"), int):
+        raise UserError(f"{file} was not written by `workbench export run` (no {WEIGHTS_META!r} metadata)")
+    return meta
+
+
+def _load_exported(path: Path, task: Task, model_cfg: GPTConfig, vocab: str | None,
+                   dev: torch.device) -> tuple[GPT, int]:
+    """An exported folder's model, checked as a checkpoint is: task, vocabulary, model config."""
+    file = path / WEIGHTS
+    meta = read_weights_meta(file)
+    check_checkpoint(meta, task, model_cfg, file, vocab)
+    st = optional_module("safetensors.torch", f"loading an exported model ({WEIGHTS})")
+    model = GPT(model_cfg)
+    try:
+        # load_model, not load_file + load_state_dict: it restores the tied lm_head/wte weight
+        # that export wrote once (safetensors stores no shared tensors).  Onto the CPU, then to
+        # the device: safetensors 0.4 (the lowest supported) has no device argument here
+        st.load_model(model, str(file), strict=True)
+    except RuntimeError as e:
+        raise UserError(f"{file} does not match the run's model config: {str(e).splitlines()[0]}") from None
+    model.to(dev).eval()
+    return model, int(meta["step"])
 
 
 def check_checkpoint(ckpt: dict[str, Any], task: Task, model_cfg: GPTConfig, where: Path, vocab: str | None = None) -> None:

@@ -59,6 +59,7 @@ import itertools
 import re
 import string
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -385,6 +386,14 @@ def steps_to(metric: str) -> tuple[str, float] | None:
     """'steps_to:val_acc>=0.99' -> ('val_acc', 0.99)."""
     m = _STEPS_TO.match(metric)
     return (m.group(1), float(m.group(2))) if m else None
+
+
+def tracker_args(spec_name: str, v: Variant, seed: int, log: Sequence[str]) -> list[str]:
+    """`--log` for a run of a spec, tagged with the spec, variant and seed (none without --log)."""
+    if not log:
+        return []
+    args = [a for sink in log for a in ("--log", sink)]
+    return args + ["--tag", f"spec={spec_name}", "--tag", f"variant={v.name}", "--tag", f"seed={seed}"]
 
 
 def train_args(v: Variant, seed: int, out: Path, init_dir: Path | None) -> list[str]:

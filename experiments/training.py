@@ -23,6 +23,7 @@ from experiments.finetune import init_from
 from experiments.load import check_checkpoint
 from experiments.rundir import RunLock, is_run, read_config, write_config
 from experiments.runspec import RunSpec, read_run_spec, to_record, with_train
+from experiments.trackers import make_sinks
 from gpt.atomic import remove_temp_files
 from gpt.checkpoint import CheckpointError, load_checkpoint
 from gpt.distributed import Dist
@@ -41,6 +42,8 @@ class TrainOptions:
     quiet: bool = False
     eval_n: int = 1000  # held-out problems scored at every eval (0: none)
     progress_mode: str | None = None
+    log: tuple[str, ...] = ()  # experiment trackers that get every metrics record (trackers.SINKS)
+    tags: tuple[str, ...] = ()  # KEY=VALUE labels for the trackers (a spec's name and variant)
 
 
 class TrainFailed(Exception):
@@ -248,10 +251,11 @@ def _train_locked(spec: RunSpec, opts: TrainOptions, task: Task, model_cfg, devi
     mode = "quiet" if opts.quiet or not dist.is_main else opts.progress_mode
     start = int(ckpt["step"]) if ckpt else 0
     progress = TrainProgress(spec.train.steps, start, mode, title=task.name)
+    sinks = make_sinks(opts.log, out, read_config(out), opts.tags) if dist.is_main else []
     try:
         trainer = Trainer(model, spec.train, batch, out, device, spec.seed, evaluate,
                           meta={"task": task.name, "vocab": task.vocab.chars, "model": dataclasses.asdict(model_cfg)},
-                          progress=progress, dist=dist)
+                          progress=progress, dist=dist, sinks=sinks)
     except FaultSpecError as e:
         progress.close()
         raise UserError(str(e)) from None

@@ -73,6 +73,8 @@ class CausalSelfAttention(nn.Module):
 
     softmax(q k^T / sqrt(head_size)) v, with a causal mask.  An optional
     KVCache (see gpt/generate.py) lets decoding feed one token at a time.
+    Given a list `attention`, it computes the softmax itself instead of calling the fused
+    kernel (which never materialises the weights) and appends them to the list.
     """
 
     def __init__(self, config: GPTConfig):
@@ -87,7 +89,7 @@ class CausalSelfAttention(nn.Module):
         self.q_norm, self.k_norm = make_qk_norm(config), make_qk_norm(config)  # Identity when off
 
     def forward(self, x: torch.Tensor, positions: nn.Module, start: int = 0, cache=None,
-                layer: int = 0) -> torch.Tensor:
+                layer: int = 0, attention: list[torch.Tensor] | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         # (B, T, C) -> (B, H, T, D): the heads become a batch dimension
@@ -95,17 +97,19 @@ class CausalSelfAttention(nn.Module):
         k = self.k_norm(k.view(B, T, self.n_head, self.head_size)).transpose(1, 2)
         v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)
         q, k = positions.rotate(q, k, start)  # RoPE rotates; every other encoding returns them as is
-        if cache is None:
+        scale = 1.0 / math.sqrt(self.head_size)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)  # (B, H, T_past + T, D)
+        if attention is not None:  # recording: the explicit softmax, whose weights make y
+            y, att = explicit_attention(q, k, v, scale, self.dropout if self.training else 0.0)
+            attention.append(att)
+        elif cache is None:
             y = F.scaled_dot_product_attention(
-                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0,
-                scale=1.0 / math.sqrt(self.head_size),
+                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0, scale=scale
             )
         else:
-            k, v = cache.update(layer, k, v)  # (B, H, T_past + T, D)
             # a chunk of T new tokens sees all past tokens and the causal part of itself
-            y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=cache.mask(T), scale=1.0 / math.sqrt(self.head_size)
-            )
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=cache.mask(T), scale=scale)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads
         return self.resid_dropout(self.c_proj(y))
 
@@ -121,8 +125,8 @@ class Block(nn.Module):
         self.mlp = make_mlp(config)
 
     def forward(self, x: torch.Tensor, positions: nn.Module, start: int = 0, cache=None,
-                layer: int = 0) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), positions, start, cache, layer)
+                layer: int = 0, attention: list[torch.Tensor] | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), positions, start, cache, layer, attention)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -163,12 +167,17 @@ class GPT(nn.Module):
         return n
 
     def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache=None
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache=None,
+        attention: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T) int64 -> logits (B, T, V); loss is a scalar when targets are given.
 
         With a cache, positions continue from cache.pos and only the last
         position's logits are returned (B, 1, V).
+
+        attention: a list to record the attention weights in.  Each layer appends its
+        (B, H, T, T_keys) softmax probabilities, computed explicitly in this very forward pass;
+        None (the default, and all that training uses) keeps the fused SDPA kernel.
         """
         B, T = idx.shape
         start = 0 if cache is None else cache.pos
@@ -178,7 +187,7 @@ class GPT(nn.Module):
             )
         x = self.drop(self.wte(idx) + self.pos.embed(idx, start, cache))  # (B, T, C)
         for i, block in enumerate(self.blocks):
-            x = block(x, self.pos, start, cache, i)
+            x = block(x, self.pos, start, cache, i, attention)
         x = self.ln_f(x)
         if targets is None:
             if cache is not None:
@@ -186,6 +195,21 @@ class GPT(nn.Module):
             return self.lm_head(x), None
         logits = self.lm_head(x)  # (B, T, V)
         return logits, masked_cross_entropy(logits, targets)
+
+
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+                       dropout_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """What SDPA computes, step by step, so the weights can be kept: q (B, H, T, D) and
+    k, v (B, H, S, D) -> y (B, H, T, D) and att (B, H, T, S), each row of att summing to 1.
+
+    Query i is token S - T + i (with a KV cache, S - T tokens came before this chunk): it sees
+    keys 0 .. S - T + i."""
+    T, S = q.size(-2), k.size(-2)
+    visible = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)  # (T, S)
+    scores = (q @ k.transpose(-2, -1)).float() * scale  # (B, H, T, S); the softmax in float32
+    att = scores.masked_fill(~visible, float("-inf")).softmax(dim=-1)
+    y = F.dropout(att, dropout_p).type_as(v) @ v  # (B, H, T, D)
+    return y, att
 
 
 def rename_legacy_keys(state_dict, prefix: str = "", *args) -> None:

@@ -16,10 +16,10 @@ import os
 import re
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -214,6 +214,20 @@ BatchFn = Callable[[str, int, int], tuple[torch.Tensor, torch.Tensor]]
 EvalFn = Callable[[GPT], dict[str, float]]
 
 
+class MetricSink(Protocol):
+    """Somewhere else every metrics.jsonl record goes too (an experiment tracker).
+
+    metrics.jsonl stays the record; a sink gets the same records, on rank 0 only.  `open` says
+    where the run starts: a resumed run replays the steps after its checkpoint, so a sink drops
+    whatever an earlier attempt logged past `start_step` (each step ends up there once).  `flush`
+    is called with every checkpoint, so that what a checkpoint covers is never lost by a kill."""
+
+    def open(self, start_step: int) -> None: ...
+    def log(self, record: dict[str, Any]) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
 class _NoLog:
     """Metrics sink for ranks other than 0."""
 
@@ -239,6 +253,7 @@ class Trainer:
         meta: dict[str, Any] | None = None,
         progress=None,
         dist: Dist = Dist(),
+        sinks: Sequence[MetricSink] = (),
     ):
         self.model, self.cfg, self.batch, self.device = model, cfg, batch, device
         self.out_dir, self.seed, self.evaluate = Path(out_dir), seed, evaluate
@@ -248,6 +263,7 @@ class Trainer:
         self.optimizer = make_optimizer(model, cfg)
         self.state = TrainState()
         self.metrics = MetricsLog(self.out_dir / "metrics.jsonl") if dist.is_main else _NoLog()
+        self.sinks = list(sinks) if dist.is_main else []
         use_compile = cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")
         self.eval_fwd = torch.compile(model) if use_compile else model
         self.ddp = None
@@ -294,6 +310,8 @@ class Trainer:
             return
         payload = self.state_payload()
         self.metrics.sync()
+        for sink in self.sinks:
+            sink.flush()
         die = _die if self.state.step == self._kill_ckpt else None
         save_checkpoint(self.out_dir / "ckpt.pt", payload, before_replace=die)
         if best:
@@ -327,11 +345,20 @@ class Trainer:
         cfg, model = self.cfg, self.model
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
+            for sink in self.sinks:
+                sink.open(self.state.step)
             return self._loop(cfg, model)
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
             self.metrics.close()
+            for sink in self.sinks:
+                sink.close()
+
+    def _log(self, record: dict[str, Any]) -> None:
+        self.metrics.append(record)
+        for sink in self.sinks:
+            sink.log(record)
 
     def _loop(self, cfg: TrainConfig, model: GPT) -> TrainState:
         model.train()
@@ -409,7 +436,7 @@ class Trainer:
                 reached = self.dist.broadcast_flag(record.get("stop") == "target", self.device)
                 t_last = time.perf_counter()  # eval time is not training time
             elif len(record) > 1:
-                self.metrics.append(record)
+                self._log(record)
             if self.progress:
                 self.progress.update(st.step, record)
             if self._signal is not None:
@@ -440,7 +467,7 @@ class Trainer:
         best = st.step == 0 or record["val_loss"] < st.best_val
         if best:
             st.best_val = record["val_loss"]
-        self.metrics.append(record)
+        self._log(record)
         if st.step == 0:  # the loop reports later evals itself; step 0 has nothing to save yet
             if self.progress:
                 self.progress.update(0, record)

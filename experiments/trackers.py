@@ -1,0 +1,135 @@
+"""`--log tensorboard|wandb`: every metrics.jsonl record to the experiment trackers people use.
+
+metrics.jsonl stays the record; a tracker is a gpt.train.MetricSink fed the same records, and the
+run's config as hyperparameters.  Both survive `kill -9` and `--resume` with each step logged once:
+
+- TensorBoard: event files in RUN/tb.  A resumed run opens its writer with `purge_step` just past
+  the checkpoint, so readers drop what the killed attempt logged after it; the writer is flushed
+  with every checkpoint, so nothing the checkpoint covers can be lost.
+- Weights & Biases: one W&B run per run directory (its id is derived from the directory and its
+  creation time) in project `workbench` (WANDB_PROJECT overrides), resumed with `resume="allow"`.
+  Steps are logged with their own step number, and a resumed W&B run ignores steps below the last
+  one it holds, so the steps a resume replays are not logged twice.  `WANDB_MODE=offline` writes
+  under RUN/wandb, one folder per attempt; `wandb sync` uploads them.
+
+The libraries are optional extras: without one, `--log` says in one line which to install.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from experiments.errors import UserError
+from gpt.train import MetricSink
+
+SINKS = ("tensorboard", "wandb")
+TB_DIR = "tb"
+
+
+def _need(module: str, extra: str, flag: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UserError(f"{flag} needs {extra}: pip install 'workbench[{extra}]'") from None
+
+
+def check_sinks(names: Sequence[str]) -> tuple[str, ...]:
+    """The --log names, checked (known, their library installed) before any training starts."""
+    for name in names:
+        if name not in SINKS:
+            raise UserError(f"--log {name!r}: choose from {', '.join(SINKS)}")
+    if "tensorboard" in names:
+        _need("torch.utils.tensorboard", "tensorboard", "--log tensorboard")
+    if "wandb" in names:
+        _need("wandb", "wandb", "--log wandb")
+    return tuple(dict.fromkeys(names))
+
+
+def scalars(record: dict[str, Any]) -> dict[str, float]:
+    """The numbers of a metrics record, step aside (a stop reason or a skip note is text)."""
+    return {k: float(v) for k, v in record.items()
+            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def hyperparameters(record: dict[str, Any], tags: Sequence[str] = ()) -> dict[str, Any]:
+    """config.json flattened to section.key -> value (numbers, strings, booleans), as trackers want."""
+    out: dict[str, Any] = {"task": record["task"]["name"], "seed": record.get("seed"), "preset": record.get("preset", "")}
+    sections = {"task": record["task"].get("config", {}), "model": record["model"], "train": record["train"]}
+    for section, values in sections.items():
+        for k, v in values.items():
+            out[f"{section}.{k}"] = v if isinstance(v, (int, float, str, bool)) else json.dumps(v)
+    for tag in tags:
+        key, _, value = tag.partition("=")
+        out[f"tag.{key}"] = value
+    return out
+
+
+class TensorBoardSink:
+    """Scalars under RUN/tb, one tag per metric; the config as TensorBoard hyperparameters."""
+
+    def __init__(self, run_dir: Path, record: dict[str, Any], tags: Sequence[str] = ()):
+        self.dir, self.record, self.tags = Path(run_dir) / TB_DIR, record, tuple(tags)
+        self.writer = None
+
+    def open(self, start_step: int) -> None:
+        tb = _need("torch.utils.tensorboard", "tensorboard", "--log tensorboard")
+        # purge_step: a reader drops the events an earlier attempt logged at or after it
+        self.writer = tb.SummaryWriter(str(self.dir), purge_step=start_step + 1 if start_step else None)
+        if start_step == 0:
+            summary = _need("torch.utils.tensorboard.summary", "tensorboard", "--log tensorboard")
+            hp = {k: v for k, v in hyperparameters(self.record, self.tags).items() if v is not None}
+            for event in summary.hparams(hp, {"val_loss": 0.0}):  # experiment, session start, session end
+                self.writer.file_writer.add_summary(event)
+
+    def log(self, record: dict[str, Any]) -> None:
+        for key, value in scalars(record).items():
+            self.writer.add_scalar(key, value, record["step"])
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class WandbSink:
+    """One W&B run per run directory, resumed across kills; offline with WANDB_MODE=offline."""
+
+    def __init__(self, run_dir: Path, record: dict[str, Any], tags: Sequence[str] = ()):
+        self.dir, self.record, self.tags = Path(run_dir), record, tuple(tags)
+        self.run = None
+
+    def run_id(self) -> str:
+        """Stable across resumes of this run directory, different for any other run."""
+        key = f"{self.dir.resolve()}|{self.record.get('created', '')}"
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def open(self, start_step: int) -> None:
+        wandb = _need("wandb", "wandb", "--log wandb")
+        self.run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT", "workbench"), dir=str(self.dir), id=self.run_id(),
+            resume="allow", name=self.dir.name, config=hyperparameters(self.record, self.tags),
+            tags=[t.replace("=", ":") for t in self.tags], reinit=True,
+        )
+
+    def log(self, record: dict[str, Any]) -> None:
+        self.run.log(scalars(record), step=record["step"])
+
+    def flush(self) -> None:
+        pass  # wandb's own service process writes and uploads as the records arrive
+
+    def close(self) -> None:
+        if self.run is not None:
+            self.run.finish()
+
+
+def make_sinks(names: Sequence[str], run_dir: Path, record: dict[str, Any], tags: Sequence[str] = ()) -> list[MetricSink]:
+    kinds = {"tensorboard": TensorBoardSink, "wandb": WandbSink}
+    return [kinds[name](run_dir, record, tags) for name in check_sinks(names)]
