@@ -339,7 +339,7 @@ def run_cmd(
     if jobs is not None:
         check_count(jobs, "--jobs", 1024)
     root = out or Path("runs") / f"spec-{spec.name}"
-    run_grid(spec, root, only=only, dry_run=dry_run, jobs=jobs, echo=typer.echo, log=check_sinks(log),
+    run_grid(spec, root, only=only, dry_run=dry_run, jobs=jobs, echo=typer.echo, trackers=check_sinks(log),
              then=lambda: build_report(root, spec, echo=typer.echo))
 
 

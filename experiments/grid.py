@@ -192,7 +192,7 @@ def _splits_of(run: Path) -> tuple[str, ...]:
     return tuple(task_class(spec.task, spec.include).splits)
 
 
-def execute(spec: Spec, key: RunKey, root: Path, threads: int, log: Sequence[str] = ()) -> dict:
+def execute(spec: Spec, key: RunKey, root: Path, threads: int, trackers: Sequence[str] = ()) -> dict:
     """Train (or resume) and evaluate one run; returns its result record (also written)."""
     run = key.dir(root)
     log_path = run.parent / f"seed{key.seed}.log"
@@ -210,7 +210,7 @@ def execute(spec: Spec, key: RunKey, root: Path, threads: int, log: Sequence[str
             else:
                 _clear_unstarted(run)  # died before writing its config: nothing to keep
                 args = train_args(key.variant, key.seed, run, src)
-            args += tracker_args(spec.name, key.variant, key.seed, log)
+            args += tracker_args(spec.name, key.variant, key.seed, trackers)
             code = _subprocess(args, log, threads)
             if code == 0:
                 atomic_write_text(run / ".trained", "")
@@ -235,7 +235,7 @@ def _fmt_s(s: float) -> str:
     return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
-def run_grid(spec: Spec, root: Path, only: str | None = None, dry_run: bool = False, log: Sequence[str] = (),
+def run_grid(spec: Spec, root: Path, only: str | None = None, dry_run: bool = False, trackers: Sequence[str] = (),
              jobs: int | None = None, echo=print, then: Callable[[], None] | None = None) -> list[dict]:
     """Run every (variant, seed) not yet done; print one line per run as the grid progresses.
 
@@ -248,13 +248,13 @@ def run_grid(spec: Spec, root: Path, only: str | None = None, dry_run: bool = Fa
     real_root = _real_root(root)
     _check_paths(spec, keys, root, real_root)  # before any folder is made (a dry run checks too)
     if dry_run:
-        _dry_run(spec, keys, root, jobs, echo, log)
+        _dry_run(spec, keys, root, jobs, echo, trackers)
         return []
     root.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(root / LOCK_NAME, f"output directory {root}"):
         # again, under the lock: whatever ran before us may have changed the folders
         _check_paths(spec, keys, root, _real_root(root))
-        done = _run_locked(spec, keys, root, jobs, echo, log)
+        done = _run_locked(spec, keys, root, jobs, echo, trackers)
         if then is not None:
             then()
         return done
@@ -268,19 +268,20 @@ def _todo(spec: Spec, keys: list[RunKey], root: Path, jobs: int, echo) -> list[R
     return todo
 
 
-def _dry_run(spec: Spec, keys: list[RunKey], root: Path, jobs: int, echo, log: Sequence[str] = ()) -> None:
+def _dry_run(spec: Spec, keys: list[RunKey], root: Path, jobs: int, echo, trackers: Sequence[str] = ()) -> None:
     todo = _todo(spec, keys, root, jobs, echo)
     for k in keys:
         run = k.dir(root)
         state = ("done" if k not in todo else "resume" if (run / "config.json").exists() else "new")
         src = init_dir(spec, k, root)
-        args = train_args(k.variant, k.seed, run, src) + tracker_args(spec.name, k.variant, k.seed, log)
+        args = train_args(k.variant, k.seed, run, src) + tracker_args(spec.name, k.variant, k.seed, trackers)
         echo(f"  [{state:6}] workbench {' '.join(args)}")
     for e in spec.evals:
         echo(f"  then per run: workbench {' '.join(eval_args(e, Path('RUN'), Path('RUN') / f'eval-{e.name}.json'))}")
 
 
-def _run_locked(spec: Spec, keys: list[RunKey], root: Path, jobs: int, echo, log: Sequence[str] = ()) -> list[dict]:
+def _run_locked(spec: Spec, keys: list[RunKey], root: Path, jobs: int, echo,
+                trackers: Sequence[str] = ()) -> list[dict]:
     todo = _todo(spec, keys, root, jobs, echo)
     if spec.path.resolve() != (root / "spec.toml").resolve():
         # atomic: `workbench report` reparses this copy, and a torn one would not load
@@ -294,7 +295,7 @@ def _run_locked(spec: Spec, keys: list[RunKey], root: Path, jobs: int, echo, log
     def work(k: RunKey, deps: list[Future]) -> dict:
         for d in deps:  # a fine-tuning run waits for the run it starts from
             d.result()
-        res = execute(spec, k, root, threads, log)
+        res = execute(spec, k, root, threads, trackers)
         with lock:
             done.append(res)
             elapsed = time.time() - start

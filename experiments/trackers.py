@@ -4,13 +4,17 @@ metrics.jsonl stays the record; a tracker is a gpt.train.MetricSink fed the same
 run's config as hyperparameters.  Both survive `kill -9` and `--resume` with each step logged once:
 
 - TensorBoard: event files in RUN/tb.  A resumed run opens its writer with `purge_step` just past
-  the checkpoint, so readers drop what the killed attempt logged after it; the writer is flushed
-  with every checkpoint, so nothing the checkpoint covers can be lost.
+  the checkpoint (0 for a run restarted from scratch), so readers drop what the killed attempt
+  logged after it; the writer is flushed with every checkpoint, so nothing the checkpoint covers
+  can be lost.
 - Weights & Biases: one W&B run per run directory (its id is derived from the directory and its
   creation time) in project `workbench` (WANDB_PROJECT overrides), resumed with `resume="allow"`.
-  Steps are logged with their own step number, and a resumed W&B run ignores steps below the last
-  one it holds, so the steps a resume replays are not logged twice.  `WANDB_MODE=offline` writes
-  under RUN/wandb, one folder per attempt; `wandb sync` uploads them.
+  Steps are logged with their own step number.  W&B writes in its own process, which a `kill -9`
+  of the run can take down before it has written anything, so a resumed sink first re-sends the
+  records metrics.jsonl kept (up to the checkpoint) from the step the resumed W&B run expects
+  next: what W&B already holds is not sent twice, what it lost is sent again, and the steps
+  after the checkpoint follow as the run replays them.  `WANDB_MODE=offline` writes under
+  RUN/wandb, one folder per attempt; `wandb sync` uploads them.
 
 The libraries are optional extras: without one, `--log` says in one line which to install.
 """
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.errors import UserError
+from gpt.checkpoint import read_metrics
 from gpt.train import MetricSink
 
 SINKS = ("tensorboard", "wandb")
@@ -80,7 +85,7 @@ class TensorBoardSink:
     def open(self, start_step: int) -> None:
         tb = _need("torch.utils.tensorboard", "tensorboard", "--log tensorboard")
         # purge_step: a reader drops the events an earlier attempt logged at or after it
-        self.writer = tb.SummaryWriter(str(self.dir), purge_step=start_step + 1 if start_step else None)
+        self.writer = tb.SummaryWriter(str(self.dir), purge_step=start_step + 1 if start_step else 0)
         if start_step == 0:
             summary = _need("torch.utils.tensorboard.summary", "tensorboard", "--log tensorboard")
             hp = {k: v for k, v in hyperparameters(self.record, self.tags).items() if v is not None}
@@ -118,6 +123,11 @@ class WandbSink:
             resume="allow", name=self.dir.name, config=hyperparameters(self.record, self.tags),
             tags=[t.replace("=", ":") for t in self.tags], reinit=True,
         )
+        if start_step:
+            first = self.run.step  # the step the resumed W&B run expects next; what it holds stays
+            for record in read_metrics(self.dir / "metrics.jsonl"):  # cut back to the checkpoint
+                if first <= record["step"] <= start_step:
+                    self.log(record)
 
     def log(self, record: dict[str, Any]) -> None:
         self.run.log(scalars(record), step=record["step"])
