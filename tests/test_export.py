@@ -127,6 +127,7 @@ def test_parquet_carries_what_made_it(tmp_path):
     assert str(f.schema_arrow.field("answer").type) == "string"
 
 
+@pytest.mark.slow  # needs the datasets extra: pip install -e '.[dev,wandb,datasets]' && python -m pytest -m slow
 def test_hugging_face_datasets_loads_both_formats(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     datasets = pytest.importorskip("datasets")
@@ -228,6 +229,12 @@ def test_the_model_card_has_hub_front_matter_and_the_eval_table(exported):
     for needle in ("| task | `addition` |", "| preset | `addition` |", "| training steps | 20 |", "n_layer 1",
                    "| a_digits | b_digits | n | correct | accuracy | 95% CI |", "| all | all | 100 |"):
         assert needle in body, needle
+
+
+@pytest.mark.slow  # needs huggingface_hub, which the datasets extra brings: '.[dev,wandb,datasets]'
+def test_the_card_parses_as_a_hub_model_card(exported):
+    _, folder = exported
+    card = (folder / "README.md").read_text(encoding="utf-8")
     hub = pytest.importorskip("huggingface_hub")
     data = hub.ModelCard(card).data  # parsed the way upload_folder's Hub reads it (no network)
     assert data.library_name == "workbench" and "addition" in data.tags

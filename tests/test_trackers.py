@@ -64,7 +64,8 @@ def test_tensorboard_holds_metrics_jsonl(tmp_path, capsys):
     assert {"loss", "val_loss", "val_acc", "lr"} <= got.keys()
 
 
-@pytest.mark.parametrize("kill_at", [KILL_AT, 5], ids=["past-a-checkpoint", "before-any-checkpoint"])
+@pytest.mark.parametrize("kill_at", [KILL_AT, pytest.param(5, marks=pytest.mark.slow)],
+                         ids=["past-a-checkpoint", "before-any-checkpoint"])
 def test_tensorboard_after_kill_and_resume_has_each_step_once(tmp_path, kill_at):
     # killed before its first checkpoint, a run restarts from step 0: everything earlier is purged
     killed_and_resumed(tmp_path / "run", "--log", "tensorboard", kill_at=kill_at)
@@ -129,6 +130,9 @@ def offline(monkeypatch):
     monkeypatch.setenv("WANDB_DISABLE_GIT", "true")
 
 
+# W&B's tests start its service process and train in subprocesses (~30 s together); they run with
+# `-m slow` and the wandb extra (pip install -e '.[dev,wandb,datasets]'), outside the default run
+@pytest.mark.slow
 def test_wandb_offline_run_holds_metrics_jsonl_and_the_config(tmp_path, offline):
     p = workbench_run(*train_args(tmp_path / "run", "--log", "wandb", "--tag", "variant=base"))
     assert p.returncode == 0, p.stderr[-2000:]
@@ -143,6 +147,7 @@ def test_wandb_offline_run_holds_metrics_jsonl_and_the_config(tmp_path, offline)
         {k: hyperparameters(record, ["variant=base"])[k] for k in ("model.n_layer", "train.lr", "task", "tag.variant")}
 
 
+@pytest.mark.slow
 def test_wandb_resume_continues_the_same_run_with_each_step_once(tmp_path, offline):
     killed_and_resumed(tmp_path / "run", "--log", "wandb")
     ids, _, history = wandb_history(tmp_path / "run")
