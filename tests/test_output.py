@@ -181,6 +181,7 @@ def test_list_formats_other_than_table_and_json_are_user_errors(fn):
         fn("yaml")
 
 
+@pytest.mark.slow  # two more subprocesses (~15 s); test_piped_tasks_table_* read --format json in the default run
 def test_cli_tasks_and_presets_format_json():
     p = piped("tasks", "--format", "json")
     assert p.returncode == 0, p.stderr
