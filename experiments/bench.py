@@ -29,7 +29,8 @@ from experiments.errors import UserError
 from experiments.evaluate import complete_rendered, evaluate
 from experiments.load import load_run
 from experiments.runspec import resolve_spec
-from experiments.training import TrainOptions, make_batch_fn, start_run
+from experiments.batches import make_batch_fn
+from experiments.training import TrainOptions, start_run
 from gpt.atomic import atomic_write_text
 from gpt.checkpoint import read_metrics
 

@@ -24,16 +24,19 @@ try:  # recent typer vendors click as typer._click; older ones use click itself
 except ImportError:  # pragma: no cover
     import click.exceptions as click_exc
 
+from experiments import lifeline
 from experiments.ask import ask as ask_run
 from experiments.ask import format_answer
 from experiments.attention import attention_command
 from experiments.bench import bench as run_bench
+from experiments.batches import check_workers
 from experiments.bench import format_result, write_json
 from experiments.build import build_task
 from experiments.display import eval_heatmap, format_eval, list_presets, list_tasks, print_eval, print_examples
 from experiments.errors import MAX_TOKENS, USER_ERRNOS, UserError, check_count, check_seed, check_steps
 from experiments.eval_runs import eval_runs
 from experiments.export import check_exportable, export_run, export_task, table_format
+from experiments.executors import Placement, check_placement, make_executor, parse_gpus
 from experiments.grid import run_grid
 from experiments.load import load_run
 from experiments.outputs import check_writable, write_output
@@ -102,6 +105,8 @@ def train_cmd(
         None, "--init-from", help="start from this run's weights (fine-tuning); its model shape is used"),
     log: list[str] = typer.Option([], "--log", help="also log every metric to tensorboard or wandb (repeatable)"),
     tags: list[str] = typer.Option([], "--tag", help="KEY=VALUE label for --log's trackers (repeatable)"),
+    batch_workers: Optional[int] = typer.Option(
+        None, "--batch-workers", help="processes building training batches ahead (default: 0 on a CPU; on a GPU up to 4)"),
 ) -> None:
     """Train a GPT on a task; resumable, with a run directory of config, metrics and checkpoints."""
     if not 1 <= nproc <= 1024:
@@ -119,7 +124,7 @@ def train_cmd(
     bad_tag = next((t for t in tags if not t.partition("=")[0] or "=" not in t), None)
     if bad_tag is not None:
         raise UserError(f"--tag expects KEY=VALUE, got {bad_tag!r}")
-    trackers = dict(log=check_sinks(log), tags=tuple(tags))
+    trackers = dict(log=check_sinks(log), tags=tuple(tags), batch_workers=check_workers(batch_workers))
     if resume:
         if out is None:
             raise UserError("--resume needs --out RUN_DIR")
@@ -330,16 +335,29 @@ def run_cmd(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="output directory (default runs/spec-NAME)"),
     only: Optional[str] = typer.Option(None, "--only", help="run only variants matching this name or glob"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list the runs and their commands; train nothing"),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="runs at a time (default: the spec's)"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="local: runs at a time (default: the spec's)"),
     log: list[str] = typer.Option([], "--log", help="each run also logs to tensorboard or wandb, tagged with the spec and variant"),
+    executor: str = typer.Option("local", "--executor", help="local (a pool on this machine) | ray (pip install 'workbench[ray]')"),
+    address: Optional[str] = typer.Option(None, "--address", help="ray: auto or HOST:PORT of a running cluster (default: a new local instance)"),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="local: GPU indices to share out, e.g. 0,1 (each run sees one)"),
+    per_gpu: Optional[int] = typer.Option(None, "--per-gpu", help="runs per GPU (default 1); ray: each run reserves 1/K of a GPU"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="seconds one attempt at a run may take (train and evals); then it is stopped, checkpoint kept"),
+    retries: int = typer.Option(0, "--retries", help="retry a failed run this many times (it resumes from its checkpoint)"),
 ) -> None:
     """Run an experiment spec: every variant x seed (finished ones are skipped), then its report."""
     spec = load_spec(spec_file)
     validate_against_registry(spec)
     if jobs is not None:
         check_count(jobs, "--jobs", 1024)
+    if timeout is not None and not 0 < timeout <= 10**7:
+        raise UserError(f"--timeout must be a number of seconds above 0, got {timeout:g}")
+    if not 0 <= retries <= 100:
+        raise UserError(f"--retries must be between 0 and 100, got {retries}")
+    placement = check_placement(Placement(executor, jobs, parse_gpus(gpus) if gpus is not None else (), per_gpu,
+                                          address))
     root = out or Path("runs") / f"spec-{spec.name}"
-    run_grid(spec, root, only=only, dry_run=dry_run, jobs=jobs, echo=typer.echo, trackers=check_sinks(log),
+    run_grid(spec, root, only=only, dry_run=dry_run, echo=typer.echo, trackers=check_sinks(log),
+             executor=lambda: make_executor(placement, spec.jobs), timeout_s=timeout, retries=retries,
              then=lambda: build_report(root, spec, echo=typer.echo))
 
 
@@ -511,6 +529,7 @@ def _unexpected(e: BaseException) -> int:
 
 
 def entry() -> None:
+    lifeline.hold()  # a `workbench run` subprocess ends with its runner
     code = main()
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         exit_rank(code)  # a torchrun rank: see exit_rank for why it skips finalization

@@ -4,6 +4,8 @@ A UserError ends a command with one clear line on stderr and exit code 2, never 
 """
 
 import errno
+import importlib
+from types import ModuleType
 
 
 class UserError(Exception):
@@ -35,3 +37,13 @@ def check_steps(steps: int | None, flag: str = "--steps") -> int | None:
     if steps is not None and not 0 < steps <= MAX_STEPS:
         raise UserError(f"{flag} must be between 1 and {MAX_STEPS:,}, got {steps}")
     return steps
+
+
+def optional_module(module: str, extra: str, what: str, needs: str | None = None) -> ModuleType:
+    """An optional library, imported when first needed; missing, one line naming the extra to
+    install: "WHAT needs NEEDS: pip install 'workbench[EXTRA]'" (NEEDS: the module's package).
+    Callers import it here, not at the top, so that everything else works without it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UserError(f"{what} needs {needs or module.split('.')[0]}: pip install 'workbench[{extra}]'") from None

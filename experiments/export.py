@@ -41,10 +41,10 @@ from typing import IO, Any
 import numpy as np
 
 from experiments.display import format_eval
-from experiments.errors import UserError
+from experiments.errors import UserError, optional_module
 from experiments.eval_runs import EvalTable
 from experiments.evaluate import EVAL_SEED, evaluate, evaluate_loss
-from experiments.load import WEIGHTS, WEIGHTS_META, Run, load_run, optional_module
+from experiments.load import WEIGHTS, WEIGHTS_META, Run, load_run
 from experiments.outputs import atomic_text_file, output_target
 from experiments.rundir import CONFIG
 from experiments.runspec import to_jsonable
@@ -204,8 +204,8 @@ def write_jsonl(chunks: Iterable[dict[str, list]], out: Path) -> int:
 def write_parquet(chunks: Iterable[dict[str, list]], out: Path, metadata: dict[str, Any]) -> int:
     """One row group per chunk; the schema is the first chunk's, so every chunk has one type per
     column; metadata goes in the schema under b"workbench".  Returns the row count."""
-    pa = optional_module("pyarrow", "export task --out FILE.parquet")
-    pq = optional_module("pyarrow.parquet", "export task --out FILE.parquet")
+    pa = optional_module("pyarrow", "export", "export task --out FILE.parquet")
+    pq = optional_module("pyarrow.parquet", "export", "export task --out FILE.parquet")
     rows, writer = 0, None
     with binary_output(out) as f:
         try:
@@ -277,7 +277,7 @@ def weights_metadata(run: Run) -> dict[str, str]:
 def write_weights(run: Run, file: Path) -> None:
     """model.safetensors from the run's model, on the CPU.  save_model, not save_file: the tied
     lm_head and wte weight is one tensor, which save_file refuses; save_model writes it once."""
-    st = optional_module("safetensors.torch", "export run")
+    st = optional_module("safetensors.torch", "export", "export run")
     model = run.model if run.device.type == "cpu" else copy.deepcopy(run.model).to("cpu")  # the run keeps its device
     st.save_model(model, str(file), metadata=weights_metadata(run))
     os.chmod(file, 0o666 & ~_umask())  # safetensors writes 0600; the published file gets the usual mode

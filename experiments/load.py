@@ -10,7 +10,6 @@ its weights are in model.safetensors instead of ckpt.pt (experiments/export.py).
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from collections.abc import Sequence
@@ -22,7 +21,7 @@ import torch
 
 from experiments.build import build_task
 from experiments.devices import resolve_device
-from experiments.errors import UserError
+from experiments.errors import UserError, optional_module
 from experiments.runspec import RunSpec, read_run_spec, to_jsonable
 from gpt.checkpoint import CheckpointError, load_checkpoint
 from gpt.generate import greedy_complete
@@ -108,20 +107,9 @@ def is_exported(path: Path, checkpoint: str = "ckpt.pt") -> bool:
     return True
 
 
-def optional_module(name: str, what: str) -> Any:
-    """An optional library, imported when first needed: missing, one line naming the extra.
-
-    Imported here, not at the top, so that everything else works without it installed."""
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        dist = name.split(".")[0]
-        raise UserError(f"{what} needs {dist}: pip install 'workbench[export]'") from None
-
-
 def read_weights_meta(file: Path) -> dict[str, Any]:
     """The {"step", "config"} an exported model.safetensors carries in its metadata."""
-    safetensors = optional_module("safetensors", f"loading an exported model ({WEIGHTS})")
+    safetensors = optional_module("safetensors", "export", f"loading an exported model ({WEIGHTS})")
     try:
         with safetensors.safe_open(str(file), framework="pt") as f:
             raw = (f.metadata() or {}).get(WEIGHTS_META)
@@ -140,7 +128,7 @@ def _load_exported(path: Path, task: Task, model_cfg: GPTConfig, vocab: str | No
     file = path / WEIGHTS
     meta = read_weights_meta(file)
     check_checkpoint(meta, task, model_cfg, file, vocab)
-    st = optional_module("safetensors.torch", f"loading an exported model ({WEIGHTS})")
+    st = optional_module("safetensors.torch", "export", f"loading an exported model ({WEIGHTS})")
     model = GPT(model_cfg)
     try:
         # load_model, not load_file + load_state_dict: it restores the tied lm_head/wte weight

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.grid import plan, read_result
+from experiments.grid import plan
+from experiments.runjob import read_result
 from experiments.tables import bucket_order
 from gpt.atomic import atomic_write_bytes
 from gpt.checkpoint import read_metrics

@@ -20,7 +20,8 @@ import pandas as pd
 
 from experiments import plots
 from experiments.errors import UserError
-from experiments.grid import plan, read_result
+from experiments.grid import plan
+from experiments.runjob import read_result
 from experiments.spec import LOG_METRICS, Spec, load_spec, steps_to
 from experiments.tables import bucket_order, markdown_table
 from gpt.atomic import atomic_write_bytes, atomic_write_text
@@ -119,10 +120,13 @@ def markdown(spec: Spec, df: pd.DataFrame, summary: pd.DataFrame, root: Path, pl
     wall = df["wall_s"].sum()
     sessions = _timing(root)
     elapsed = sum(t["elapsed_s"] for t in sessions)
+    # how the last invocation ran them (older timing.jsonl files have only a job count)
+    how = sessions[-1].get("how") if sessions else None
+    how = how or f"{sessions[-1]['jobs'] if sessions and 'jobs' in sessions[-1] else spec.jobs} at a time"
     lines = [f"# {spec.name}", "", spec.description, "",
              f"- Stated budget: {spec.budget_minutes:g} min on this machine; `workbench run` took "
              f"{elapsed / 60:.1f} min of wall time ({len(sessions)} invocation(s)); the runs' own wall "
-             f"times, evals included, sum to {wall / 60:.1f} min ({spec.jobs} at a time).",
+             f"times, evals included, sum to {wall / 60:.1f} min ({how}).",
              f"- Reproduce: `workbench run {_source(spec, root)} --out {root}`; "
              f"rebuild these tables: `workbench report {root}`.",
              f"- Seeds: {', '.join(map(str, spec.seeds))}. Cells are mean ± std over seeds (std needs two).", "",

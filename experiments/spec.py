@@ -12,6 +12,8 @@
     steps = 1500
     target_acc = 0                         # 0: always train all steps
     set = { "task.max_digits" = 3 }        # like --set
+    device = "cuda"                        # like --device (default auto)
+    resources = { num_cpus = 2, num_gpus = 0.25 }  # what one run asks of an executor (below)
 
     [[variant]]
     name = "format"
@@ -36,6 +38,10 @@
 A variant's keys override base's; `grid` expands one variant into the product of its
 values, and `cases = [{...}, {...}]` into a list of alternatives (each a table of
 section.key = value with an optional `name`; `{}` is the variant itself).  Errors name the file, the line and the key.
+
+`resources` (in base or a variant): `num_cpus` is the run's thread count (OMP_NUM_THREADS) and
+the CPUs Ray reserves for it; `num_gpus` (Ray only) the share of a GPU it reserves, which
+`--per-gpu K` sets to 1/K. The local executor shares out GPUs with `--gpus` and `--per-gpu`.
 
 A spec is code, not data: `include = ["my_tasks.py"]` (like `workbench train --include`)
 imports and so executes that Python file, in `workbench run` and in every training and
@@ -72,7 +78,9 @@ EVAL_METRICS = ("accuracy", "loss", "trace_valid")
 _STEPS_TO = re.compile(r"^steps_to:(\w+)>=([0-9.]+)$")
 
 _TOP = {"name", "description", "budget_minutes", "seeds", "jobs", "base", "variant", "eval", "report"}
-_RUN_KEYS = {"task", "preset", "steps", "target_acc", "set", "include"}
+_RUN_KEYS = {"task", "preset", "steps", "target_acc", "set", "include", "device", "resources"}
+_RESOURCES = {"num_cpus", "num_gpus"}
+DEVICES = ("auto", "cpu", "cuda", "mps")
 _VARIANT = _RUN_KEYS | {"name", "grid", "cases", "init_from", "seeds"}
 _EVAL = {"name", "split", "n", "by", "set", "heatmap"}
 _REPORT = {"metrics", "plot_x"}
@@ -86,6 +94,14 @@ _NAME_CHARS = frozenset(string.ascii_letters + string.digits + "_.-=,+")
 
 
 @dataclass(frozen=True)
+class Resources:
+    """What one run asks of an executor; None: the executor's default."""
+
+    num_cpus: int | None = None
+    num_gpus: float | None = None
+
+
+@dataclass(frozen=True)
 class RunSettings:
     task: str
     preset: str | None = None
@@ -93,6 +109,8 @@ class RunSettings:
     target_acc: float | None = None
     sets: tuple[tuple[str, Any], ...] = ()
     include: tuple[str, ...] = ()
+    device: str | None = None  # --device for its train and evals (None: auto)
+    resources: Resources = Resources()
 
 
 @dataclass(frozen=True)
@@ -238,10 +256,26 @@ def _run_settings(r: _Reader, table: dict, where: str, base: RunSettings | None)
     include = r.typed(table, "include", list, where, list(base.include) if base else [])
     if not all(isinstance(x, str) and x for x in include):
         r.fail(f"{where}include", f"expected a list of Python file paths, got {include!r}")
+    device = r.typed(table, "device", str, where, base.device if base else None)
+    if device is not None and device not in DEVICES:
+        r.fail(f"{where}device", f"unknown device {device!r}; use {', '.join(DEVICES)}")
     return RunSettings(
         task=task, preset=r.typed(table, "preset", str, where, base.preset if base else None), steps=steps,
         target_acc=target, sets=(base.sets if base else ()) + _sets(r, table, where), include=tuple(include),
+        device=device, resources=_resources(r, table, where, base.resources if base else Resources()),
     )
+
+
+def _resources(r: _Reader, table: dict, where: str, base: Resources) -> Resources:
+    t = r.typed(table, "resources", dict, where, {})
+    r.check_keys(t, _RESOURCES, f"{where}resources.")
+    cpus = r.typed(t, "num_cpus", int, f"{where}resources.", base.num_cpus)
+    if cpus is not None and not 1 <= cpus <= 1024:
+        r.fail(f"{where}resources.num_cpus", f"must be an integer from 1 to 1024, got {cpus}")
+    gpus = r.typed(t, "num_gpus", (int, float), f"{where}resources.", base.num_gpus)
+    if gpus is not None and not 0 < gpus <= 64:
+        r.fail(f"{where}resources.num_gpus", f"must be above 0 and at most 64, got {gpus}")
+    return Resources(cpus, None if gpus is None else float(gpus))
 
 
 def _seeds(r: _Reader, table: dict, where: str, default: list[int] | tuple[int, ...]) -> tuple[int, ...]:
@@ -412,11 +446,15 @@ def train_args(v: Variant, seed: int, out: Path, init_dir: Path | None) -> list[
         args += ["--include", inc]
     if init_dir is not None:
         args += ["--init-from", str(init_dir)]
+    if s.device:
+        args += ["--device", s.device]
     return args
 
 
-def eval_args(e: EvalSpec, run: Path, out: Path) -> list[str]:
+def eval_args(e: EvalSpec, run: Path, out: Path, device: str | None = None) -> list[str]:
     args = ["eval", str(run), "--split", e.split, "--n", str(e.n), "--format", "json", "--out", str(out)]
+    if device:
+        args += ["--device", device]
     if e.by:
         args += ["--by", ",".join(e.by)]
     for k, val in e.sets:

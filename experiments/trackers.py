@@ -22,26 +22,18 @@ The libraries are optional extras: without one, `--log` says in one line which t
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from experiments.errors import UserError
+from experiments.errors import UserError, optional_module
 from gpt.checkpoint import read_metrics
 from gpt.train import MetricSink
 
 SINKS = ("tensorboard", "wandb")
 TB_DIR = "tb"
-
-
-def _need(module: str, extra: str, flag: str):
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise UserError(f"{flag} needs {extra}: pip install 'workbench[{extra}]'") from None
 
 
 def check_sinks(names: Sequence[str]) -> tuple[str, ...]:
@@ -50,9 +42,9 @@ def check_sinks(names: Sequence[str]) -> tuple[str, ...]:
         if name not in SINKS:
             raise UserError(f"--log {name!r}: choose from {', '.join(SINKS)}")
     if "tensorboard" in names:
-        _need("torch.utils.tensorboard", "tensorboard", "--log tensorboard")
+        optional_module("torch.utils.tensorboard", "tensorboard", "--log tensorboard", "tensorboard")
     if "wandb" in names:
-        _need("wandb", "wandb", "--log wandb")
+        optional_module("wandb", "wandb", "--log wandb")
     return tuple(dict.fromkeys(names))
 
 
@@ -83,12 +75,12 @@ class TensorBoardSink:
         self.writer = None
 
     def open(self, start_step: int) -> None:
-        tb = _need("torch.utils.tensorboard", "tensorboard", "--log tensorboard")
-        self.summary_pb2 = _need("tensorboard.compat.proto.summary_pb2", "tensorboard", "--log tensorboard")
+        tb = optional_module("torch.utils.tensorboard", "tensorboard", "--log tensorboard", "tensorboard")
+        self.summary_pb2 = optional_module("tensorboard.compat.proto.summary_pb2", "tensorboard", "--log tensorboard")
         # purge_step: a reader drops the events an earlier attempt logged at or after it
         self.writer = tb.SummaryWriter(str(self.dir), purge_step=start_step + 1 if start_step else 0)
         if start_step == 0:
-            summary = _need("torch.utils.tensorboard.summary", "tensorboard", "--log tensorboard")
+            summary = optional_module("torch.utils.tensorboard.summary", "tensorboard", "--log tensorboard", "tensorboard")
             hp = {k: v for k, v in hyperparameters(self.record, self.tags).items() if v is not None}
             for event in summary.hparams(hp, {"val_loss": 0.0}):  # experiment, session start, session end
                 self.writer.file_writer.add_summary(event)
@@ -119,7 +111,7 @@ class WandbSink:
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def open(self, start_step: int) -> None:
-        wandb = _need("wandb", "wandb", "--log wandb")
+        wandb = optional_module("wandb", "wandb", "--log wandb")
         self.run = wandb.init(
             project=os.environ.get("WANDB_PROJECT", "workbench"), dir=str(self.dir), id=self.run_id(),
             resume="allow", name=self.dir.name, config=hyperparameters(self.record, self.tags),

@@ -8,13 +8,13 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from experiments.batches import batch_source
 from experiments.build import build
 from experiments.devices import resolve_device
 from experiments.errors import USER_ERRNOS, UserError
@@ -44,6 +44,7 @@ class TrainOptions:
     progress_mode: str | None = None
     log: tuple[str, ...] = ()  # experiment trackers that get every metrics record (trackers.SINKS)
     tags: tuple[str, ...] = ()  # KEY=VALUE labels for the trackers (a spec's name and variant)
+    batch_workers: int | None = None  # processes building batches ahead (None: batches.auto_workers)
 
 
 class TrainFailed(Exception):
@@ -53,55 +54,6 @@ class TrainFailed(Exception):
     def __init__(self, msg: str, code: int = 1):
         super().__init__(msg)
         self.code = code
-
-
-def make_batch_fn(task, seed: int, batch_size: int, block_size: int, device: torch.device,
-                  rank: int = 0, grad_accum: int = 1):
-    """batch(split, step, micro) on the device.  Rank r's micro-batch m of a step is global
-    micro-batch r * grad_accum + m, so N ranks see exactly the data one process sees with
-    N times the accumulation, and no two ranks share a batch."""
-    pin = device.type == "cuda"
-
-    def batch(split: str, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if split == "train":
-            micro = rank * grad_accum + micro
-        x, y = task.batch(seed, split, step, micro, batch_size, block_size)
-        x, y = torch.from_numpy(x), torch.from_numpy(y)
-        if pin:
-            x, y = x.pin_memory(), y.pin_memory()
-        return x.to(device, non_blocking=pin), y.to(device, non_blocking=pin)
-
-    return batch
-
-
-class Prefetcher:
-    """Builds the next training micro-batch in a background thread while the current step runs.
-
-    Batches are pure functions of (split, step, micro), so the next key is known in advance
-    and a prefetched batch is exactly the batch the loop would have built itself (tested).
-    Used on CUDA, where the GPU would otherwise idle while Python renders problems; on a CPU
-    the thread would only compete with the step for the same cores.
-    """
-
-    def __init__(self, batch, grad_accum: int):
-        self.batch, self.grad_accum = batch, grad_accum
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
-        self.pending: tuple[tuple[str, int, int], object] | None = None
-
-    def __call__(self, split: str, step: int, micro: int):
-        key = (split, step, micro)
-        if self.pending is not None and self.pending[0] == key:
-            out = self.pending[1].result()
-        else:
-            out = self.batch(split, step, micro)
-        self.pending = None
-        if split == "train":
-            nxt = (step, micro + 1) if micro + 1 < self.grad_accum else (step + 1, 0)
-            self.pending = (("train", *nxt), self.pool.submit(self.batch, "train", *nxt))
-        return out
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def make_eval_fn(task: Task, n: int, seed: int = 0):
@@ -241,10 +193,8 @@ def _train_locked(spec: RunSpec, opts: TrainOptions, task: Task, model_cfg, devi
     if ckpt is None and spec.init_from:
         init_note = init_from(model, Path(spec.init_from), task.vocab.chars)
     model = model.to(device)
-    batch = make_batch_fn(task, spec.seed, spec.train.batch_size, model_cfg.block_size, device,
-                          dist.rank, spec.train.grad_accum)
-    if device.type == "cuda":
-        batch = Prefetcher(batch, spec.train.grad_accum)
+    batch, close_batches = batch_source(task, spec.seed, spec.train.batch_size, model_cfg.block_size, device,
+                                        dist.rank, spec.train.grad_accum, opts.batch_workers)
     evaluate = make_eval_fn(task, opts.eval_n, spec.seed)
     if spec.train.target_acc and evaluate is None:
         raise UserError(f"--target-acc needs a task with exact-match evaluation; {task.name!r} has none")
@@ -283,8 +233,7 @@ def _train_locked(spec: RunSpec, opts: TrainOptions, task: Task, model_cfg, devi
         raise TrainFailed(f"training stopped: writing to {out} failed ({e}); the previous checkpoint is intact",
                           code=2 if e.errno in USER_ERRNOS else 1) from None
     finally:
-        if isinstance(batch, Prefetcher):
-            batch.close()
+        close_batches()
     progress.close()
     if not opts.quiet and dist.is_main:
         why = ""

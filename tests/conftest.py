@@ -1,4 +1,5 @@
 import getpass
+import importlib
 import os
 import tempfile
 from pathlib import Path
@@ -58,6 +59,18 @@ def shakespeare() -> Path:
             pytest.fail(msg + " (CI is set, so a missing dataset fails instead of skipping)", pytrace=False)
         pytest.skip(msg)
     return p
+
+
+def need_module(module: str, extra: str):
+    """An optional library a test needs: skipped with the install line on a developer's machine,
+    failed in CI, which installs every extra the tests it runs need (.ci/run, README "Tests")."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        msg = f"{module} is not installed: pip install -e '.[{extra}]'"
+        if in_ci():
+            pytest.fail(msg + " (CI is set, so a missing extra fails instead of skipping)", pytrace=False)
+        pytest.skip(msg)
 
 
 def pytest_configure(config):

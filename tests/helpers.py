@@ -17,6 +17,9 @@ TIMING = {"tokens_per_s", "ms_per_step", "train_time"}
 # a model small enough to train in a few seconds on 2 cores
 TINY = ["--set", "model.n_layer=1", "--set", "model.n_head=2", "--set", "model.n_embd=32",
         "--set", "model.block_size=32", "--set", "train.batch_size=8", "--set", "train.eval_iters=2"]
+# the same as a spec's `set = { ... }` table (2-digit addition)
+TINY_SETS = ('"model.n_layer" = 1, "model.n_embd" = 32, "model.n_head" = 2, "model.block_size" = 12, '
+             '"train.batch_size" = 16, "train.eval_interval" = 10, "train.eval_iters" = 2, "task.max_digits" = 2')
 
 
 def cli(capsys, *args: str) -> tuple[int, str, str]:

@@ -137,3 +137,29 @@ def test_training_with_length_chunks_on_gpu_follows_the_same_losses(tmp_path, ca
     a = torch.tensor([r["loss"] for r in metrics(tmp_path / "a") if "loss" in r])
     b = torch.tensor([r["loss"] for r in metrics(tmp_path / "b") if "loss" in r])
     torch.testing.assert_close(b, a, atol=2e-2, rtol=2e-2)  # bf16 autocast: close, not bitwise
+
+
+def test_batch_workers_on_gpu_feed_the_same_batches(tmp_path, capsys):
+    """DataLoader workers with pinned memory on CUDA: the losses of the run without them (the same
+    batches; close rather than bitwise, as CUDA's embedding backward adds atomically)."""
+    base = ["train", "--task", "calculator", *TINY, "--set", "model.block_size=64", "--steps", "30",
+            "--set", "train.eval_interval=10", "--set", "train.compile=off", "--quiet", "--device", "cuda"]
+    assert cli(capsys, *base, "--batch-workers", "0", "--out", tmp_path / "a")[0] == 0
+    assert cli(capsys, *base, "--batch-workers", "3", "--out", tmp_path / "b")[0] == 0
+    a = torch.tensor([r["loss"] for r in metrics(tmp_path / "a") if "loss" in r])
+    b = torch.tensor([r["loss"] for r in metrics(tmp_path / "b") if "loss" in r])
+    assert len(a) == 30
+    torch.testing.assert_close(b, a, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL DDP needs 2 GPUs (one rank per GPU)")
+def test_two_nccl_ranks_match_one_process_with_accumulation(tmp_path):
+    """tests/test_ddp.py's gloo equivalence, on NCCL: 2 GPUs x batch B == 1 GPU x B x 2 accumulation."""
+    from tests.test_ddp import COMMON, _run, _weights
+    one, two = tmp_path / "one", tmp_path / "two"
+    cuda = ["--device", "cuda", "--set", "train.compile=off"]
+    _run(["train", *COMMON, *cuda, "--steps", "6", "--set", "train.grad_accum=2", "--out", one])
+    _run(["train", *COMMON, *cuda, "--steps", "6", "--out", two], nproc=2)
+    a, b = _weights(one), _weights(two)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=2e-2, atol=2e-3, msg=k)  # bf16 autocast on both

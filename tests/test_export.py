@@ -19,6 +19,7 @@ from experiments.export import ROW_CHUNK, export_run, export_task, rendered_colu
 from experiments.load import WEIGHTS, load_run
 from experiments.registry import known_tasks, task_class
 from experiments.runspec import read_run_spec, resolve_spec
+from conftest import need_module
 from helpers import TINY, cli
 from tasks.addition import AdditionConfig, AdditionTask
 from tasks.calculator import CalculatorTask
@@ -79,7 +80,7 @@ def test_train_and_test_files_are_disjoint(tmp_path):
     task = addition()
     export_task(task, tmp_path / "train.jsonl", split="train", n=8000)
     export_task(task, tmp_path / "test.parquet", split="test", n=4000)
-    pq = pytest.importorskip("pyarrow.parquet")
+    pq = need_module("pyarrow.parquet", "export")
     train = {r["prompt"] for r in read_jsonl(tmp_path / "train.jsonl")}
     test = set(pq.read_table(tmp_path / "test.parquet").column("prompt").to_pylist())
     assert len(train) > 5000 and len(test) > 1000 and not train & test  # distinct prompts; small buckets repeat
@@ -117,7 +118,7 @@ def test_rows_stream_one_chunk_at_a_time(tmp_path):
 
 
 def test_parquet_carries_what_made_it(tmp_path):
-    pq = pytest.importorskip("pyarrow.parquet")
+    pq = need_module("pyarrow.parquet", "export")
     export_task(addition(max_digits=4), tmp_path / "a.parquet", split="ood", n=ROW_CHUNK + 5, seed=9, preset="small")
     f = pq.ParquetFile(tmp_path / "a.parquet")
     meta = json.loads(f.schema_arrow.metadata[b"workbench"])
@@ -130,7 +131,7 @@ def test_parquet_carries_what_made_it(tmp_path):
 @pytest.mark.slow  # needs the datasets extra: pip install -e '.[dev,wandb,datasets]' && python -m pytest -m slow
 def test_hugging_face_datasets_loads_both_formats(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    datasets = pytest.importorskip("datasets")
+    datasets = need_module("datasets", "datasets")
     task = CalculatorTask()
     export_task(task, tmp_path / "c.jsonl", n=500, seed=5)
     export_task(task, tmp_path / "c.parquet", n=500, seed=5)
@@ -150,7 +151,7 @@ def test_cli_export_task(tmp_path, capsys):
     code, stdout, err = cli(capsys, "export", "task", "addition", "--set", "task.max_digits=2", "--split", "test",
                             "--n", "50", "--seed", "3", "--out", out)
     assert code == 0 and stdout == "" and "50 test rows" in err and "rows/s" in err
-    pq = pytest.importorskip("pyarrow.parquet")
+    pq = need_module("pyarrow.parquet", "export")
     rows = pq.read_table(out).to_pylist()
     assert len(rows) == 50 and max(r["a_digits"] for r in rows) <= 2
     code, _, _ = cli(capsys, "export", "task", "addition", "--set", "task.max_digits=2", "--split", "test",
@@ -235,7 +236,7 @@ def test_the_model_card_has_hub_front_matter_and_the_eval_table(exported):
 def test_the_card_parses_as_a_hub_model_card(exported):
     _, folder = exported
     card = (folder / "README.md").read_text(encoding="utf-8")
-    hub = pytest.importorskip("huggingface_hub")
+    hub = need_module("huggingface_hub", "datasets")
     data = hub.ModelCard(card).data  # parsed the way upload_folder's Hub reads it (no network)
     assert data.library_name == "workbench" and "addition" in data.tags
 

@@ -80,16 +80,20 @@ def kill_at(run: Path, fault: str) -> None:
 
 FAST = [
     ["kill:step=15"],  # mid-run, between checkpoints
-    ["kill:eval=20"],  # mid-eval: losses estimated, accuracy not yet
     ["kill:ckpt=20"],  # mid-checkpoint-write: ckpt.pt must still be step 10's, whole
     ["kill:ckpt=10"],  # the first checkpoint's write: no ckpt.pt at all yet; restart from step 0
+]
+# under -m slow with the sweep (CI time): the same kinds of point, one more process each
+SLOW = [
+    ["kill:eval=20"],  # mid-eval: losses estimated, accuracy not yet
     ["kill:step=15", "kill:eval=30"],  # killed again while resuming, in the final eval
 ]
 SWEEP = ([[f"kill:step={n}"] for n in range(1, STEPS + 1)] + [[f"kill:eval={n}"] for n in range(0, STEPS + 1, EVAL_EVERY)]
          + [[f"kill:ckpt={n}"] for n in range(EVAL_EVERY, STEPS + 1, EVAL_EVERY)])
 
 
-@pytest.mark.parametrize("faults", FAST + [pytest.param(f, marks=pytest.mark.slow) for f in SWEEP if f not in FAST],
+@pytest.mark.parametrize("faults", FAST + [pytest.param(f, marks=pytest.mark.slow) for f in SLOW + SWEEP
+                                            if f not in FAST],
                          ids=lambda f: "+".join(f))
 def test_kill_9_at_a_chosen_point_then_resume(faults, reference, tmp_path, capsys):
     run = tmp_path / "run"

@@ -278,7 +278,7 @@ def test_a_run_that_died_before_its_config_is_cleared_by_name_and_run(sandbox, c
 def test_a_run_lock_still_held_is_not_removed(tmp_path):
     # a trainer left running by a killed runner still holds its run's flock: its .lock stays,
     # so train's own lock refuses a second trainer and the run is recorded as failed
-    from experiments.grid import _clear_unstarted
+    from experiments.runjob import clear_unstarted as _clear_unstarted
 
     run = tmp_path / "v" / "seed1"
     run.mkdir(parents=True)

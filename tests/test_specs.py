@@ -8,15 +8,14 @@ import pytest
 
 from experiments.errors import UserError
 from experiments.spec import load_spec
-from helpers import cli
+from helpers import TINY_SETS, cli
 
-TINY_SETS = ('"model.n_layer" = 1, "model.n_embd" = 32, "model.n_head" = 2, "model.block_size" = 12, '
-             '"train.batch_size" = 16, "train.eval_interval" = 10, "train.eval_iters" = 2, "task.max_digits" = 2')
 
 SPEC = textwrap.dedent(f"""
     description = "two answer formats, two seeds, and a variant that cannot work"
     budget_minutes = 2
     seeds = [1, 2]
+    jobs = 2
 
     [base]
     task = "addition"
@@ -143,6 +142,7 @@ def test_run_resume_report_and_a_failed_variant(tmp_path, capsys):
     assert code == 0 and (out / "results.md").read_text() == md
 
 
+@pytest.mark.slow  # CI time: tests/test_ray.py kills a runner midway and checks the same by default
 def test_an_interrupted_run_is_resumed_not_restarted(tmp_path, capsys):
     spec, out = write(tmp_path, SPEC.replace("seeds = [1, 2]", "seeds = [1]")), tmp_path / "out"
     assert cli(capsys, "run", spec, "--out", out, "--only", "fmt.reverse_answer=true")[0] == 0

@@ -141,7 +141,7 @@ def test_fault_spec_is_parsed_once_and_strictly():
 
 def test_prefetcher_serves_exactly_the_batches_of_the_loop():
     """The CUDA background prefetch must not change the data: same batches, any access order."""
-    from experiments.training import Prefetcher, make_batch_fn
+    from experiments.batches import Prefetcher, make_batch_fn
     from tasks.addition import AdditionTask
 
     plain = make_batch_fn(AdditionTask(), 3, 16, 16, torch.device("cpu"), grad_accum=2)

@@ -1,0 +1,169 @@
+"""Executors: where and how the runs of a grid execute.  The runner (grid.py) decides *what* to
+run (done runs skipped, interrupted ones resumed, fine-tuning runs after their source, failures
+retried and recorded); an executor only runs each job it is given, `runjob.execute(job, env)`,
+and hands back a concurrent.futures.Future of its result record.
+
+    local   a thread pool on this machine (the default, no dependency): `jobs` runs at a time,
+            or with GPU slots (`--gpus 0,1 --per-gpu K`) K runs per listed GPU, each run's
+            subprocesses seeing only its GPU (CUDA_VISIBLE_DEVICES).
+    ray     each run is a Ray task with its resources (num_cpus; num_gpus = 1/K with
+            --per-gpu K), on a local Ray instance started here or on a cluster (--address).
+            Ray itself sets CUDA_VISIBLE_DEVICES for a task that asks for GPUs.
+
+Adding one (say, SLURM job arrays) means a class with `submit`, `close` and a `describe` line.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+from experiments.errors import UserError, optional_module
+from experiments.runjob import Job
+
+EXECUTORS = ("local", "ray")
+Execute = Callable[[Job, dict[str, str]], dict]
+
+
+class Executor(Protocol):
+    def submit(self, execute: Execute, job: Job) -> Future: ...
+
+    def threads(self, job_cpus: int | None, running: int) -> int:
+        """OMP threads for a run asking `job_cpus` CPUs (None: no ask) when `running` run at once."""
+        ...
+
+    def describe(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How `workbench run` was told to place its runs (the flags, checked)."""
+
+    executor: str = "local"
+    jobs: int | None = None  # local without GPUs: runs at a time
+    gpus: tuple[int, ...] = ()  # local: the GPU indices to share out
+    per_gpu: int | None = None  # runs per GPU (local slots; Ray: num_gpus = 1 / per_gpu)
+    address: str | None = None  # ray: auto, HOST:PORT, or None for a new local instance
+
+
+def parse_gpus(text: str) -> tuple[int, ...]:
+    """'0,1,3' -> (0, 1, 3); one line for anything else."""
+    try:
+        gpus = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        gpus = ()
+    if not gpus or any(g < 0 for g in gpus) or len(set(gpus)) != len(gpus):
+        raise UserError(f"--gpus {text!r}: expected distinct GPU indices separated by commas, e.g. 0,1")
+    return gpus
+
+
+def check_placement(p: Placement) -> Placement:
+    if p.executor not in EXECUTORS:
+        raise UserError(f"--executor {p.executor!r}: choose from {', '.join(EXECUTORS)}")
+    if p.per_gpu is not None and not 1 <= p.per_gpu <= 1024:
+        raise UserError(f"--per-gpu must be between 1 and 1,024, got {p.per_gpu}")
+    if p.executor == "local":
+        if p.address is not None:
+            raise UserError("--address is for --executor ray")
+        if p.per_gpu is not None and not p.gpus:
+            raise UserError("--per-gpu needs --gpus (the GPU indices to share out), e.g. --gpus 0 --per-gpu 4")
+        if p.gpus and p.jobs is not None:
+            raise UserError("--jobs and --gpus: with GPU slots, --gpus and --per-gpu set how many run at a time")
+    else:
+        if p.gpus:
+            raise UserError("--gpus is for --executor local; Ray places runs on GPUs itself "
+                            "(--per-gpu K gives each run 1/K of one)")
+        if p.jobs is not None:
+            raise UserError("--jobs is for --executor local; Ray runs as many as the cluster's CPUs allow "
+                            "(set resources.num_cpus in the spec to give each run more)")
+    return p
+
+
+class LocalExecutor:
+    """A thread pool; each thread waits on one run's subprocesses.  With GPUs, a run takes a
+    slot (a GPU index) from a queue holding each GPU `per_gpu` times, and gives it back after."""
+
+    def __init__(self, jobs: int, gpus: Sequence[int] = (), per_gpu: int = 1):
+        self.gpus, self.per_gpu = tuple(gpus), per_gpu
+        self.slots = len(self.gpus) * per_gpu if self.gpus else jobs
+        self.pool = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="run")
+        self.free: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for _ in range(per_gpu):
+            for g in self.gpus:  # round robin: the first runs spread over the GPUs
+                self.free.put(g)
+
+    def submit(self, execute: Execute, job: Job) -> Future:
+        return self.pool.submit(self._run, execute, job)
+
+    def _run(self, execute: Execute, job: Job) -> dict:
+        if not self.gpus:
+            return execute(job, {})
+        gpu = self.free.get()
+        try:
+            return execute(job, {"CUDA_VISIBLE_DEVICES": str(gpu)})
+        finally:
+            self.free.put(gpu)
+
+    def threads(self, job_cpus: int | None, running: int) -> int:
+        if job_cpus is not None:
+            return job_cpus
+        return max(1, (os.cpu_count() or 1) // max(1, min(self.slots, running)))  # a lone run gets every core
+
+    def describe(self) -> str:
+        if self.gpus:
+            return f"{self.slots} at a time ({self.per_gpu} per GPU on GPUs {','.join(map(str, self.gpus))})"
+        return f"{self.slots} at a time"
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class RayExecutor:
+    """Each run is a Ray task.  Started without an address, Ray runs on this machine only and
+    stops with this process; with `--address auto` or HOST:PORT it joins a running cluster,
+    whose nodes must all see the output directory at the same path (a shared filesystem)."""
+
+    def __init__(self, address: str | None, per_gpu: int | None, num_cpus: int | None = None):
+        self.ray = optional_module("ray", "ray", "--executor ray")
+        self.per_gpu = per_gpu
+        kwargs = {} if address else {"num_cpus": num_cpus}  # num_cpus: a local instance's size (tests)
+        try:
+            self.ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                          configure_logging=False, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise UserError(f"--executor ray: could not start or reach Ray"
+                            f"{f' at {address}' if address else ''}: {str(e).splitlines()[0]}") from None
+        self.remote = None
+
+    def submit(self, execute: Execute, job: Job) -> Future:
+        if self.remote is None:
+            self.remote = self.ray.remote(execute)
+        res = job.key.variant.run.resources
+        gpus = res.num_gpus if res.num_gpus is not None else (1 / self.per_gpu if self.per_gpu else 0)
+        ref = self.remote.options(num_cpus=job.threads, num_gpus=gpus, max_retries=0,
+                                  name=f"workbench {job.name}").remote(job, {})
+        return ref.future()
+
+    def threads(self, job_cpus: int | None, running: int) -> int:
+        return job_cpus or 1  # what Ray reserves for it, so runs sharing a node don't oversubscribe it
+
+    def describe(self) -> str:
+        cpus = self.ray.cluster_resources().get("CPU", 0)
+        gpus = self.ray.cluster_resources().get("GPU", 0)
+        where = f"{cpus:g} CPUs" + (f", {gpus:g} GPUs" if gpus else "")
+        return f"as Ray tasks on a cluster of {where}"
+
+    def close(self) -> None:
+        self.ray.shutdown()
+
+
+def make_executor(p: Placement, default_jobs: int, ray_cpus: int | None = None) -> Executor:
+    if p.executor == "ray":
+        return RayExecutor(p.address, p.per_gpu, ray_cpus)
+    return LocalExecutor(p.jobs or default_jobs, p.gpus, p.per_gpu or 1)

@@ -1,0 +1,215 @@
+"""One run of a grid: a `workbench train` subprocess, then one `workbench eval` per [[eval]].
+
+`execute(job, env)` is all an executor calls (executors.py): it trains the run (or resumes
+it from its checkpoint), evaluates it, and writes RUN/result.json, status done or failed.  It
+is a module-level function of picklable arguments, so that Ray can ship it to another machine,
+where the output directory is the same shared folder.  Each subprocess is tied to the process
+that starts it (lifeline.py) and, with a timeout, is stopped with SIGTERM (the trainer saves a
+checkpoint) and then, after a grace period, SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from experiments import lifeline
+from experiments.errors import UserError
+from experiments.registry import task_class
+from experiments.rundir import FileLock, RunLock
+from experiments.runspec import read_run_spec
+from experiments.spec import Spec, Variant, eval_args, tracker_args, train_args
+from gpt.atomic import atomic_write_text
+
+# What a run folder can hold before its config.json: train's run lock (rundir.RunLock) and the
+# result.json written for an attempt that failed before training made anything.
+BEFORE_CONFIG = frozenset({".lock", "result.json"})
+KILL_GRACE_S = 60.0  # after SIGTERM at a timeout: time to write the checkpoint before SIGKILL
+LOCK_WAIT_S = 120.0  # how long a run waits for a dying trainer (a killed runner's orphan) to let go
+
+
+@dataclass(frozen=True)
+class RunKey:
+    variant: Variant
+    seed: int
+
+    def dir(self, root: Path) -> Path:
+        return root / self.variant.name / f"seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One attempt at one run: everything `execute` needs, picklable (Ray sends it to a worker)."""
+
+    spec: Spec
+    key: RunKey
+    root: Path  # absolute: a Ray worker may start elsewhere
+    threads: int  # OMP threads of its subprocesses
+    trackers: tuple[str, ...] = ()
+    timeout_s: float | None = None  # the attempt's wall time, training and evals together
+
+    @property
+    def name(self) -> str:
+        return f"{self.key.variant.name} seed {self.key.seed}"
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, what: str) -> Iterator[None]:
+    """Hold rundir.FileLock on `path` for the with-block; UserError naming `what` if another
+    process holds it. The file stays: a run folder's leftover `.lock` is removed by name later."""
+    lock = FileLock(path, what)
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def read_result(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def init_dir(spec: Spec, key: RunKey, root: Path) -> Path | None:
+    """The run a fine-tuning variant starts from: the source variant's run with the same seed,
+    or its first seed when it has only some."""
+    if not key.variant.init_from:
+        return None
+    src = spec.variant(key.variant.init_from)
+    seed = key.seed if key.seed in src.seeds else src.seeds[0]
+    return RunKey(src, seed).dir(root)
+
+
+def clear_unstarted(run: Path) -> None:
+    """A run that died before writing its config.json: remove what it left, by name (checked
+    by the runner to be nothing else), and keep the empty folder, which train accepts."""
+    if not run.is_dir() or (run / "config.json").exists():
+        return
+    (run / "result.json").unlink(missing_ok=True)
+    lock = run / ".lock"
+    if lock.is_file():
+        try:
+            with exclusive_lock(lock, str(run)):  # free: its owner is dead (train's lock is a flock too)
+                lock.unlink()
+        except UserError:
+            pass  # a trainer left by a killed runner still holds it: train refuses, the run is recorded failed
+
+
+def wait_for_lock(run: Path, timeout_s: float = LOCK_WAIT_S) -> None:
+    """Wait while another process holds the run's lock: a trainer whose runner was killed is
+    saving its checkpoint on the way out (lifeline.py).  Past the timeout, train itself
+    refuses the run with the holder's pid, and the run is recorded failed."""
+    deadline = time.monotonic() + timeout_s
+    while (run / ".lock").exists() and time.monotonic() < deadline:
+        lock = RunLock(run)
+        try:
+            lock.acquire()
+        except UserError:
+            time.sleep(0.5)
+            continue
+        lock.release()  # RunLock removes the file: nobody holds it
+
+
+class _TimedOut(Exception):
+    pass
+
+
+def _subprocess(args: list[str], log, threads: int, env: Mapping[str, str], deadline: float | None) -> int:
+    full_env = {**os.environ, **env, **lifeline.child_env(),
+                "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    log.write(f"$ workbench {' '.join(args)}\n")
+    log.flush()
+    proc = subprocess.Popen([sys.executable, "-m", "experiments", *args], stdout=log, stderr=subprocess.STDOUT,
+                            env=full_env)
+    try:
+        return proc.wait(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # the trainer saves a checkpoint on SIGTERM, so a retry resumes
+        try:
+            proc.wait(timeout=KILL_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise _TimedOut from None
+    finally:
+        if proc.poll() is None:  # an exception in this thread (Ctrl-C): don't leave it running
+            proc.kill()
+            proc.wait()
+
+
+def _tail(path: Path, since: int = 0, n: int = 3) -> str:
+    """The last lines this attempt wrote to a run's log (commands left out)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(since)
+            text = f.read().decode("utf-8", errors="replace")
+        lines = [x for x in text.splitlines() if x.strip() and not x.startswith("$ ")]
+    except OSError:
+        return ""
+    return " | ".join(lines[-n:])
+
+
+def _splits_of(run: Path) -> tuple[str, ...]:
+    spec, _ = read_run_spec(run)
+    return tuple(task_class(spec.task, spec.include).splits)
+
+
+def _steps(job: Job, run: Path, src: Path | None, log, log_path: Path, since: int, env: Mapping[str, str],
+           deadline: float | None) -> str:
+    """Train (or resume) and evaluate; the error, or "" when all went well."""
+    spec, key = job.spec, job.key
+    if src is not None and (read_result(src) or {}).get("status") != "done":
+        return f"its init_from run {src} did not finish"
+    if not (run / ".trained").exists():
+        wait_for_lock(run)
+        if (run / "config.json").exists():
+            args = ["train", "--resume", "--out", str(run), "--quiet"]
+            if key.variant.run.device:
+                args += ["--device", key.variant.run.device]
+        else:
+            clear_unstarted(run)  # died before writing its config: nothing to keep
+            args = train_args(key.variant, key.seed, run, src)
+        args += tracker_args(spec.name, key.variant, key.seed, job.trackers)
+        code = _subprocess(args, log, job.threads, env, deadline)
+        if code != 0:
+            return f"training exited with code {code}: {_tail(log_path, since)}"
+        atomic_write_text(run / ".trained", "")
+    splits = _splits_of(run)
+    for e in (e for e in spec.evals if e.split in splits):  # an eval applies where its split exists
+        code = _subprocess(eval_args(e, run, run / f"eval-{e.name}.json", key.variant.run.device), log,
+                           job.threads, env, deadline)
+        if code != 0:
+            return f"eval {e.name!r} exited with code {code}: {_tail(log_path, since)}"
+    return ""
+
+
+def execute(job: Job, env: Mapping[str, str] | None = None) -> dict:
+    """Train (or resume) and evaluate one run; returns its result record (also written).
+    `env` is added to its subprocesses' environment (the local executor's CUDA_VISIBLE_DEVICES)."""
+    run = job.key.dir(job.root)
+    log_path = run.parent / f"seed{job.key.seed}.log"
+    run.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    deadline = None if job.timeout_s is None else time.monotonic() + job.timeout_s
+    src = init_dir(job.spec, job.key, job.root)
+    with open(log_path, "a", encoding="utf-8") as log:
+        since = log.tell()
+        try:
+            error = _steps(job, run, src, log, log_path, since, env or {}, deadline)
+        except _TimedOut:
+            error = f"timed out after {job.timeout_s:g} s (--timeout); its checkpoint is kept"
+            log.write(f"workbench run: {error}\n")
+    result = {"variant": job.key.variant.name, "seed": job.key.seed, "status": "failed" if error else "done",
+              "error": error, "wall_s": round(time.time() - started, 1)}
+    run.mkdir(parents=True, exist_ok=True)  # a failure before training made it still gets a record
+    atomic_write_text(run / "result.json", json.dumps(result, indent=1))
+    return result
