@@ -26,7 +26,8 @@ from experiments.errors import UserError, optional_module
 from experiments.runjob import Job
 
 EXECUTORS = ("local", "ray")
-Execute = Callable[[Job, dict[str, str]], dict]
+NO_RAY_CHILD_KILL = "RAY_kill_child_processes_on_worker_exit"
+Execute = Callable[[Job, dict[str, str], bool], dict]  # runjob.execute(job, env, own_group)
 
 
 class Executor(Protocol):
@@ -76,6 +77,7 @@ def check_placement(p: Placement) -> Placement:
         if p.gpus and p.jobs is not None:
             raise UserError("--jobs and --gpus: with GPU slots, --gpus and --per-gpu set how many run at a time")
     else:
+        optional_module("ray", "ray", "--executor ray")  # before anything is made
         if p.gpus:
             raise UserError("--gpus is for --executor local; Ray places runs on GPUs itself "
                             "(--per-gpu K gives each run 1/K of one)")
@@ -103,10 +105,10 @@ class LocalExecutor:
 
     def _run(self, execute: Execute, job: Job) -> dict:
         if not self.gpus:
-            return execute(job, {})
+            return execute(job, {}, False)
         gpu = self.free.get()
         try:
-            return execute(job, {"CUDA_VISIBLE_DEVICES": str(gpu)})
+            return execute(job, {"CUDA_VISIBLE_DEVICES": str(gpu)}, False)
         finally:
             self.free.put(gpu)
 
@@ -132,6 +134,11 @@ class RayExecutor:
     def __init__(self, address: str | None, per_gpu: int | None, num_cpus: int | None = None):
         self.ray = optional_module("ray", "ray", "--executor ray")
         self.per_gpu = per_gpu
+        if not address:
+            # Ray would SIGKILL a dead driver's trainers; left alone, they get SIGTERM from their
+            # lifeline (lifeline.py) and checkpoint the step they are on.  Read by the Ray
+            # processes ray.init starts here; a cluster's own `ray start` decides for itself.
+            os.environ.setdefault(NO_RAY_CHILD_KILL, "0")
         kwargs = {} if address else {"num_cpus": num_cpus}  # num_cpus: a local instance's size (tests)
         try:
             self.ray.init(address=address, include_dashboard=False, log_to_driver=False,
@@ -147,7 +154,7 @@ class RayExecutor:
         res = job.key.variant.run.resources
         gpus = res.num_gpus if res.num_gpus is not None else (1 / self.per_gpu if self.per_gpu else 0)
         ref = self.remote.options(num_cpus=job.threads, num_gpus=gpus, max_retries=0,
-                                  name=f"workbench {job.name}").remote(job, {})
+                                  name=f"workbench {job.name}").remote(job, {}, True)
         return ref.future()
 
     def threads(self, job_cpus: int | None, running: int) -> int:

@@ -123,13 +123,14 @@ class _TimedOut(Exception):
     pass
 
 
-def _subprocess(args: list[str], log, threads: int, env: Mapping[str, str], deadline: float | None) -> int:
+def _subprocess(args: list[str], log, threads: int, env: Mapping[str, str], deadline: float | None,
+                own_group: bool = False) -> int:
     full_env = {**os.environ, **env, **lifeline.child_env(),
                 "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     log.write(f"$ workbench {' '.join(args)}\n")
     log.flush()
     proc = subprocess.Popen([sys.executable, "-m", "experiments", *args], stdout=log, stderr=subprocess.STDOUT,
-                            env=full_env)
+                            env=full_env, process_group=0 if own_group else None)
     try:
         return proc.wait(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
@@ -164,7 +165,7 @@ def _splits_of(run: Path) -> tuple[str, ...]:
 
 
 def _steps(job: Job, run: Path, src: Path | None, log, log_path: Path, since: int, env: Mapping[str, str],
-           deadline: float | None) -> str:
+           deadline: float | None, own_group: bool) -> str:
     """Train (or resume) and evaluate; the error, or "" when all went well."""
     spec, key = job.spec, job.key
     if src is not None and (read_result(src) or {}).get("status") != "done":
@@ -179,22 +180,26 @@ def _steps(job: Job, run: Path, src: Path | None, log, log_path: Path, since: in
             clear_unstarted(run)  # died before writing its config: nothing to keep
             args = train_args(key.variant, key.seed, run, src)
         args += tracker_args(spec.name, key.variant, key.seed, job.trackers)
-        code = _subprocess(args, log, job.threads, env, deadline)
+        code = _subprocess(args, log, job.threads, env, deadline, own_group)
         if code != 0:
             return f"training exited with code {code}: {_tail(log_path, since)}"
         atomic_write_text(run / ".trained", "")
     splits = _splits_of(run)
     for e in (e for e in spec.evals if e.split in splits):  # an eval applies where its split exists
         code = _subprocess(eval_args(e, run, run / f"eval-{e.name}.json", key.variant.run.device), log,
-                           job.threads, env, deadline)
+                           job.threads, env, deadline, own_group)
         if code != 0:
             return f"eval {e.name!r} exited with code {code}: {_tail(log_path, since)}"
     return ""
 
 
-def execute(job: Job, env: Mapping[str, str] | None = None) -> dict:
+def execute(job: Job, env: Mapping[str, str] | None = None, own_group: bool = False) -> dict:
     """Train (or resume) and evaluate one run; returns its result record (also written).
-    `env` is added to its subprocesses' environment (the local executor's CUDA_VISIBLE_DEVICES)."""
+    `env` is added to its subprocesses' environment (the local executor's CUDA_VISIBLE_DEVICES).
+    `own_group` starts them in a process group of their own: Ray kills a dead driver's worker
+    with its whole group, SIGKILL, and a trainer outside it gets its lifeline's SIGTERM instead,
+    which lets it checkpoint.  The local runner leaves them in its group, so that Ctrl-C in the
+    terminal reaches them as it reaches the runner."""
     run = job.key.dir(job.root)
     log_path = run.parent / f"seed{job.key.seed}.log"
     run.parent.mkdir(parents=True, exist_ok=True)
@@ -204,7 +209,7 @@ def execute(job: Job, env: Mapping[str, str] | None = None) -> dict:
     with open(log_path, "a", encoding="utf-8") as log:
         since = log.tell()
         try:
-            error = _steps(job, run, src, log, log_path, since, env or {}, deadline)
+            error = _steps(job, run, src, log, log_path, since, env or {}, deadline, own_group)
         except _TimedOut:
             error = f"timed out after {job.timeout_s:g} s (--timeout); its checkpoint is kept"
             log.write(f"workbench run: {error}\n")

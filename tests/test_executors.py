@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import sys
 import textwrap
 import threading
 import time
@@ -51,7 +52,7 @@ def test_gpu_slots_give_each_run_one_gpu_and_at_most_k_runs_per_gpu(tmp_path, mo
     spec = load_spec(path)
     lock, now, most, seen = threading.Lock(), Counter(), Counter(), []
 
-    def fake_execute(job, env):
+    def fake_execute(job, env, own_group):
         gpu = env["CUDA_VISIBLE_DEVICES"]
         with lock:
             now[gpu] += 1
@@ -191,3 +192,12 @@ def test_specs_set_device_and_resources_per_run(tmp_path):
         path.write_text(spec_text(extra=bad).replace("resources = { num_cpus = 1 }", ""))
         with pytest.raises(UserError, match=msg):
             load_spec(path)
+
+
+def test_ray_missing_is_one_line_naming_the_extra(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without the extra looks like
+    spec = tmp_path / "spec.toml"
+    spec.write_text(spec_text())
+    code, _, err = cli(capsys, "run", spec, "--out", tmp_path / "out", "--executor", "ray")
+    assert code == 2 and err == "error: --executor ray needs ray: pip install 'workbench[ray]'\n"
+    assert not (tmp_path / "out").exists()

@@ -70,6 +70,7 @@ def _figures(records: list[dict]) -> list[str]:
 
 # ---- piped tables ------------------------------------------------------------------------------
 
+@pytest.mark.slow  # CI time: the piped multi-run eval below checks the same rendering path by default
 def test_piped_tasks_table_keeps_every_name_and_description_whole():
     from experiments.registry import task_class
 
@@ -86,6 +87,7 @@ def test_piped_tasks_table_keeps_every_name_and_description_whole():
         assert any(whole(name, line) and desc in line for line in p.stdout.splitlines()), name
 
 
+@pytest.mark.slow  # CI time, as above
 def test_piped_presets_keep_every_name_and_description_whole():
     p = piped("presets")
     assert p.returncode == 0, p.stderr

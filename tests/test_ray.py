@@ -1,5 +1,8 @@
-"""The Ray executor, with a real local Ray instance: the same results as the local pool, and a
-killed driver whose rerun finishes the grid with nothing trained or evaluated twice."""
+"""The Ray executor, with a real local Ray instance (`workbench run --executor ray` starts one with
+the machine's CPUs: 2 in CI).  One 4-run spec is run twice: by the local executor, and by Ray,
+whose driver is killed with SIGKILL midway and then run again.  The first test checks that the
+two results.csv agree (timing aside); the second that the rerun finished the grid with every
+run trained once."""
 
 import json
 import signal
@@ -8,80 +11,94 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from conftest import need_module
-from experiments.executors import RayExecutor
-from experiments.grid import run_grid
-from experiments.results import build_report
+from experiments.cli import main
 from experiments.runjob import read_result
-from experiments.spec import load_spec
-from helpers import TINY_SETS, cli, workbench_proc
+from helpers import TINY_SETS, workbench_proc
 
+STEPS = 100
 TIMING = ["wall_s", "train_time"]
 
 
-def write_spec(tmp_path, steps: int, evals: bool = True) -> Path:
-    path = tmp_path / "spec.toml"
+def _midway(out: Path) -> bool:
+    """A run has finished, and every other one is training (10 steps logged, not done)."""
+    runs = [out / v / f"seed{s}" for v in ("fmt.reverse_answer=true", "fmt.reverse_answer=false") for s in (1, 2)]
+    done = [(read_result(r) or {}).get("status") == "done" for r in runs]
+
+    def training(r: Path) -> bool:
+        try:
+            return len((r / "metrics.jsonl").read_text().splitlines()) >= 10
+        except OSError:
+            return False
+
+    return any(done) and all(d or training(r) for d, r in zip(done, runs))
+
+
+@pytest.fixture(scope="module")
+def grids(tmp_path_factory) -> tuple[Path, int, str]:
+    """(folder holding local/ and ray/, runs done when the driver was killed, the rerun's stdout)."""
+    need_module("ray", "ray")
+    root = tmp_path_factory.mktemp("ray")
+    path = root / "spec.toml"
     path.write_text(textwrap.dedent(f"""
         budget_minutes = 5
         seeds = [1, 2]
         [base]
         task = "addition"
         preset = "small"
-        steps = {steps}
+        steps = {STEPS}
         target_acc = 0
         resources = {{ num_cpus = 1 }}  # one thread per run under both executors: the same arithmetic
         set = {{ {TINY_SETS} }}
         [[variant]]
         name = "fmt"
         grid = {{ "task.reverse_answer" = [true, false] }}
-        [report]
-        metrics = ["val_loss", "steps", "train_time"]
-    """) + ('[[eval]]\nname = "test"\nsplit = "test"\nn = 30\n' if evals else ""))
-    return path
+        [report]  # no [[eval]]: a run is one subprocess, and runjob.execute is the local executor's too
+        metrics = ["val_loss", "best_val_loss", "steps", "train_time"]
+    """))
+    assert main(["run", str(path), "--out", str(root / "local"), "--jobs", "2"]) == 0  # in-process
 
-
-def test_ray_gives_the_results_of_the_local_executor(tmp_path, capsys):
-    need_module("ray", "ray")
-    path = write_spec(tmp_path, steps=20, evals=False)  # the kill test below runs evals under Ray
-    spec = load_spec(path)
-    assert cli(capsys, "run", path, "--out", tmp_path / "local", "--jobs", "2")[0] == 0
-    lines = []
-    run_grid(spec, tmp_path / "ray", echo=lines.append, executor=lambda: RayExecutor(None, None, num_cpus=2),
-             then=lambda: build_report(tmp_path / "ray", spec, echo=lines.append))
-    assert "as Ray tasks on a cluster of 2 CPUs" in lines[0] and "4 done, 0 failed" in "\n".join(lines)
-    local, ray = (pd.read_csv(tmp_path / d / "results.csv").drop(columns=TIMING) for d in ("local", "ray"))
-    assert len(local) == 4 and (local["status"] == "done").all()
-    pd.testing.assert_frame_equal(local, ray)
-
-
-def test_a_killed_ray_driver_is_finished_by_its_rerun(tmp_path):
-    need_module("ray", "ray")
-    path = write_spec(tmp_path, steps=150)
-    out = tmp_path / "out"
+    out = root / "ray"
     driver = workbench_proc("run", path, "--out", out, "--executor", "ray")
     try:
         deadline = time.monotonic() + 180
-        # kill it once a run has finished and others are training
-        while time.monotonic() < deadline and not (
-                any((read_result(p.parent) or {}).get("status") == "done" for p in out.glob("*/seed*/config.json"))
-                and sum(1 for _ in out.glob("*/seed*/metrics.jsonl")) >= 3):
+        while time.monotonic() < deadline and not _midway(out):
             time.sleep(0.2)
         driver.send_signal(signal.SIGKILL)
     finally:
         driver.wait(timeout=60)
-    results = [read_result(p) for p in out.glob("*/seed*")]
-    first = sum((r or {}).get("status") == "done" for r in results)
-    assert 1 <= first < 4  # the fault happened midway: some runs done, some not
-
+    first = sum((read_result(p) or {}).get("status") == "done" for p in out.glob("*/seed*"))
     rerun = workbench_proc("run", path, "--out", out, "--executor", "ray")
     stdout, stderr = rerun.communicate(timeout=400)
-    assert rerun.returncode == 0 and f"({first} already done)" in stdout and "0 failed" in stdout, stderr
-    df = pd.read_csv(out / "results.csv")
-    assert len(df) == 4 and (df["status"] == "done").all() and set(df["steps"]) == {150}
-    for log in out.glob("*/seed*.log"):
+    assert rerun.returncode == 0, stderr
+    return root, first, stdout
+
+
+def test_ray_gives_the_results_of_the_local_executor(grids):
+    root, _, stdout = grids
+    assert "as Ray tasks on a cluster of" in stdout and "0 failed" in stdout
+    local, ray = (pd.read_csv(root / d / "results.csv").drop(columns=TIMING) for d in ("local", "ray"))
+    assert len(local) == 4 and (local["status"] == "done").all() and set(local["steps"]) == {STEPS}
+    # exact: a run cut short resumes bit-identically from the checkpoint of the step it was on
+    pd.testing.assert_frame_equal(local, ray)
+
+
+def test_a_killed_ray_driver_is_finished_by_its_rerun(grids):
+    root, first, stdout = grids
+    assert 1 <= first < 4  # the fault happened midway: some runs done, some not
+    assert f"({first} already done)" in stdout and f"{4 - first} done, 0 failed" in stdout
+    logs = sorted((root / "ray").glob("*/seed*.log"))
+    resumed = interrupted = 0
+    for log in logs:
         text = log.read_text()
-        # started once (a run the kill cut short resumes from its checkpoint), evaluated once
-        assert text.count("$ workbench train --task") == 1 and text.count("$ workbench eval") == 1, log
+        # started once (a run the kill cut short resumes from its checkpoint)
+        assert text.count("$ workbench train --task") == 1, log
+        resumed += text.count("$ workbench train --resume")
+        # SIGTERM from its lifeline, not Ray's SIGKILL (a run whose training had just ended has
+        # nothing to interrupt, and its resume is a no-op)
+        interrupted += "checkpoint saved. Resume with" in text
         steps = [json.loads(x)["step"] for x in (log.with_suffix("") / "metrics.jsonl").read_text().splitlines()]
-        assert steps == sorted(set(steps)) and steps[-1] == 150, log  # nothing logged twice, nothing missing
+        assert steps == sorted(set(steps)) and steps[-1] == STEPS, log  # nothing logged twice, nothing missing
+    assert len(logs) == 4 and resumed == 4 - first and interrupted >= 1  # the kill cut a run short

@@ -64,7 +64,8 @@ def test_tensorboard_holds_metrics_jsonl(tmp_path, capsys):
     assert {"loss", "val_loss", "val_acc", "lr"} <= got.keys()
 
 
-@pytest.mark.parametrize("kill_at", [KILL_AT, pytest.param(5, marks=pytest.mark.slow)],
+# both under -m slow (CI time, 16 s each): the default run checks the sink's content on a clean run
+@pytest.mark.parametrize("kill_at", [pytest.param(KILL_AT, marks=pytest.mark.slow), pytest.param(5, marks=pytest.mark.slow)],
                          ids=["past-a-checkpoint", "before-any-checkpoint"])
 def test_tensorboard_after_kill_and_resume_has_each_step_once(tmp_path, kill_at):
     # killed before its first checkpoint, a run restarts from step 0: everything earlier is purged
