@@ -7,7 +7,7 @@
 # $OUT gets env.txt, per-K timings (runs_per_hour.csv), step times (batch_workers.csv), tests.txt.
 #
 # Usage (GPU machine, repo root): bash benchmarks/gpu_scaling.sh
-# Try it on a CPU: DEV=cpu GPU_FLAGS= RUNS_N=2 KS="2 1" CALC_STEPS=30 bash benchmarks/gpu_scaling.sh
+# Try it on a CPU: DEV=cpu GPU_FLAGS= RUNS_N=2 KS="2 1" STEPS=20 CALC_STEPS=30 bash benchmarks/gpu_scaling.sh
 set -u
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 OUT=${OUT:-/tmp/gpu-scaling}
@@ -16,6 +16,7 @@ DEV=${DEV:-cuda}
 RUNS_N=${RUNS_N:-16}
 KS=${KS:-8 4 1}
 CALC_STEPS=${CALC_STEPS:-400}
+STEPS=${STEPS:-}          # empty: the default run, which stops at 1000/1000 held-out; a number caps it
 GPU_FLAGS=${GPU_FLAGS---gpus 0}  # empty on a CPU: --per-gpu then becomes --jobs
 mkdir -p "$OUT" "$RUNS"
 WB="python3 -m experiments"
@@ -31,6 +32,7 @@ seeds = [$seeds]
 [base]
 task = "addition"
 device = "$DEV"
+${STEPS:+steps = $STEPS}
 resources = { num_cpus = 1 }
 [[eval]]
 split = "test"
