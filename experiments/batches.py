@@ -11,7 +11,8 @@ rendering problems happens while the device trains:
                     with --batch-workers 0, or with fewer than 4 CPU cores)
     WorkerBatches   `workers` processes (a torch DataLoader over micro-batch indices) build
                     batches ahead, for GPUs faster than one core can feed: calculator batches
-                    take 5.9 ms to build against a 12.4 ms H200 step
+                    take 5.9 ms to build against a 12.4 ms H200 step (on a GPU with 4+
+                    threads for the run, by default)
 """
 
 from __future__ import annotations
@@ -146,8 +147,10 @@ def check_workers(n: int | None) -> int | None:
 
 def auto_workers(device: torch.device, cpus: int | None = None) -> int:
     """--batch-workers auto: none on the CPU (they would take cores from training), and on a
-    GPU half the machine's cores, at most 4, given at least 4 cores (else the Prefetcher)."""
-    cpus = cpus or os.cpu_count() or 1
+    GPU half the run's CPUs, at most 4, given at least 4 (else the Prefetcher).  The run's CPUs
+    are its thread count, which a grid sets to the run's share (OMP_NUM_THREADS, a spec's
+    resources.num_cpus): nine runs sharing a GPU must not start four workers each."""
+    cpus = cpus or torch.get_num_threads() or os.cpu_count() or 1
     return min(4, cpus // 2) if device.type == "cuda" and cpus >= 4 else 0
 
 

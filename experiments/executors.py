@@ -7,8 +7,9 @@ and hands back a concurrent.futures.Future of its result record.
             or with GPU slots (`--gpus 0,1 --per-gpu K`) K runs per listed GPU, each run's
             subprocesses seeing only its GPU (CUDA_VISIBLE_DEVICES).
     ray     each run is a Ray task with its resources (num_cpus; num_gpus = 1/K with
-            --per-gpu K), on a local Ray instance started here or on a cluster (--address).
-            Ray itself sets CUDA_VISIBLE_DEVICES for a task that asks for GPUs.
+            --per-gpu K, or 1 for a run whose spec says device = "cuda"), on a local Ray
+            instance started here or on a cluster (--address).  Ray sets CUDA_VISIBLE_DEVICES
+            for each task: to its GPUs, or to none for a task that reserved none.
 
 Adding one (say, SLURM job arrays) means a class with `submit`, `close` and a `describe` line.
 """
@@ -28,6 +29,10 @@ from experiments.runjob import Job
 EXECUTORS = ("local", "ray")
 NO_RAY_CHILD_KILL = "RAY_kill_child_processes_on_worker_exit"
 Execute = Callable[[Job, dict[str, str], bool], dict]  # runjob.execute(job, env, own_group)
+
+
+class Unplaceable(Exception):
+    """A run no node of the cluster can hold: the runner records it failed, with this message."""
 
 
 class Executor(Protocol):
@@ -148,14 +153,37 @@ class RayExecutor:
                             f"{f' at {address}' if address else ''}: {str(e).splitlines()[0]}") from None
         self.remote = None
 
+    def gpus_for(self, job: Job) -> float:
+        """The GPUs a run reserves.  Ray hides every GPU from a task that reserves none, so a run
+        whose spec says device = "cuda" reserves a whole one unless told otherwise."""
+        run = job.key.variant.run
+        if run.resources.num_gpus is not None:
+            return run.resources.num_gpus
+        if self.per_gpu:
+            return 1 / self.per_gpu
+        return 1.0 if run.device == "cuda" else 0.0
+
     def submit(self, execute: Execute, job: Job) -> Future:
+        gpus = self.gpus_for(job)
+        unfit = self._unfit(job.threads, gpus)
+        if unfit:  # Ray would keep it pending for ever: recorded failed instead, with why
+            failed: Future = Future()
+            failed.set_exception(Unplaceable(unfit))
+            return failed
         if self.remote is None:
             self.remote = self.ray.remote(execute)
-        res = job.key.variant.run.resources
-        gpus = res.num_gpus if res.num_gpus is not None else (1 / self.per_gpu if self.per_gpu else 0)
         ref = self.remote.options(num_cpus=job.threads, num_gpus=gpus, max_retries=0,
                                   name=f"workbench {job.name}").remote(job, {}, True)
         return ref.future()
+
+    def _unfit(self, cpus: int, gpus: float) -> str:
+        """Why no node of the cluster, as it is now, can hold a run asking for this ("" if one can)."""
+        nodes = [n.get("Resources", {}) for n in self.ray.nodes() if n.get("Alive")]
+        if any(n.get("CPU", 0) >= cpus and n.get("GPU", 0) >= gpus for n in nodes):
+            return ""
+        biggest = ", ".join(sorted({f"{n.get('CPU', 0):g} CPUs/{n.get('GPU', 0):g} GPUs" for n in nodes})) or "none"
+        return (f"no Ray node can hold a run asking for {cpus} CPUs and {gpus:g} GPUs (nodes: {biggest}); "
+                f"lower resources.num_cpus / num_gpus, or drop device = \"cuda\" or --per-gpu where there is no GPU")
 
     def threads(self, job_cpus: int | None, running: int) -> int:
         return job_cpus or 1  # what Ray reserves for it, so runs sharing a node don't oversubscribe it

@@ -213,7 +213,7 @@ def _run_locked(spec: Spec, keys: list[RunKey], root: Path, ex: Executor, echo, 
             k, attempt = running.pop(f)
             try:
                 res = f.result()
-            except Exception as e:  # the executor lost it (a Ray worker died): record it, retry it
+            except Exception as e:  # the executor lost it (a Ray worker died) or cannot place it: record, retry
                 res = {"variant": k.variant.name, "seed": k.seed, "status": "failed",
                        "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", "wall_s": 0.0}
                 _record(k.dir(root), res)

@@ -8,7 +8,7 @@ Linux to send it SIGTERM when that parent goes (prctl PR_SET_PDEATHSIG).  The tr
 SIGTERM like Ctrl-C: it saves a checkpoint and exits, and the rerun resumes from there.
 
 The signal follows the parent *thread* that started the child; the runner's threads wait in
-subprocess.run for as long as the child lives, so that is the runner itself.  Elsewhere than
+Popen.wait for as long as the child lives, so that is the runner itself.  Elsewhere than
 Linux this is a no-op: an orphaned trainer finishes its run on its own, and the rerun waits
 for its lock (runjob.wait_for_lock).
 """
@@ -36,7 +36,9 @@ def hold() -> None:
         return
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+            return  # refused: the child simply outlives its parent, as without a lifeline
     except (OSError, AttributeError):
         return
     if str(os.getppid()) != parent:  # it died before prctl took effect: the signal will never come

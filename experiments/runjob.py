@@ -142,7 +142,7 @@ def _subprocess(args: list[str], log, threads: int, env: Mapping[str, str], dead
             proc.wait()
         raise _TimedOut from None
     finally:
-        if proc.poll() is None:  # an exception in this thread (Ctrl-C): don't leave it running
+        if proc.poll() is None:  # an unexpected exception in this thread: don't leave the child running
             proc.kill()
             proc.wait()
 
@@ -171,7 +171,6 @@ def _steps(job: Job, run: Path, src: Path | None, log, log_path: Path, since: in
     if src is not None and (read_result(src) or {}).get("status") != "done":
         return f"its init_from run {src} did not finish"
     if not (run / ".trained").exists():
-        wait_for_lock(run)
         if (run / "config.json").exists():
             args = ["train", "--resume", "--out", str(run), "--quiet"]
             if key.variant.run.device:
@@ -204,6 +203,8 @@ def execute(job: Job, env: Mapping[str, str] | None = None, own_group: bool = Fa
     log_path = run.parent / f"seed{job.key.seed}.log"
     run.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    if not (run / ".trained").exists():
+        wait_for_lock(run)  # before the timeout starts: waiting is not the attempt's own time
     deadline = None if job.timeout_s is None else time.monotonic() + job.timeout_s
     src = init_dir(job.spec, job.key, job.root)
     with open(log_path, "a", encoding="utf-8") as log:

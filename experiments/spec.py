@@ -40,8 +40,10 @@ values, and `cases = [{...}, {...}]` into a list of alternatives (each a table o
 section.key = value with an optional `name`; `{}` is the variant itself).  Errors name the file, the line and the key.
 
 `resources` (in base or a variant): `num_cpus` is the run's thread count (OMP_NUM_THREADS) and
-the CPUs Ray reserves for it; `num_gpus` (Ray only) the share of a GPU it reserves, which
-`--per-gpu K` sets to 1/K. The local executor shares out GPUs with `--gpus` and `--per-gpu`.
+the CPUs Ray reserves for it; `num_gpus` (Ray only) the GPUs it reserves, a share of one (at
+most 1) or a whole number. Without it, `--per-gpu K` reserves 1/K, and `device = "cuda"` a
+whole GPU; Ray shows a run no GPU at all if it reserves none. The local executor shares out
+GPUs with `--gpus` and `--per-gpu` instead.
 
 A spec is code, not data: `include = ["my_tasks.py"]` (like `workbench train --include`)
 imports and so executes that Python file, in `workbench run` and in every training and
@@ -273,8 +275,9 @@ def _resources(r: _Reader, table: dict, where: str, base: Resources) -> Resource
     if cpus is not None and not 1 <= cpus <= 1024:
         r.fail(f"{where}resources.num_cpus", f"must be an integer from 1 to 1024, got {cpus}")
     gpus = r.typed(t, "num_gpus", (int, float), f"{where}resources.", base.num_gpus)
-    if gpus is not None and not 0 < gpus <= 64:
-        r.fail(f"{where}resources.num_gpus", f"must be above 0 and at most 64, got {gpus}")
+    if gpus is not None and not (0 < gpus <= 1 or (1 < gpus <= 64 and float(gpus).is_integer())):
+        r.fail(f"{where}resources.num_gpus", f"must be a share of one GPU (above 0, at most 1) or a whole "
+               f"number of GPUs up to 64, got {gpus}")
     return Resources(cpus, None if gpus is None else float(gpus))
 
 

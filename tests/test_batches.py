@@ -42,6 +42,12 @@ def test_auto_is_off_on_the_cpu_and_on_with_a_gpu_and_spare_cores():
     assert auto_workers(torch.device("cuda"), cpus=16) == 4
     assert auto_workers(torch.device("cuda"), cpus=6) == 3
     assert auto_workers(torch.device("cuda"), cpus=2) == 0  # too few cores: the prefetch thread instead
+    threads = torch.get_num_threads()
+    try:  # a grid's run given one thread (OMP_NUM_THREADS=1) starts no workers of its own
+        torch.set_num_threads(1)
+        assert auto_workers(torch.device("cuda")) == 0
+    finally:
+        torch.set_num_threads(threads)
     fn, close = batch_source(AdditionTask(), 1, 4, 16, CPU, 0, 1, None)
     assert not isinstance(fn, WorkerBatches)
     close()

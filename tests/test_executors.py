@@ -14,7 +14,8 @@ import pytest
 
 import experiments.grid as grid
 from experiments.errors import UserError
-from experiments.executors import LocalExecutor, Placement, check_placement, parse_gpus
+from experiments.executors import LocalExecutor, Placement, RayExecutor, Unplaceable, check_placement, parse_gpus
+from experiments.runjob import Job, RunKey
 from experiments.runjob import read_result
 from experiments.spec import load_spec
 from helpers import TINY_SETS, cli, workbench_proc
@@ -187,7 +188,8 @@ def test_specs_set_device_and_resources_per_run(tmp_path):
     assert args[args.index("--device") + 1] == "cuda"
     assert grid.eval_args(spec.evals[0], tmp_path / "r", tmp_path / "e.json", "cuda")[-2:] == ["--device", "cuda"]
     for bad, msg in [('device = "tpu"', "unknown device 'tpu'"),
-                     ('resources = { num_gpus = 0 }', "resources.num_gpus: must be above 0"),
+                     ('resources = { num_gpus = 0 }', "resources.num_gpus: must be a share of one GPU"),
+                     ('resources = { num_gpus = 1.5 }', "resources.num_gpus: must be a share of one GPU"),
                      ('resources = { gpus = 1 }', "resources.gpus: unknown key")]:
         path.write_text(spec_text(extra=bad).replace("resources = { num_cpus = 1 }", ""))
         with pytest.raises(UserError, match=msg):
@@ -201,3 +203,33 @@ def test_ray_missing_is_one_line_naming_the_extra(tmp_path, capsys, monkeypatch)
     code, _, err = cli(capsys, "run", spec, "--out", tmp_path / "out", "--executor", "ray")
     assert code == 2 and err == "error: --executor ray needs ray: pip install 'workbench[ray]'\n"
     assert not (tmp_path / "out").exists()
+
+
+class _FakeRay:
+    """What RayExecutor reads of a cluster: its nodes, and remote() for submissions."""
+
+    def __init__(self, nodes):
+        self._nodes = nodes
+
+    def nodes(self):
+        return self._nodes
+
+    def remote(self, fn):
+        raise AssertionError("an unplaceable run must not reach Ray")
+
+
+def test_ray_reserves_gpus_for_cuda_runs_and_fails_runs_no_node_can_hold(tmp_path):
+    """Ray hides GPUs from a task that reserves none, and keeps a task no node can hold pending
+    for ever: a cuda run reserves a GPU, and an unplaceable run is failed at once, saying why."""
+    path = tmp_path / "spec.toml"
+    path.write_text(spec_text(extra='device = "cuda"').replace("resources = { num_cpus = 1 }", "resources = { num_cpus = 4 }"))
+    v = load_spec(path).variants[0]
+    job = Job(load_spec(path), RunKey(v, 1), tmp_path, threads=4)
+    ex = RayExecutor.__new__(RayExecutor)  # no Ray started: the placement logic alone
+    ex.remote, ex.per_gpu = None, None
+    ex.ray = _FakeRay([{"Alive": True, "Resources": {"CPU": 2.0}}, {"Alive": False, "Resources": {"CPU": 64.0}}])
+    assert ex.gpus_for(job) == 1.0
+    ex.per_gpu = 4
+    assert ex.gpus_for(job) == 0.25
+    err = ex.submit(lambda *a: {}, job).exception()
+    assert isinstance(err, Unplaceable) and "asking for 4 CPUs and 0.25 GPUs (nodes: 2 CPUs/0 GPUs)" in str(err)
