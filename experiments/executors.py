@@ -189,8 +189,8 @@ class RayExecutor:
         return job_cpus or 1  # what Ray reserves for it, so runs sharing a node don't oversubscribe it
 
     def describe(self) -> str:
-        cpus = self.ray.cluster_resources().get("CPU", 0)
-        gpus = self.ray.cluster_resources().get("GPU", 0)
+        have = self.ray.cluster_resources()
+        cpus, gpus = have.get("CPU", 0), have.get("GPU", 0)
         where = f"{cpus:g} CPUs" + (f", {gpus:g} GPUs" if gpus else "")
         return f"as Ray tasks on a cluster of {where}"
 

@@ -37,7 +37,8 @@ from pathlib import Path
 
 from experiments.errors import UserError
 from experiments.executors import Executor, LocalExecutor
-from experiments.runjob import BEFORE_CONFIG, Job, RunKey, exclusive_lock, execute, init_dir, read_result
+from experiments.runjob import (BEFORE_CONFIG, Job, RunKey, exclusive_lock, execute, init_dir, read_result,
+                                write_result)
 from experiments.spec import Spec, eval_args, tracker_args, train_args
 from gpt.atomic import atomic_write_bytes, atomic_write_text
 
@@ -146,14 +147,18 @@ def run_grid(spec: Spec, root: Path, only: str | None = None, dry_run: bool = Fa
         return done
 
 
-def _todo(spec: Spec, keys: list[RunKey], root: Path) -> list[RunKey]:
+def _todo(keys: list[RunKey], root: Path) -> list[RunKey]:
     return [k for k in keys if (read_result(k.dir(root)) or {}).get("status") != "done"]
 
 
+def _summary(spec: Spec, keys: list[RunKey], todo: list[RunKey], root: Path, how: str = "") -> str:
+    return (f"{spec.name}: {len(keys)} runs ({len(keys) - len(todo)} already done), {how + ', ' if how else ''}"
+            f"budget {spec.budget_minutes:g} min -> {root}")
+
+
 def _dry_run(spec: Spec, keys: list[RunKey], root: Path, echo, trackers: Sequence[str] = ()) -> None:
-    todo = _todo(spec, keys, root)
-    echo(f"{spec.name}: {len(keys)} runs ({len(keys) - len(todo)} already done), "
-         f"budget {spec.budget_minutes:g} min -> {root}")
+    todo = _todo(keys, root)
+    echo(_summary(spec, keys, todo, root))
     for k in keys:
         run = k.dir(root)
         state = ("done" if k not in todo else "resume" if (run / "config.json").exists() else "new")
@@ -166,9 +171,8 @@ def _dry_run(spec: Spec, keys: list[RunKey], root: Path, echo, trackers: Sequenc
 
 def _run_locked(spec: Spec, keys: list[RunKey], root: Path, ex: Executor, echo, trackers: Sequence[str],
                 timeout_s: float | None, retries: int) -> list[dict]:
-    todo = _todo(spec, keys, root)
-    echo(f"{spec.name}: {len(keys)} runs ({len(keys) - len(todo)} already done), {ex.describe()}, "
-         f"budget {spec.budget_minutes:g} min -> {root}")
+    todo = _todo(keys, root)
+    echo(_summary(spec, keys, todo, root, ex.describe()))
     if spec.path.resolve() != (root / "spec.toml").resolve():
         # atomic: `workbench report` reparses this copy, and a torn one would not load
         atomic_write_bytes(root / "spec.toml", spec.path.read_bytes())
@@ -216,7 +220,7 @@ def _run_locked(spec: Spec, keys: list[RunKey], root: Path, ex: Executor, echo, 
             except Exception as e:  # the executor lost it (a Ray worker died) or cannot place it: record, retry
                 res = {"variant": k.variant.name, "seed": k.seed, "status": "failed",
                        "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", "wall_s": 0.0}
-                _record(k.dir(root), res)
+                write_result(k.dir(root), res)
             report(k, res, attempt)
             if res["status"] != "done" and attempt < retries:
                 running[ex.submit(execute, job(k))] = (k, attempt + 1)
@@ -230,7 +234,3 @@ def _run_locked(spec: Spec, keys: list[RunKey], root: Path, ex: Executor, echo, 
          f"({'over' if over else 'within'} the {spec.budget_minutes:g}-minute budget)")
     return done
 
-
-def _record(run: Path, res: dict) -> None:
-    run.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run / "result.json", json.dumps(res, indent=1))

@@ -121,8 +121,8 @@ def markdown(spec: Spec, df: pd.DataFrame, summary: pd.DataFrame, root: Path, pl
     sessions = _timing(root)
     elapsed = sum(t["elapsed_s"] for t in sessions)
     # how the last invocation ran them (older timing.jsonl files have only a job count)
-    how = sessions[-1].get("how") if sessions else None
-    how = how or f"{sessions[-1]['jobs'] if sessions and 'jobs' in sessions[-1] else spec.jobs} at a time"
+    last = sessions[-1] if sessions else {}
+    how = last.get("how") or f"{last.get('jobs', spec.jobs)} at a time"
     lines = [f"# {spec.name}", "", spec.description, "",
              f"- Stated budget: {spec.budget_minutes:g} min on this machine; `workbench run` took "
              f"{elapsed / 60:.1f} min of wall time ({len(sessions)} invocation(s)); the runs' own wall "

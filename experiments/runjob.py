@@ -79,6 +79,12 @@ def read_result(run_dir: Path) -> dict | None:
         return None
 
 
+def write_result(run: Path, result: dict) -> None:
+    """RUN/result.json, atomically; the folder is made if training never got that far."""
+    run.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run / "result.json", json.dumps(result, indent=1))
+
+
 def init_dir(spec: Spec, key: RunKey, root: Path) -> Path | None:
     """The run a fine-tuning variant starts from: the source variant's run with the same seed,
     or its first seed when it has only some."""
@@ -216,6 +222,5 @@ def execute(job: Job, env: Mapping[str, str] | None = None, own_group: bool = Fa
             log.write(f"workbench run: {error}\n")
     result = {"variant": job.key.variant.name, "seed": job.key.seed, "status": "failed" if error else "done",
               "error": error, "wall_s": round(time.time() - started, 1)}
-    run.mkdir(parents=True, exist_ok=True)  # a failure before training made it still gets a record
-    atomic_write_text(run / "result.json", json.dumps(result, indent=1))
+    write_result(run, result)  # a failure before training made the folder still gets a record
     return result
