@@ -17,12 +17,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from experiments.build import rendered_positions
 from experiments.errors import UserError
 from experiments.load import Run, load_run
 from experiments.outputs import check_writable, write_output
 from experiments.plots import pyplot
+from gpt.generate import with_positions
 from gpt.model import GPT
 from tasks.base import Task
+from tasks.encode import Rendered, field_strings
 
 FORMATS = ("png", "json")
 PLOT_EXTRA = "pip install 'workbench[plot]'"
@@ -73,9 +76,12 @@ def task_prompt(task: Task, prompt: str) -> str:
 
 
 @torch.no_grad()
-def record_attention(model: GPT, ids: list[int]) -> np.ndarray:
-    """One forward pass over ids with the weights recorded -> (L, H, T, T) float32."""
+def record_attention(model: GPT, ids: list[int], pos: np.ndarray | None = None) -> np.ndarray:
+    """One forward pass over ids (and their position ids, for a model that takes them) with the
+    weights recorded -> (L, H, T, T) float32."""
     idx = torch.tensor([ids], dtype=torch.long, device=model.wte.weight.device)  # (1, T)
+    if pos is not None:
+        idx = with_positions(idx, torch.as_tensor(pos[None, : len(ids)], dtype=torch.long, device=idx.device))
     layers: list[torch.Tensor] = []
     model(idx, attention=layers)
     return torch.stack(layers)[:, 0].float().cpu().numpy()  # (L, 1, H, T, T) -> (L, H, T, T)
@@ -96,7 +102,9 @@ def attention_of(run: Run, prompt: str, tokens: int = 32) -> AttentionMaps:
     limit = room if run.task.end_id is not None else min(tokens, room)
     completion = run.complete([prompt], max_new_tokens=limit)[0]
     ids = ids + run.task.vocab.encode(completion)
-    return AttentionMaps(list(prompt + completion), len(prompt), record_attention(run.model, ids))
+    chars, lens = field_strings([prompt + completion])
+    pos = rendered_positions(run.task, run.model.config, Rendered(chars, np.array([len(prompt)]), lens))
+    return AttentionMaps(list(prompt + completion), len(prompt), record_attention(run.model, ids, None if pos is None else pos[0]))
 
 
 def attention_maps(run_path: Path, prompt: str, checkpoint: str = "ckpt.pt", device: str = "auto",

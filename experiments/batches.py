@@ -28,22 +28,33 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from experiments.errors import UserError
 from gpt.train import EVAL_STEP_BASE
 from tasks.base import Task
+from tasks.positions import PositionIds
 
 Batch = Callable[[str, int, int], tuple[torch.Tensor, torch.Tensor]]
 MAX_WORKERS = 64
 
 
+def host_batch(task: Task, seed: int, split: str, step: int, micro: int, batch_size: int, block_size: int,
+               ids: PositionIds | None):
+    """task.batch as numpy arrays; position ids are asked for only when the model takes them, so a
+    task whose batch predates them (a plugin's own `batch`) still trains every other model."""
+    if ids is None:
+        return task.batch(seed, split, step, micro, batch_size, block_size)
+    return task.batch(seed, split, step, micro, batch_size, block_size, ids)
+
+
 def make_batch_fn(task: Task, seed: int, batch_size: int, block_size: int, device: torch.device,
-                  rank: int = 0, grad_accum: int = 1) -> Batch:
+                  rank: int = 0, grad_accum: int = 1, ids: PositionIds | None = None) -> Batch:
     """batch(split, step, micro) on the device.  Rank r's micro-batch m of a step is global
     micro-batch r * grad_accum + m, so N ranks see exactly the data one process sees with
-    N times the accumulation, and no two ranks share a batch."""
+    N times the accumulation, and no two ranks share a batch.  ids: the position ids the
+    model takes with its tokens (build.position_ids), if any."""
     pin = device.type == "cuda"
 
     def batch(split: str, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
         if split == "train":
             micro = rank * grad_accum + micro
-        x, y = task.batch(seed, split, step, micro, batch_size, block_size)
+        x, y = host_batch(task, seed, split, step, micro, batch_size, block_size, ids)
         x, y = torch.from_numpy(x), torch.from_numpy(y)
         if pin:
             x, y = x.pin_memory(), y.pin_memory()
@@ -83,14 +94,15 @@ class Prefetcher:
 class _MicroBatches(Dataset):
     """Index i -> the training micro-batch (step, micro) = divmod(i, grad_accum), on the host."""
 
-    def __init__(self, task: Task, seed: int, batch_size: int, block_size: int, rank: int, grad_accum: int):
+    def __init__(self, task: Task, seed: int, batch_size: int, block_size: int, rank: int, grad_accum: int,
+                 ids: PositionIds | None = None):
         self.task, self.seed, self.batch_size, self.block_size = task, seed, batch_size, block_size
-        self.rank, self.grad_accum = rank, grad_accum
+        self.rank, self.grad_accum, self.ids = rank, grad_accum, ids
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         step, micro = divmod(i, self.grad_accum)
-        x, y = self.task.batch(self.seed, "train", step, self.rank * self.grad_accum + micro, self.batch_size,
-                               self.block_size)
+        x, y = host_batch(self.task, self.seed, "train", step, self.rank * self.grad_accum + micro,
+                          self.batch_size, self.block_size, self.ids)
         return torch.from_numpy(x), torch.from_numpy(y)
 
 
@@ -114,9 +126,9 @@ class WorkerBatches:
     """
 
     def __init__(self, task: Task, seed: int, batch_size: int, block_size: int, device: torch.device,
-                 workers: int, rank: int = 0, grad_accum: int = 1):
-        self.direct = make_batch_fn(task, seed, batch_size, block_size, device, rank, grad_accum)
-        self.data = _MicroBatches(task, seed, batch_size, block_size, rank, grad_accum)
+                 workers: int, rank: int = 0, grad_accum: int = 1, ids: PositionIds | None = None):
+        self.direct = make_batch_fn(task, seed, batch_size, block_size, device, rank, grad_accum, ids)
+        self.data = _MicroBatches(task, seed, batch_size, block_size, rank, grad_accum, ids)
         self.device, self.workers, self.grad_accum = device, workers, grad_accum
         self.pin = device.type == "cuda"
         self.it: Iterator | None = None
@@ -155,13 +167,14 @@ def auto_workers(device: torch.device, cpus: int | None = None) -> int:
 
 
 def batch_source(task: Task, seed: int, batch_size: int, block_size: int, device: torch.device, rank: int,
-                 grad_accum: int, workers: int | None) -> tuple[Batch, Callable[[], None]]:
+                 grad_accum: int, workers: int | None, ids: PositionIds | None = None
+                 ) -> tuple[Batch, Callable[[], None]]:
     """The run's batch function and what closes it (workers: None for auto_workers)."""
     n = auto_workers(device) if workers is None else workers
     if n > 0:
-        src = WorkerBatches(task, seed, batch_size, block_size, device, n, rank, grad_accum)
+        src = WorkerBatches(task, seed, batch_size, block_size, device, n, rank, grad_accum, ids)
         return src, src.close
-    plain = make_batch_fn(task, seed, batch_size, block_size, device, rank, grad_accum)
+    plain = make_batch_fn(task, seed, batch_size, block_size, device, rank, grad_accum, ids)
     if device.type == "cuda":
         pre = Prefetcher(plain, grad_accum)
         return pre, pre.close

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from experiments.build import build
+from experiments.build import build, position_ids
 from experiments.devices import resolve_device
 from experiments.errors import UserError
 from experiments.evaluate import complete_rendered, evaluate
@@ -84,7 +84,7 @@ def bench(task_name: str, preset_name: str | None, device_name: str = "auto", st
         recs = [r for r in read_metrics(out / "metrics.jsonl") if "ms_per_step" in r and r["step"] > warmup]
         trained = load_run(out, device=device_name)
     step_ms = statistics.median(r["ms_per_step"] for r in recs)
-    batch = make_batch_fn(task, spec.seed, train.batch_size, cfg.block_size, device)
+    batch = make_batch_fn(task, spec.seed, train.batch_size, cfg.block_size, device, ids=position_ids(cfg))
     widths = []
 
     def one_batch(i: int) -> None:

@@ -9,17 +9,22 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
+
 from experiments.errors import UserError
 from experiments.registry import task_class
 from experiments.runspec import RunSpec
 from gpt.model import GPTConfig
+from gpt.positions import GIVEN
 from tasks.base import Task
+from tasks.encode import Rendered
+from tasks.positions import PositionIds, check_max_pos
 
 
 @dataclass(frozen=True)
 class Built:
     task: Task
-    model: GPTConfig  # fitted to the task: its vocabulary, digit ids, a block that fits
+    model: GPTConfig  # fitted to the task: its vocabulary, a block that fits
 
 
 def build_task(spec: RunSpec) -> Task:
@@ -34,19 +39,46 @@ def build_task(spec: RunSpec) -> Task:
 def fit_model(task: Task, model: GPTConfig) -> GPTConfig:
     """The model config fitted to the task: its vocabulary, and a block the task says it fits."""
     cfg = dataclasses.replace(model, vocab_size=len(task.vocab))
-    if cfg.pos == "abacus" and not cfg.abacus_digits:
-        # abacus indexes digits within numbers; which tokens are digits is the task's business
-        digits = tuple(task.vocab.stoi[c] for c in "0123456789" if c in task.vocab.stoi)
-        if not digits:
-            raise UserError(f"model.pos=abacus: task {task.name!r} has no digit tokens to index")
-        cfg = dataclasses.replace(cfg, abacus_digits=digits)
     try:
         task.check_block_size(cfg.block_size)
+        ids = position_ids(cfg)
+        if ids is not None:  # the task numbers its tokens; the model must embed every id it trains
+            r = task.render(task.problems(np.random.default_rng(0), 512, "train"))
+            check_max_pos(int(task.position_ids(r, ids.scheme).max(initial=0)), cfg.max_pos, "a training problem")
     except ValueError as e:
         raise UserError(str(e)) from None
     return cfg
 
 
+def position_ids(model: GPTConfig) -> PositionIds | None:
+    """What the model's batches carry beside the tokens: position ids (model.pos=abacus|coupled), or nothing."""
+    return PositionIds(GIVEN[model.pos], model.max_pos) if model.pos in GIVEN else None
+
+
 def build(spec: RunSpec) -> Built:
     task = build_task(spec)
     return Built(task, fit_model(task, spec.model))
+
+
+def rendered_positions(task: Task, model: GPTConfig, r: Rendered) -> np.ndarray | None:
+    """The (N, W) position ids of r's characters that the model takes, or None for a model that takes none."""
+    ids = position_ids(model)
+    if ids is None:
+        return None
+    try:
+        full = task.position_ids(r, ids.scheme)
+        check_max_pos(int(full.max(initial=0)), model.max_pos, "these problems")
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    return full
+
+
+def decode_positions(task: Task, model: GPTConfig, r: Rendered) -> tuple[list[np.ndarray] | None, np.ndarray | None]:
+    """For decoding r's prompts: each prompt's position ids, and per token whether it continues
+    them (gpt.generate.next_position); (None, None) for a model that takes no ids."""
+    full = rendered_positions(task, model, r)
+    if full is None:
+        return None, None
+    counting = task.position_scheme(GIVEN[model.pos]).counting
+    counts = np.array([c in counting for c in task.vocab.chars], dtype=bool)
+    return [row[:n] for row, n in zip(full, r.prompt_len)], counts

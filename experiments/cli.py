@@ -32,7 +32,7 @@ from experiments.bench import bench as run_bench
 from experiments.batches import check_workers
 from experiments.bench import format_result, write_json
 from experiments.build import build_task
-from experiments.display import eval_heatmap, format_eval, list_presets, list_tasks, print_eval, print_examples
+from experiments.display import eval_plot, format_eval, list_presets, list_tasks, print_eval, print_examples
 from experiments.errors import MAX_TOKENS, USER_ERRNOS, UserError, check_count, check_seed, check_steps
 from experiments.eval_runs import eval_runs
 from experiments.export import check_exportable, export_run, export_task, table_format
@@ -181,7 +181,7 @@ def eval_cmd(
     fmt: str = typer.Option("table", "--format", help="table | csv | markdown | json"),
     out: Optional[Path] = typer.Option(None, "--out", help="also write the table here (format by --format)"),
     samples: Optional[Path] = typer.Option(None, "--samples", help="write one JSON line per problem"),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="accuracy heatmap PNG (needs matplotlib)"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="PNG: accuracy by the --by column, a line per run; with two --by columns a heatmap per run (needs matplotlib)"),
     batch_size: int = typer.Option(1024, "--batch-size"),
     seed: int = typer.Option(0, "--seed", help="which fixed evaluation set"),
     checkpoint: str = typer.Option("ckpt.pt", "--checkpoint", help="ckpt.pt (latest) or best.pt"),
@@ -206,7 +206,7 @@ def eval_cmd(
     if out:
         write_output(out, format_eval(result, "markdown" if fmt == "table" else fmt), "--out")
     if plot and result.metric == "accuracy":
-        eval_heatmap(result, plot)
+        eval_plot(result, plot)
 
 
 # ---- ask -----------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from rich.text import Text
 from experiments.errors import UserError
 from experiments.eval_runs import EvalTable
 from experiments.outputs import write_output
-from experiments.plots import heatmap_image
+from experiments.plots import heatmap_image, lines_image
 from experiments.presets import PRESETS, Preset
 from experiments.registry import known_tasks, task_class
 from experiments.tables import markdown_table, pct
@@ -179,12 +179,17 @@ def _accuracy_table(t: pd.DataFrame, by: list[str], runs: list[str], title: str 
     return table
 
 
-def eval_heatmap(result: EvalTable, path: Path) -> None:
-    """`eval --plot`: one accuracy heatmap per run over the two --by columns, written atomically."""
+def eval_plot(result: EvalTable, path: Path) -> None:
+    """`eval --plot`, written atomically: accuracy against the --by column, one line per run; or,
+    with two --by columns, one accuracy heatmap per run."""
     runs = list(dict.fromkeys(result.table["run"]))
     panels = [(Path(r).name, result.table[result.table["run"] == r]) for r in runs]
+    fmt = path.suffix.lstrip(".").lower() or "png"
     try:
-        image = heatmap_image(panels, tuple(result.by), fmt=path.suffix.lstrip(".").lower() or "png")
+        if len(result.by) == 1:
+            image = lines_image(panels, result.by[0], fmt=fmt)
+        else:
+            image = heatmap_image(panels, tuple(result.by), fmt=fmt)
     except ValueError as e:  # an image format matplotlib does not write
         raise UserError(f"--plot {path}: {e}") from None
     if image is None:

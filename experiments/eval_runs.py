@@ -66,8 +66,9 @@ def _score_accuracy(run: Run, path: Path, n: int, split: str, by: str | None, pl
     unknown = [c for c in cols if c not in task.buckets]
     if unknown:
         raise UserError(f"--by: unknown column {unknown[0]!r}; task {task.name!r} has {', '.join(task.buckets) or 'no buckets'}")
-    if plot and len(cols) != 2:  # checked before the evaluation, which can take minutes
-        raise UserError("--plot draws a heatmap of two bucket columns: pass --by A,B (e.g. a_digits,b_digits)")
+    if plot and len(cols) not in (1, 2):  # checked before the evaluation, which can take minutes
+        raise UserError("--plot draws accuracy against one bucket column (--by a_digits) or a heatmap of two "
+                        "(--by a_digits,b_digits)")
     try:
         t = evaluate(run.model, task, split=split, n=n, by=cols, batch_size=batch_size, seed=seed, samples=samples)
     except OSError as e:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from experiments.build import decode_positions
 from experiments.outputs import atomic_text_file
 from experiments.tables import bucket_order
 from gpt.generate import greedy_complete
@@ -51,8 +52,10 @@ def complete_rendered(model: GPT, task: Task, r: Rendered, batch_size: int = 102
     ids = vocab.ids_of_codepoints(np.where(pos < r.prompt_len[:, None], r.chars[:, :w], ord(END)))
     max_new = int((r.length - r.prompt_len).max()) + 2  # room for the target, END, and a little overrun
     prompts = [row[:n] for row, n in zip(ids, r.prompt_len)]
+    positions, counts = decode_positions(task, model.config, r)
     table = np.array(list(vocab.chars))
-    return ["".join(table[o]) for o in greedy_complete(model, prompts, vocab.stoi[END], max_new, batch_size, use_cache)]
+    out = greedy_complete(model, prompts, vocab.stoi[END], max_new, batch_size, use_cache, positions, counts)
+    return ["".join(table[o]) for o in out]
 
 
 def score_chunk(model: GPT, task: Task, problems, batch_size: int, use_cache: bool = True) -> pd.DataFrame:

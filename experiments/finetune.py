@@ -21,13 +21,13 @@ from tasks.encode import END
 
 # fields that decide the shape or the function of the weights: they must match the source
 SHAPE_FIELDS = ("n_layer", "n_head", "n_embd", "bias", "pos", "norm", "mlp", "qk_norm", "tie_weights",
-                "abacus_offset")
+                "max_pos")
 
 
 def check_shapes(source: GPTConfig, target: GPTConfig, run: Path) -> None:
     diffs = [f"model.{k} {getattr(source, k)!r} vs {getattr(target, k)!r}"
              for k in SHAPE_FIELDS if getattr(source, k) != getattr(target, k)]
-    if target.block_size > source.block_size and source.pos in ("learned", "abacus"):
+    if target.block_size > source.block_size and source.pos == "learned":
         diffs.append(f"model.block_size {target.block_size} > {source.block_size} (learned positions "
                      f"beyond the source's block were never trained)")
     if diffs:

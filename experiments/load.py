@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from experiments.build import build_task
+from experiments.build import build_task, decode_positions
 from experiments.devices import resolve_device
 from experiments.errors import UserError, optional_module
 from experiments.runspec import RunSpec, read_run_spec, to_jsonable
@@ -27,6 +27,7 @@ from gpt.checkpoint import CheckpointError, load_checkpoint
 from gpt.generate import greedy_complete
 from gpt.model import GPT, GPTConfig
 from tasks.base import Task
+from tasks.encode import Rendered, field_strings
 
 WEIGHTS = "model.safetensors"  # an exported folder's weights (safetensors, as the Hugging Face Hub expects)
 WEIGHTS_META = "workbench"  # the safetensors metadata key holding {"step", "config"}: a checkpoint's own meta
@@ -62,8 +63,10 @@ class Run:
         block = self.model.config.block_size
         ids = [self.encode_prompt(p)[-(block - 1):] for p in prompts]
         end_id = -1 if self.task.end_id is None else self.task.end_id  # -1: no token matches, decode to the limit
+        chars, lens = field_strings([self.task.vocab.decode(i) for i in ids])
+        positions, counts = decode_positions(self.task, self.model.config, Rendered(chars, lens, lens))
         out = greedy_complete(self.model, ids, end_id, block if max_new_tokens is None else max_new_tokens,
-                              batch_size)
+                              batch_size, positions=positions, counts=counts)
         return [self.task.vocab.decode(o) for o in out]
 
 

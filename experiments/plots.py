@@ -100,6 +100,35 @@ def heatmap_image(panels: list[tuple[str, pd.DataFrame]], by: tuple[str, str], t
     return _image(plt, fig, fmt)
 
 
+def lines_image(panels: list[tuple[str, pd.DataFrame]], by: str, title: str = "", fmt: str = "png") -> bytes | None:
+    """An image of accuracy against one bucket column (e.g. operand length), one line per (name,
+    table), with the 95% interval shaded; None without matplotlib.  A numeric column gets a
+    numeric axis, so gaps in it stay gaps."""
+    plt = pyplot()
+    if plt is None or not panels:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for name, table in panels:
+        sel = table[table[by] != "all"]
+        sel = sel.iloc[sorted(range(len(sel)), key=lambda i: bucket_order(sel[by].iloc[i]))]
+        x = pd.to_numeric(sel[by], errors="coerce")
+        xs = x.to_numpy() if x.notna().all() else np.arange(len(sel))
+        ax.plot(xs, sel["accuracy"] * 100, marker="o", ms=3, label=name)
+        if "ci_low" in sel:
+            ax.fill_between(xs, sel["ci_low"] * 100, sel["ci_high"] * 100, alpha=0.15)
+        if not x.notna().all():
+            ax.set_xticks(xs, sel[by].astype(str))
+    ax.set_xlabel(by)
+    ax.set_ylabel("accuracy %")
+    ax.set_ylim(-2, 102)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return _image(plt, fig, fmt)
+
+
 def metric_vs(df: pd.DataFrame, x: str, metric: str, path: Path) -> bool:
     """metric (mean ± std over seeds) against grid key x, one line per other grid setting."""
     plt = pyplot()

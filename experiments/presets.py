@@ -90,6 +90,16 @@ PRESETS: dict[str, Preset] = {
             for_tasks=("addition",),
         ),
         Preset(
+            "lengthgen",
+            "addition on 1-10 digits that generalises to 40: coupled position ids, attention by their difference",
+            # coupled ids (Cho et al. 2024) with a clipped relative bias over them: what a digit attends to
+            # is the same at every length (gpt/positions.py, docs/LOG.md 2026-11-30)
+            GPTConfig(block_size=160, n_layer=2, n_head=4, n_embd=128, dropout=0.0, pos="coupled_rel", max_pos=64),
+            dataclasses.replace(_SMALL_TRAIN, steps=6000, eval_interval=1000),
+            task_options=(("max_digits", 10), ("ood_max_digits", 40), ("ood_sampling", "lengths")),
+            for_tasks=("addition",),
+        ),
+        Preset(
             "calculator",
             "calculator chains, 1-3 ops on operands up to 2 digits, cot=steps; RMSNorm, SwiGLU, QK-norm, RoPE, length-split batches",
             # RMSNorm + SwiGLU + QK-norm + RoPE: the best of ~20 recipes over sessions 2-6

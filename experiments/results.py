@@ -6,6 +6,7 @@ results.md    the spec, mean ± std over seeds per variant, the per-seed rows, f
 loss.png      val loss vs step, one line per variant (mean over seeds)
 accuracy.png  val_acc vs step, when the task has exact-match evals
 heatmap-E.png per-variant accuracy over two bucket columns, for each [[eval]] with by = [A, B]
+by-E.png      accuracy against the bucket column, a line per variant, for each [[eval]] with by = [A]
 metric-vs-X.png  each metric against report.plot_x (e.g. task.train_size), one line per
               value of the other grid keys
 """
@@ -221,6 +222,13 @@ def build_report(root: Path, spec: Spec | None = None, echo=print) -> Path:
         if image is not None:
             atomic_write_bytes(root / f"heatmap-{group}.png", image)
             made.append(f"heatmap-{group}.png")
+    for e in spec.evals:  # one bucket column: accuracy against it, a line per variant
+        t = bucket_means(spec, root, e) if len(e.by) == 1 else pd.DataFrame()
+        panels = [(v, t[t["variant"] == v]) for v in dict.fromkeys(t["variant"])] if not t.empty else []
+        image = plots.lines_image(panels, e.by[0], f"{e.name} ({e.split}): accuracy by {e.by[0]}") if panels else None
+        if image is not None:
+            atomic_write_bytes(root / f"by-{e.name}.png", image)
+            made.append(f"by-{e.name}.png")
     if spec.plot_x:
         for m in spec.metrics:
             name = f"{m.replace(':', '_').replace('>=', '_ge_')}-vs-{spec.plot_x.split('.')[-1]}.png"

@@ -63,8 +63,7 @@ def resolve_spec(task: str, preset: str | None = None, sets: list[str] = (), ste
     task_cfg = apply_overrides(cls.Config(), {**p.task_overrides(), **over["task"]}, "task")
     if init_from is not None:  # the shape comes from the run we start from
         source = read_run_spec(Path(init_from))[0].model
-        # digit ids are refitted to the new task's vocabulary (build.fit_model), like vocab_size
-        model = apply_overrides(dataclasses.replace(source, abacus_digits=()), over["model"], "model")
+        model = apply_overrides(source, over["model"], "model")
     else:
         model = apply_overrides(p.model, over["model"], "model")
     train = p.train

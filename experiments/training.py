@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from experiments.batches import batch_source
-from experiments.build import build
+from experiments.build import build, position_ids
 from experiments.devices import resolve_device
 from experiments.errors import USER_ERRNOS, UserError
 from experiments.evaluate import EVAL_SEED, accuracy
@@ -194,7 +194,7 @@ def _train_locked(spec: RunSpec, opts: TrainOptions, task: Task, model_cfg, devi
         init_note = init_from(model, Path(spec.init_from), task.vocab.chars)
     model = model.to(device)
     batch, close_batches = batch_source(task, spec.seed, spec.train.batch_size, model_cfg.block_size, device,
-                                        dist.rank, spec.train.grad_accum, opts.batch_workers)
+                                        dist.rank, spec.train.grad_accum, opts.batch_workers, position_ids(model_cfg))
     evaluate = make_eval_fn(task, opts.eval_n, spec.seed)
     if spec.train.target_acc and evaluate is None:
         raise UserError(f"--target-acc needs a task with exact-match evaluation; {task.name!r} has none")

@@ -28,7 +28,7 @@ class KVCache:
         self.batch = batch  # rows in use; the first `batch` rows of the buffers
         self.pos = 0
         self.max_len = max_len
-        self.state: dict[str, torch.Tensor] = {}  # per-row decoding state, e.g. abacus digit runs
+        self.ids = torch.zeros(batch, max_len, dtype=torch.long, device=device)  # position ids, if the model takes them
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         T = k.size(2)
@@ -36,6 +36,12 @@ class KVCache:
         self.k[layer, : self.batch, :, self.pos : end] = k
         self.v[layer, : self.batch, :, self.pos : end] = v
         return self.k[layer, : self.batch, :, :end], self.v[layer, : self.batch, :, :end]
+
+    def update_ids(self, pos_ids: torch.Tensor) -> torch.Tensor:
+        """Store the new tokens' position ids (B, T); -> the ids of every key so far (B, pos + T)."""
+        end = self.pos + pos_ids.size(1)
+        self.ids[: self.batch, self.pos : end] = pos_ids
+        return self.ids[: self.batch, :end]
 
     def mask(self, T: int) -> torch.Tensor | None:
         """Attention mask for T new queries: query i sees keys 0..pos+i."""
@@ -53,17 +59,32 @@ class KVCache:
         n = rows.numel()
         self.k[:, :n, :, : self.pos] = self.k[:, rows, :, : self.pos]
         self.v[:, :n, :, : self.pos] = self.v[:, rows, :, : self.pos]
-        self.state = {name: value[rows] for name, value in self.state.items()}
+        self.ids[:n, : self.pos] = self.ids[rows, : self.pos]
         self.batch = n
+
+
+def next_position(last: torch.Tensor, tokens: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Position ids that come with the data (model.pos=abacus|coupled), continued while decoding:
+    a token that counts takes the previous id + 1, any other token 0 (tasks/positions.py
+    numbers training targets by the same rule).  last, tokens (B,) -> (B,)."""
+    return torch.where(counts[tokens], last + 1, torch.zeros_like(last))
+
+
+def with_positions(tokens: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
+    """(B, T) tokens, and their (B, T) position ids if any -> the model's input."""
+    return tokens if pos is None else torch.stack([tokens, pos], dim=-1)
 
 
 @torch.no_grad()
 def greedy_batch(
-    model: GPT, prompts: torch.Tensor, end_id: int, max_new_tokens: int, use_cache: bool = True
+    model: GPT, prompts: torch.Tensor, end_id: int, max_new_tokens: int, use_cache: bool = True,
+    pos: torch.Tensor | None = None, counts: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Greedy-decode equal-length prompts (B, T) -> (B, max_new_tokens) new tokens.
 
     A row stops at its end token; positions after it are filled with end_id.
+    pos (B, T): the prompts' position ids, for model.pos=abacus|coupled; counts (V,) bool says
+    which tokens continue them (next_position).
     """
     B, T = prompts.shape
     device = prompts.device
@@ -71,14 +92,17 @@ def greedy_batch(
     out = torch.full((B, max_new_tokens), end_id, dtype=torch.long, device=device)
     if max_new_tokens <= 0:
         return out
+    if pos is not None and counts is None:
+        raise ValueError("greedy_batch: position ids need `counts`, the tokens that continue them")
+    last = None if pos is None else pos[:, -1]
     active = torch.arange(B, device=device)  # original row of each row still in the batch
     done = torch.zeros(B, dtype=torch.bool, device=device)
     if use_cache:
         cache = KVCache(model, B, T + max_new_tokens, device, dtype=model.wte.weight.dtype)
-        logits, _ = model(prompts, cache=cache)
+        logits, _ = model(with_positions(prompts, pos), cache=cache)
         cache.advance(T)
     else:
-        seq = prompts
+        seq = with_positions(prompts, pos)
         logits, _ = model(seq)
     for t in range(max_new_tokens):
         nxt = logits[:, -1, :].argmax(dim=-1)  # (B_live,)
@@ -93,15 +117,19 @@ def greedy_batch(
         if 4 * n_done >= done.numel():
             rows = (~done).nonzero().squeeze(1)
             active, nxt, done = active[rows], nxt[rows], done[rows]
+            last = None if last is None else last[rows]
             if use_cache:
                 cache.keep(rows)
             else:
                 seq = seq[rows]
+        if last is not None:
+            last = next_position(last, nxt, counts)
+        step = with_positions(nxt[:, None], None if last is None else last[:, None])
         if use_cache:
-            logits, _ = model(nxt[:, None], cache=cache)
+            logits, _ = model(step, cache=cache)
             cache.advance(1)
         else:
-            seq = torch.cat([seq, nxt[:, None]], dim=1)
+            seq = torch.cat([seq, step], dim=1)
             logits, _ = model(seq)
     return out
 
@@ -114,25 +142,35 @@ def greedy_complete(
     max_new_tokens: int,
     batch_size: int = 1024,
     use_cache: bool = True,
+    positions: Sequence[Sequence[int]] | None = None,
+    counts: Sequence[bool] | None = None,
 ) -> list[list[int]]:
     """Greedy completions of token-id prompts (lists or arrays), end token and anything after
     stripped.
 
     Prompts are grouped by length and decoded in batches of at most batch_size, so every row
     is decoded on its own position grid whatever shares its batch: the results do not depend
-    on batch_size.  They come back in input order.
+    on batch_size.  They come back in input order.  positions: each prompt's position ids
+    (model.pos=abacus|coupled), and counts, per token id, whether it continues them.
     """
     device = model.wte.weight.device
     results: list[list[int]] = [[] for _ in prompts]
     by_len: dict[int, list[int]] = {}
     for i, p in enumerate(prompts):
         by_len.setdefault(len(p), []).append(i)
+    count_t = None if counts is None else torch.as_tensor(np.asarray(counts, dtype=bool), device=device)
+
+    def rows(seqs: Sequence[Sequence[int]], chunk: list[int], length: int) -> torch.Tensor:
+        arr = np.array([seqs[i] for i in chunk], dtype=np.int64).reshape(len(chunk), length)
+        return torch.from_numpy(arr).to(device)
+
     for length in sorted(by_len):
         index = by_len[length]
         for s in range(0, len(index), batch_size):
             chunk = index[s : s + batch_size]
-            x = torch.from_numpy(np.array([prompts[i] for i in chunk], dtype=np.int64).reshape(len(chunk), length))
-            new = greedy_batch(model, x.to(device), end_id, max_new_tokens, use_cache).cpu().numpy()
+            pos = None if positions is None else rows(positions, chunk, length)
+            new = greedy_batch(model, rows(prompts, chunk, length), end_id, max_new_tokens, use_cache,
+                               pos, count_t).cpu().numpy()
             ended = new == end_id
             stop = np.where(ended.any(axis=1), ended.argmax(axis=1), new.shape[1])
             for i, row, k in zip(chunk, new, stop):

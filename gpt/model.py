@@ -35,22 +35,18 @@ class GPTConfig:
     n_embd: int = 384
     dropout: float = 0.0
     bias: bool = False  # bias in Linear and LayerNorm layers; False is a little faster and as good
-    pos: str = "learned"  # learned | none | rope | abacus   (gpt/positions.py)
+    pos: str = "learned"  # learned | none | rope | abacus | coupled | coupled_rope   (gpt/positions.py)
     norm: str = "layernorm"  # layernorm | rmsnorm          (gpt/layers.py)
     mlp: str = "gelu"  # gelu | swiglu | relu2
     qk_norm: bool = False
     tie_weights: bool = True  # lm_head shares the token embedding matrix
-    abacus_digits: tuple[int, ...] = ()  # token ids of the digits, for pos=abacus
-    abacus_offset: int = 20  # abacus: training shifts digit indices by up to this much
+    max_pos: int = 64  # pos=abacus|coupled|coupled_rope: the largest position id; training offsets reach it
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "abacus_digits", tuple(int(i) for i in self.abacus_digits))
         for name, allowed in (("pos", POSITIONS), ("norm", NORMS), ("mlp", MLPS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"model.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        if self.abacus_offset < 0:
-            raise ValueError(f"model.abacus_offset must be >= 0, got {self.abacus_offset}")
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "max_pos"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"model.{name} must be a positive integer, got {value!r}")
@@ -60,8 +56,8 @@ class GPTConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout!r}")
-        if self.pos == "rope" and self.head_size % 2:
-            raise ValueError(f"model.pos=rope needs an even head size, got {self.head_size}")
+        if self.pos in ("rope", "coupled_rope") and self.head_size % 2:
+            raise ValueError(f"model.pos={self.pos} needs an even head size, got {self.head_size}")
 
     @property
     def head_size(self) -> int:
@@ -89,20 +85,28 @@ class CausalSelfAttention(nn.Module):
         self.q_norm, self.k_norm = make_qk_norm(config), make_qk_norm(config)  # Identity when off
 
     def forward(self, x: torch.Tensor, positions: nn.Module, start: int = 0, cache=None,
-                layer: int = 0, attention: list[torch.Tensor] | None = None) -> torch.Tensor:
+                layer: int = 0, attention: list[torch.Tensor] | None = None,
+                pos_ids: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """bias (B, H, T, S): added to the attention scores (model.pos=coupled_rel), or None."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         # (B, T, C) -> (B, H, T, D): the heads become a batch dimension
         q = self.q_norm(q.view(B, T, self.n_head, self.head_size)).transpose(1, 2)
         k = self.k_norm(k.view(B, T, self.n_head, self.head_size)).transpose(1, 2)
         v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)
-        q, k = positions.rotate(q, k, start)  # RoPE rotates; every other encoding returns them as is
+        q, k = positions.rotate(q, k, start, pos_ids)  # RoPE rotates; every other encoding returns them as is
         scale = 1.0 / math.sqrt(self.head_size)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, H, T_past + T, D)
         if attention is not None:  # recording: the explicit softmax, whose weights make y
-            y, att = explicit_attention(q, k, v, scale, self.dropout if self.training else 0.0)
+            y, att = explicit_attention(q, k, v, scale, self.dropout if self.training else 0.0, bias)
             attention.append(att)
+        elif bias is not None:  # a float mask: the bias where a key is visible, -inf where not
+            mask = cache.mask(T) if cache is not None else causal_mask(T, T, q.device)
+            if mask is not None:
+                bias = bias.masked_fill(~mask, float("-inf"))
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=scale,
+                                               dropout_p=self.dropout if self.training else 0.0)
         elif cache is None:
             y = F.scaled_dot_product_attention(
                 q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0, scale=scale
@@ -125,8 +129,9 @@ class Block(nn.Module):
         self.mlp = make_mlp(config)
 
     def forward(self, x: torch.Tensor, positions: nn.Module, start: int = 0, cache=None,
-                layer: int = 0, attention: list[torch.Tensor] | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), positions, start, cache, layer, attention)
+                layer: int = 0, attention: list[torch.Tensor] | None = None,
+                pos_ids: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), positions, start, cache, layer, attention, pos_ids, bias)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -172,6 +177,9 @@ class GPT(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T) int64 -> logits (B, T, V); loss is a scalar when targets are given.
 
+        idx may also be (B, T, 2): token ids and their position ids, for the encodings whose
+        ids come with the data (model.pos=abacus|coupled|coupled_rope); the others ignore the ids.
+
         With a cache, positions continue from cache.pos and only the last
         position's logits are returned (B, 1, V).
 
@@ -179,15 +187,18 @@ class GPT(nn.Module):
         (B, H, T, T_keys) softmax probabilities, computed explicitly in this very forward pass;
         None (the default, and all that training uses) keeps the fused SDPA kernel.
         """
+        idx, pos_ids = (idx[..., 0], idx[..., 1]) if idx.dim() == 3 else (idx, None)
         B, T = idx.shape
         start = 0 if cache is None else cache.pos
         if start + T > self.config.block_size:
             raise ValueError(
                 f"sequence of length {start + T} exceeds block_size {self.config.block_size}"
             )
-        x = self.drop(self.wte(idx) + self.pos.embed(idx, start, cache))  # (B, T, C)
+        x = self.drop(self.wte(idx) + self.pos.embed(idx, start, cache, pos_ids))  # (B, T, C)
+        key_ids = pos_ids if cache is None or pos_ids is None else cache.update_ids(pos_ids)  # (B, S)
+        bias = self.pos.attn_bias(pos_ids, key_ids)  # (B, H, T, S) or None: the same in every layer
         for i, block in enumerate(self.blocks):
-            x = block(x, self.pos, start, cache, i, attention)
+            x = block(x, self.pos, start, cache, i, attention, pos_ids, bias)
         x = self.ln_f(x)
         if targets is None:
             if cache is not None:
@@ -197,16 +208,23 @@ class GPT(nn.Module):
         return logits, masked_cross_entropy(logits, targets)
 
 
+def causal_mask(T: int, S: int, device) -> torch.Tensor:
+    """(T, S) bool: query i (token S - T + i) sees keys 0 .. S - T + i."""
+    return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
+
+
 def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
-                       dropout_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+                       dropout_p: float = 0.0, bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """What SDPA computes, step by step, so the weights can be kept: q (B, H, T, D) and
     k, v (B, H, S, D) -> y (B, H, T, D) and att (B, H, T, S), each row of att summing to 1.
 
     Query i is token S - T + i (with a KV cache, S - T tokens came before this chunk): it sees
     keys 0 .. S - T + i."""
     T, S = q.size(-2), k.size(-2)
-    visible = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)  # (T, S)
+    visible = causal_mask(T, S, q.device)  # (T, S)
     scores = (q @ k.transpose(-2, -1)).float() * scale  # (B, H, T, S); the softmax in float32
+    if bias is not None:
+        scores = scores + bias.float()
     att = scores.masked_fill(~visible, float("-inf")).softmax(dim=-1)
     y = F.dropout(att, dropout_p).type_as(v) @ v  # (B, H, T, D)
     return y, att

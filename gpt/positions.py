@@ -1,15 +1,15 @@
 """Position encodings, one class each, chosen once at construction.
 
-    model.pos = learned | none | rope | abacus
+    model.pos = learned | none | rope | abacus | coupled | coupled_rope | coupled_rel
 
 Every encoding answers two questions, so the model has no branches:
-    embed(idx, start, cache) -> what to add to the token embeddings (or 0)
-    rotate(q, k, start)      -> queries and keys, rotated or as they were
+    embed(idx, start, cache, pos_ids) -> what to add to the token embeddings (or 0)
+    rotate(q, k, start, pos_ids)      -> queries and keys, rotated or as they were
+    attn_bias(pos_ids, key_ids)       -> what to add to the attention scores (or None)
 
 `start` is the position of idx's first token (non-zero while decoding with a
-KV cache).  Only abacus needs more than that: a digit's index depends on the
-digits before it, so while decoding it keeps each row's current digit run in
-the cache (`cache.state`).
+KV cache).  abacus, coupled and coupled_rope read position ids that come with
+the data instead (`pos_ids`, (B, T)), which the task decides (tasks/positions.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-POSITIONS = ("learned", "none", "rope", "abacus")
+POSITIONS = ("learned", "none", "rope", "abacus", "coupled", "coupled_rope", "coupled_rel")
+# encodings whose position ids come with the data, and the task's numbering each one reads
+GIVEN = {"abacus": "abacus", "coupled": "coupled", "coupled_rope": "coupled", "coupled_rel": "coupled"}
 
 
 class NoPositions(nn.Module):
@@ -28,11 +30,16 @@ class NoPositions(nn.Module):
     def __init__(self, config):
         super().__init__()
 
-    def embed(self, idx: torch.Tensor, start: int, cache=None) -> torch.Tensor | float:
+    def embed(self, idx: torch.Tensor, start: int, cache=None, pos_ids: torch.Tensor | None = None
+              ) -> torch.Tensor | float:
         return 0.0
 
-    def rotate(self, q: torch.Tensor, k: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def rotate(self, q: torch.Tensor, k: torch.Tensor, start: int, pos_ids: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
         return q, k
+
+    def attn_bias(self, pos_ids: torch.Tensor | None, key_ids: torch.Tensor | None) -> torch.Tensor | None:
+        return None
 
 
 class LearnedPositions(NoPositions):
@@ -42,7 +49,7 @@ class LearnedPositions(NoPositions):
         super().__init__(config)
         self.wpe = nn.Embedding(config.block_size, config.n_embd)
 
-    def embed(self, idx: torch.Tensor, start: int, cache=None) -> torch.Tensor:
+    def embed(self, idx: torch.Tensor, start: int, cache=None, pos_ids: torch.Tensor | None = None) -> torch.Tensor:
         pos = torch.arange(start, start + idx.size(1), dtype=torch.long, device=idx.device)
         return self.wpe(pos)  # (T, C), broadcast over the batch
 
@@ -60,7 +67,8 @@ class RotaryPositions(NoPositions):
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def rotate(self, q: torch.Tensor, k: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def rotate(self, q: torch.Tensor, k: torch.Tensor, start: int, pos_ids: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
         T = q.size(2)
         cos, sin = self.cos[start : start + T], self.sin[start : start + T]  # (T, D/2)
         return _rotate(q, cos, sin), _rotate(k, cos, sin)
@@ -72,55 +80,94 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
 
 
-class AbacusPositions(NoPositions):
-    """Abacus (McLeish et al. 2024): a digit is embedded by its index within its number.
+class GivenPositions(NoPositions):
+    """Position ids that come with the data: one learned vector per id, id 0 included.
 
-    Non-digit tokens get index 0 (a learned "not a digit" vector); the k-th digit of a run of
-    digits gets index k.  With little-endian numbers the index is the digit's significance,
-    so digits that must be added line up however long the numbers are.  In training every
-    sequence's indices are shifted by an offset in [0, abacus_offset], so indices beyond the
-    longest training number are trained too: that is what lets it generalise to longer
-    numbers.  The offset is a hash of the sequence's tokens rather than a draw from an RNG:
-    batches stay pure functions of the data, and runs resume exactly.
+    model.pos=abacus (McLeish et al. 2024: a digit's index within its number) and
+    model.pos=coupled (Cho et al. 2024: digits of equal significance share an id) are the same
+    module; they differ in how the data numbers its tokens, which is the task's business
+    (tasks/positions.py).  Ids run from 0 to config.max_pos; training shifts each row's ids
+    by a random offset so that every id up to max_pos is trained, and decoding continues
+    them itself (gpt/generate.py).  Ids past max_pos share its vector: they were never trained.
     """
 
     def __init__(self, config):
         super().__init__(config)
-        if not config.abacus_digits:
-            raise ValueError("model.pos=abacus needs model.abacus_digits (the token ids of the digits "
-                             "0-9); `workbench train` sets them from the task's vocabulary")
-        self.max_offset = config.abacus_offset
-        self.wpe = nn.Embedding(config.block_size + config.abacus_offset + 1, config.n_embd)
-        self.register_buffer("digits", torch.tensor(config.abacus_digits, dtype=torch.long), persistent=False)
-        mult = torch.randint(1, 2**31 - 1, (config.block_size,), generator=torch.Generator().manual_seed(0))
-        self.register_buffer("mult", mult, persistent=False)
+        self.wpe = nn.Embedding(config.max_pos + 1, config.n_embd)
 
-    def indices(self, idx: torch.Tensor, carry: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, T) token ids -> (B, T) index of each digit within its number (0: not a digit).
-
-        carry (B,): length of the digit run that ends just before idx (decoding)."""
-        d = torch.isin(idx, self.digits).long()
-        c = d.cumsum(1)
-        # the digit count at the last non-digit so far; run length = count since then
-        base = torch.where(d == 0, c, torch.zeros_like(c)).cummax(1).values
-        run = c - base
-        if carry is not None:  # a run that started before this chunk continues into it
-            unbroken = (1 - d).cumsum(1) == 0
-            run = run + unbroken * carry[:, None]
-        return run * d
-
-    def embed(self, idx: torch.Tensor, start: int, cache=None) -> torch.Tensor:
-        carry = cache.state.get("abacus_run") if cache is not None else None
-        run = self.indices(idx, carry)
-        if cache is not None:
-            cache.state["abacus_run"] = run[:, -1]
-        if self.training and self.max_offset > 0:
-            offset = (idx * self.mult[: idx.size(1)]).sum(1) % (self.max_offset + 1)  # (B,)
-            run = torch.where(run > 0, run + offset[:, None], run)
-        return self.wpe(run.clamp(max=self.wpe.num_embeddings - 1))  # (B, T, C)
+    def embed(self, idx: torch.Tensor, start: int, cache=None, pos_ids: torch.Tensor | None = None) -> torch.Tensor:
+        if pos_ids is None:
+            raise ValueError("model.pos=abacus|coupled embeds position ids given with the tokens: "
+                             "pass idx as (B, T, 2) token ids and position ids")
+        return self.wpe(pos_ids.clamp(0, self.wpe.num_embeddings - 1))  # (B, T, C)
 
 
-_CLASSES = {"learned": LearnedPositions, "none": NoPositions, "rope": RotaryPositions, "abacus": AbacusPositions}
+class GivenRotary(NoPositions):
+    """RoPE over the position ids that come with the data: q.k depends only on the difference
+    of two tokens' ids.  With coupled ids, "the digits of my significance" is a difference of
+    0 and "the digits one below" a difference of 1, whatever the significance: one attention
+    pattern serves every length, where learned id vectors must be trained id by id."""
+
+    def __init__(self, config, base: float = 10000.0):
+        super().__init__(config)
+        d = config.head_size
+        self.register_buffer("inv_freq", 1.0 / base ** (torch.arange(0, d, 2, dtype=torch.float32) / d),
+                             persistent=False)
+
+    def embed(self, idx: torch.Tensor, start: int, cache=None, pos_ids: torch.Tensor | None = None) -> float:
+        if pos_ids is None:
+            raise ValueError("model.pos=coupled_rope rotates by position ids given with the tokens: "
+                             "pass idx as (B, T, 2) token ids and position ids")
+        return 0.0
+
+    def rotate(self, q: torch.Tensor, k: torch.Tensor, start: int, pos_ids: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        angles = (pos_ids.float()[..., None] * self.inv_freq)[:, None]  # (B, 1, T, D/2), broadcast over heads
+        cos, sin = angles.cos(), angles.sin()
+        return _rotate(q, cos, sin), _rotate(k, cos, sin)
+
+
+class GivenRelative(NoPositions):
+    """Attention by the difference of two tokens' given ids: a learned bias per head for each
+    difference in [-CLIP, CLIP], and keys further away than CLIP masked out (Shaw et al. 2018's
+    clipped relative positions, on coupled ids, with the far side cut off).  Tokens without a
+    position (id 0: "+") get one more learned bias, whatever the other id.
+
+    With coupled ids a digit needs the digits of its own significance (difference 0) and of the
+    one below (difference 1).  Cutting off the far keys makes what a query sees the same at
+    every length: a longer problem adds keys only beyond CLIP, where nobody looks.  CLIP is
+    small so that training shows that window full on both sides: with CLIP = 8 it is full only
+    for numbers of 17+ digits, and 10-digit training left digit 10 onwards of longer sums wrong.
+    A learned bias for far keys instead of the cut let fifty of them drown the near ones; RoPE
+    over the same ids never saw a difference longer than the training problems (docs/LOG.md,
+    2026-11-30)."""
+
+    CLIP = 2
+
+    def __init__(self, config):
+        super().__init__(config)
+        # rows 0 .. 2*CLIP: difference + CLIP; row 2*CLIP + 1: either token has no position
+        self.rel = nn.Embedding(2 * self.CLIP + 2, config.n_head)
+
+    def embed(self, idx: torch.Tensor, start: int, cache=None, pos_ids: torch.Tensor | None = None) -> float:
+        if pos_ids is None:
+            raise ValueError("model.pos=coupled_rel biases attention by position ids given with the tokens: "
+                             "pass idx as (B, T, 2) token ids and position ids")
+        return 0.0
+
+    def attn_bias(self, pos_ids: torch.Tensor | None, key_ids: torch.Tensor | None) -> torch.Tensor:
+        q, k = pos_ids[:, :, None], key_ids[:, None, :]  # (B, T, 1), (B, 1, S)
+        diff = q - k
+        none = (q == 0) | (k == 0)
+        bucket = torch.where(none, 2 * self.CLIP + 1, diff.clamp(-self.CLIP, self.CLIP) + self.CLIP)
+        bias = self.rel(bucket).permute(0, 3, 1, 2)  # (B, H, T, S)
+        far = (diff.abs() > self.CLIP) & ~none
+        return bias.masked_fill(far[:, None], float("-inf"))
+
+
+_CLASSES = {"learned": LearnedPositions, "none": NoPositions, "rope": RotaryPositions,
+            "abacus": GivenPositions, "coupled": GivenPositions, "coupled_rope": GivenRotary,
+            "coupled_rel": GivenRelative}
 
 
 def make_positions(config) -> nn.Module:

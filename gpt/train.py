@@ -386,7 +386,7 @@ class Trainer:
                 x, y = self.batch("train", step, micro)
                 chunks = length_chunks(x, y, cfg.length_chunks)
                 for c, (xc, yc, share) in enumerate(chunks):
-                    tokens += xc.numel()
+                    tokens += yc.numel()  # x may carry position ids beside the tokens
                     # gradients are all-reduced on the last backward of the step only
                     sync = self.ddp is None or (micro == cfg.grad_accum - 1 and c == len(chunks) - 1)
                     with autocast_for(self.device), (contextlib.nullcontext() if sync else self.ddp.no_sync()):

@@ -11,7 +11,14 @@ token.  With mask_prompt (default) the loss covers only "861$".
 
 Format switches:  reverse_answer (True), reverse_operands (False),
 zero_pad (False: pad operands to max_digits and the answer to max_digits+1),
-delimiters (False: wrap each number in brackets, "[123]+[45]=[861]").
+delimiters (False: wrap each number in brackets, "[123]+[45]=[861]"),
+index_hints (False: a letter before each digit names its significance, a for
+units, b for tens, ..., as in Zhou et al. 2024: "c1b2a3+b4a5=a8b6c1").
+
+Position ids (model.pos=coupled, tasks/positions.py): digits of equal
+significance share an id, and the answer counts up from "=" (id 1), so the
+token that predicts the answer's i-th digit has id i, as a_i and b_i do
+(Cho et al. 2024).  It needs the reversed answer, without delimiters or hints.
 
 Sampling: `digits` (default) picks (a_digits, b_digits) evenly over all pairs
 in [min_digits, max_digits]^2, then a uniform number of exactly that many
@@ -19,7 +26,10 @@ digits (0 counts as a 1-digit number); `uniform` draws a and b uniformly from
 [0, 10^max_digits).  The `ood` split uses digit counts in
 [max_digits+1, ood_max_digits] for both operands; with ood_sampling="any" it
 covers every pair in [min_digits, ood_max_digits]^2 that has at least one
-operand longer than max_digits (what a length-generalisation heatmap needs).
+operand longer than max_digits (what a length-generalisation heatmap needs);
+with "lengths", a has a digit count uniform in [max_digits+1, ood_max_digits]
+and b has the same count in half the problems and one uniform in
+[min_digits, ood_max_digits] in the other half (accuracy by length: `--by a_digits`).
 
 train_size > 0 fixes a finite training pool of that many distinct problems
 (Lee et al. 2023's sample-efficiency sweep); 0 draws fresh problems forever.
@@ -42,6 +52,10 @@ import numpy as np
 
 from tasks.base import Problems, Task, TaskConfig
 from tasks.encode import Rendered, field_const, field_digits, render_fields
+from tasks.positions import Scheme, digit_index
+
+HINTS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"  # index hints: HINTS[i] marks significance i + 1
+OOD_SAMPLING = ("both", "any", "lengths")
 
 
 @dataclass(frozen=True)
@@ -55,8 +69,9 @@ class AdditionConfig(TaskConfig):
     mask_prompt: bool = True
     sampling: str = "digits"  # digits | uniform
     ood_max_digits: int = 0  # 0: 2 * max_digits
-    ood_sampling: str = "both"  # both: both operands longer than max_digits | any: at least one
+    ood_sampling: str = "both"  # both: both operands longer than max_digits | any: at least one | lengths
     train_size: int = 0  # > 0: train on a fixed pool of this many problems
+    index_hints: bool = False  # a letter before each digit names its significance
 
     def __post_init__(self) -> None:
         if self.min_digits <= 0 or self.max_digits <= 0:
@@ -65,12 +80,17 @@ class AdditionConfig(TaskConfig):
             raise ValueError(f"min_digits ({self.min_digits}) is greater than max_digits ({self.max_digits})")
         if self.sampling not in ("digits", "uniform"):
             raise ValueError(f"sampling must be 'digits' or 'uniform', got {self.sampling!r}")
-        if self.ood_sampling not in ("both", "any"):
-            raise ValueError(f"ood_sampling must be 'both' or 'any', got {self.ood_sampling!r}")
+        if self.ood_sampling not in OOD_SAMPLING:
+            raise ValueError(f"ood_sampling must be one of {', '.join(OOD_SAMPLING)}, got {self.ood_sampling!r}")
         if self.train_size < 0:
             raise ValueError(f"train_size must be >= 0 (0: unlimited), got {self.train_size}")
         if self.ood_max_digits and self.ood_max_digits <= self.max_digits:
             raise ValueError(f"ood_max_digits ({self.ood_max_digits}) must exceed max_digits ({self.max_digits})")
+        if self.index_hints and self.ood_digits + 1 > len(HINTS):
+            raise ValueError(f"index_hints has {len(HINTS)} letters, so numbers of at most {len(HINTS) - 1} digits; "
+                             f"ood_max_digits is {self.ood_digits}")
+        if self.index_hints and self.delimiters:
+            raise ValueError("index_hints and delimiters do not combine; choose one")
 
     @property
     def ood_digits(self) -> int:
@@ -120,6 +140,27 @@ def add_digits(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, carries
 
 
+def hinted(field: tuple[np.ndarray, np.ndarray], reverse: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A digits field with its index hint before each digit: "123" -> "c1b2a3" (reversed: "a3b2c1")."""
+    chars, count = field
+    n, d = chars.shape
+    j = np.arange(d)[None, :]
+    sig = j if reverse else count[:, None] - 1 - j  # 0-based significance of column j
+    hint = np.frombuffer(HINTS.encode(), dtype=np.uint8).astype(np.int64)[np.clip(sig, 0, len(HINTS) - 1)]
+    out = np.zeros((n, 2 * d), dtype=np.int64)
+    out[:, 0::2] = np.where(j < count[:, None], hint, 0)
+    out[:, 1::2] = chars
+    return out, 2 * count
+
+
+def unhint(text: str, reverse: bool) -> str | None:
+    """"a8b6c1" -> "861" when the hints are exactly the right ones, else None."""
+    letters, digits = text[0::2], text[1::2]
+    m = len(digits)
+    want = HINTS[:m] if reverse else HINTS[:m][::-1]
+    return digits if len(text) == 2 * m and m <= len(HINTS) and letters == want else None
+
+
 def to_int(d: np.ndarray) -> int:
     return int("".join(map(str, d[::-1].tolist())))
 
@@ -135,7 +176,8 @@ class AdditionTask(Task):
 
     @property
     def chars(self) -> str:
-        return "0123456789+=" + ("[]" if self.config.delimiters else "")
+        c = self.config
+        return "0123456789+=" + ("[]" if c.delimiters else "") + (HINTS[: c.ood_digits + 1] if c.index_hints else "")
 
     def sample(self, rng: np.random.Generator, n: int, split: str) -> Problems:
         c = self.config
@@ -147,6 +189,9 @@ class AdditionTask(Task):
             return self._problems(a, b)
         if split == "ood" and c.ood_sampling == "any":
             ad, bd = _pairs_beyond(rng, n, c.min_digits, c.max_digits, hi)
+        elif split == "ood" and c.ood_sampling == "lengths":
+            ad = rng.integers(lo, hi + 1, size=n)
+            bd = np.where(rng.random(n) < 0.5, ad, rng.integers(c.min_digits, hi + 1, size=n))
         else:
             ad = rng.integers(lo, hi + 1, size=n)
             bd = rng.integers(lo, hi + 1, size=n)
@@ -155,7 +200,8 @@ class AdditionTask(Task):
     def max_length(self, splits=("train",)) -> int:
         d = self.config.ood_digits if "ood" in splits else self.config.max_digits
         delim = 6 if self.config.delimiters else 0
-        return 2 * d + (d + 1) + 3 + delim  # a + b = c $
+        digits = 2 * d + (d + 1)
+        return digits * (2 if self.config.index_hints else 1) + 3 + delim  # a + b = c $
 
     def _problems(self, a: np.ndarray, b: np.ndarray) -> Problems:
         s, carries = add_digits(a, b)
@@ -172,6 +218,8 @@ class AdditionTask(Task):
         a = field_digits(p["a"], a_len, c.reverse_operands)
         b = field_digits(p["b"], b_len, c.reverse_operands)
         s = field_digits(p["c"], c_len, c.reverse_answer)
+        if c.index_hints:
+            a, b, s = hinted(a, c.reverse_operands), hinted(b, c.reverse_operands), hinted(s, c.reverse_answer)
         if c.delimiters:
             lb, rb = field_const("[", n), field_const("]", n)
             return render_fields([lb, a, rb, field_const("+", n), lb, b, rb, field_const("=", n)], [lb, s, rb])
@@ -185,9 +233,27 @@ class AdditionTask(Task):
             if not (text.startswith("[") and text.endswith("]")):
                 return None
             text = text[1:-1]
+        if self.config.index_hints:
+            text = unhint(text, self.config.reverse_answer)
+            if text is None:
+                return None
         if not text.isdigit() or not text.isascii():
             return None
         return int(text[::-1] if self.config.reverse_answer else text)
+
+    def position_scheme(self, scheme: str) -> Scheme:
+        if scheme != "coupled":
+            return super().position_scheme(scheme)
+        c = self.config
+        if not c.reverse_answer or c.delimiters or c.index_hints:
+            raise ValueError("addition's coupled position ids need task.reverse_answer=true, "
+                             "task.delimiters=false and task.index_hints=false")
+        return Scheme(self._coupled_prompt, self.vocab.chars)
+
+    def _coupled_prompt(self, r: Rendered) -> np.ndarray:
+        """Operand digits get their significance (1: units); "=" gets 1; the rest 0."""
+        sig = digit_index(r.chars, from_right=not self.config.reverse_operands)
+        return np.where(r.chars == ord("="), 1, sig)
 
     def problems_from_prompts(self, prompts) -> Problems:
         """'123+45' or '123+45=' (ordinary notation, whatever this task's format) -> problems."""

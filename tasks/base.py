@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from tasks.encode import END, Rendered, Vocab, to_xy
+from tasks.positions import ABACUS, DIGITS, PositionIds, Scheme, check_max_pos, count_on, shift
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2, "ood": 3}
 HOLDOUT_SALT = 0x5EED_CAFE_F00D
@@ -236,6 +237,23 @@ class Task:
         Tasks without traces have none to check."""
         return []
 
+    # ---- position ids that come with the data (model.pos=abacus|coupled; tasks/positions.py) ----
+    def position_scheme(self, scheme: str) -> Scheme:
+        """How this task numbers its tokens for model.pos=scheme.  Abacus is generic (digits by
+        their index within their number); a task defines "coupled" from its own format."""
+        if self.metric != "accuracy":
+            raise ValueError(f"task {self.name!r} is scored by its loss and has no problems whose tokens it "
+                             f"could number: model.pos={scheme} needs a problem task")
+        if scheme == "abacus" and any(c in DIGITS for c in self.vocab.chars):
+            return ABACUS
+        have = "abacus" if any(c in DIGITS for c in self.vocab.chars) else "neither"
+        raise ValueError(f"task {self.name!r} has no {scheme} position ids (model.pos={scheme}); it has {have}")
+
+    def position_ids(self, r: Rendered, scheme: str) -> np.ndarray:
+        """(N, W) position ids of r's characters (0: none); the target's by the counting rule."""
+        s = self.position_scheme(scheme)
+        return count_on(s.prompt_ids(r), r, s.counting)
+
     def problems_from_prompts(self, prompts: Sequence[str]) -> Problems:
         """Problems from user-typed prompts (for `workbench ask`); ValueError when one is malformed."""
         raise NotImplementedError(f"task {self.name!r} cannot read problems from prompts")
@@ -326,15 +344,26 @@ class Task:
         return np.random.default_rng([seed, SPLIT_IDS[split], step, micro])
 
     def batch(self, seed: int, split: str, step: int, micro: int, batch_size: int,
-              block_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Training arrays (x, y) for one micro-batch; a pure function of its arguments."""
+              block_size: int, ids: PositionIds | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Training arrays (x, y) for one micro-batch; a pure function of its arguments.
+
+        With ids, x is (N, T, 2): each token and its position id; in the train split every
+        row's ids are shifted by a random offset, so that all ids up to ids.max_pos get trained."""
         rng = self.rng(seed, split, step, micro)
         if split == "train" and self.train_size:
             pool = self.train_pool(seed)
             probs = pool.take(rng.integers(0, len(pool), size=batch_size))
         else:
             probs = self.problems(rng, batch_size, split)
-        x, y = to_xy(self.render(probs), self.vocab, self.mask_prompt)
+        r = self.render(probs)
+        x, y = to_xy(r, self.vocab, self.mask_prompt)
+        if ids is not None:
+            p = self.position_ids(r, ids.scheme)[:, : x.shape[1]]
+            if split == "train":
+                p = shift(p, ids.max_pos, rng)
+            else:
+                check_max_pos(int(p.max(initial=0)), ids.max_pos, f"a {split} problem")
+            x = np.stack([x, p], axis=-1)
         # a rare problem longer than the block (max_length is an estimate for some tasks)
         # loses its tail rather than stopping the run
         return x[:, :block_size], y[:, :block_size]

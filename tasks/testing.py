@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from tasks.base import Task, check_contract
 from tasks.encode import END, IGNORE, to_xy
+from tasks.positions import SCHEMES, PositionIds
 
 LOSS_BLOCK = 32  # window length the batch checks use for a loss task (it has no longest problem)
 
@@ -164,13 +165,43 @@ def run_checks(cls: type, config=None, examples: int = 25) -> list[CheckResult]:
             assert task.vocab.contains(text), f"{text!r} has characters outside {task.vocab.chars!r}"
             assert r.length[i] <= longest[split], f"{text!r} is longer than max_length()"
 
+    schemes = [s for s in SCHEMES if _has_scheme(task, s)] if problem_task else []
+
+    @_settings(max(5, examples // 3))
+    @given(seed=seeds, step=steps, split=st.sampled_from(split_names))
+    def position_ids(seed, step, split):
+        for scheme in schemes:
+            r = task.render(task.problems(np.random.default_rng(seed), 16, split))
+            ids = task.position_ids(r, scheme)
+            assert ids.shape == r.chars.shape and ids.min(initial=0) >= 0, f"{scheme}: ids of the wrong shape or < 0"
+            for i in range(len(r)):
+                assert not ids[i, r.length[i]:].any(), f"{scheme}: non-zero ids past the end of row {i}"
+            need = int(ids.max(initial=0))
+            top = need + 8
+            x0, _ = task.batch(seed, split, step, 0, 16, block(split))
+            x1, _ = task.batch(seed, split, step, 0, 16, block(split), PositionIds(scheme, top))
+            x2, _ = task.batch(seed, split, step, 0, 16, block(split), PositionIds(scheme, top))
+            assert x1.shape == (*x0.shape, 2) and np.array_equal(x1[..., 0], x0), f"{scheme}: ids changed the tokens"
+            assert np.array_equal(x1, x2), f"{scheme}: ids are not a pure function of (seed, split, step)"
+            assert 0 <= x1[..., 1].min() and x1[..., 1].max() <= top, f"{scheme}: shifted ids outside [0, max_pos]"
+
     checks = [("determinism per (seed, split, step)", determinism), ("different seeds, different data", seeds_differ)]
     if problem_task:
         checks += [("train and test disjoint", disjoint), ("masks line up with targets", masks),
                    ("parse_answer(render) == solve", round_trip), ("tokens in the vocabulary", vocabulary)]
+    if schemes:
+        checks += [(f"position ids ({', '.join(schemes)})", position_ids)]
     for name, fn in checks:
         record(name, fn)
     return results
+
+
+def _has_scheme(task: Task, scheme: str) -> bool:
+    try:
+        task.position_scheme(scheme)
+    except ValueError:  # the task does not number its tokens this way
+        return False
+    return True
 
 
 def check_task(cls: type, config=None, examples: int = 25) -> list[CheckResult]:

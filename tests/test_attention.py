@@ -16,12 +16,12 @@ from experiments.load import load_run
 from gpt import model as model_mod
 from gpt.generate import KVCache, greedy_batch
 from gpt.model import GPT, Block, CausalSelfAttention, GPTConfig
-from gpt.positions import POSITIONS
+from gpt.positions import GIVEN, POSITIONS
 from helpers import TINY, cli
 
-DIGITS = tuple(range(10))  # token ids 0-9 are digits; 10.. are symbols (abacus needs to know)
-BASE = GPTConfig(vocab_size=13, block_size=24, n_layer=2, n_head=2, n_embd=16, abacus_digits=DIGITS)
-VARIANTS = [(pos, qk_norm) for pos in POSITIONS for qk_norm in (False, True)]
+BASE = GPTConfig(vocab_size=13, block_size=24, n_layer=2, n_head=2, n_embd=16)
+# abacus and coupled add an embedding as learned positions do, from ids that come with the data
+VARIANTS = [(pos, qk_norm) for pos in POSITIONS if pos not in GIVEN for qk_norm in (False, True)]
 
 
 def sharp_model(pos: str, qk_norm: bool, bias: bool = False) -> GPT:

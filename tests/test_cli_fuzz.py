@@ -60,7 +60,8 @@ TASK_SETS = vals(
     bad=["task.nosuch=1", "nonsense", "task.=1", "model.n_layer=-1", "train.lr=nan", "train.steps=0",
          "model.n_embd=abc", "=", "task.max_digits=" + str(10**30), "train.lr=-1", "model.dropout=2", NON_UTF8],
     edge=["task.max_digits=2", "task.max_digits=0", "task.max_digits=-3", "task.length=1", "task.ops=+",
-          "model.pos=rope", "model.pos=abacus", "model.norm=rmsnorm", "train.length_chunks=2",
+          "model.pos=rope", "model.pos=abacus", "model.pos=coupled_rel", "model.max_pos=3", "task.index_hints=true",
+          "model.norm=rmsnorm", "train.length_chunks=2",
           "model.dropout=0.1", "task.min_digits=5", "model.block_size=8", "model.n_head=3"],
 )
 OUTPUT_FILE = vals(ok=["{fresh}.out"], bad=["{file}/x", "{dir}", "{missing}/deeper/x"], edge=["{fresh}" + NON_UTF8])

@@ -20,7 +20,16 @@ from tests.test_model import naive_attention
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 CFG = GPTConfig(vocab_size=13, block_size=24, n_layer=2, n_head=4, n_embd=32)
-VARIANTS = [dict(), dict(pos="rope"), dict(pos="none"), dict(pos="abacus", abacus_digits=tuple(range(10))), dict(norm="rmsnorm", mlp="swiglu", qk_norm=True)]
+VARIANTS = [dict(), dict(pos="rope"), dict(pos="none"), dict(pos="coupled", max_pos=30),
+            dict(norm="rmsnorm", mlp="swiglu", qk_norm=True)]
+
+
+def with_ids(variant: dict, idx: torch.Tensor) -> torch.Tensor:
+    """Tokens, with random position ids beside them for a variant whose ids come with the data."""
+    if variant.get("pos") != "coupled":
+        return idx
+    ids = torch.randint(0, 31, idx.shape, generator=torch.Generator().manual_seed(5)).to(idx.device)
+    return torch.stack([idx, ids], dim=-1)
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +47,7 @@ def test_logits_on_gpu_equal_cpu(variant):
     cpu = GPT(dataclasses.replace(CFG, **variant)).eval()
     gpu = GPT(dataclasses.replace(CFG, **variant)).cuda().eval()
     gpu.load_state_dict(cpu.state_dict())
-    idx = torch.randint(0, 13, (4, 20))
+    idx = with_ids(variant, torch.randint(0, 13, (4, 20)))
     targets = torch.randint(-1, 13, (4, 20))
     with torch.no_grad():
         lc, loss_c = cpu(idx, targets)
@@ -63,8 +72,10 @@ def test_kv_cache_decode_equals_full_recompute_on_gpu(variant):
     torch.manual_seed(1)
     m = GPT(dataclasses.replace(CFG, **variant)).cuda().eval()
     prompts = torch.randint(0, 12, (9, 5), device="cuda")
-    a = greedy_batch(m, prompts, end_id=12, max_new_tokens=15, use_cache=True)
-    b = greedy_batch(m, prompts, end_id=12, max_new_tokens=15, use_cache=False)
+    pos = with_ids(variant, prompts)[..., 1] if variant.get("pos") == "coupled" else None
+    counts = (torch.arange(13) < 10).cuda() if pos is not None else None
+    a = greedy_batch(m, prompts, end_id=12, max_new_tokens=15, use_cache=True, pos=pos, counts=counts)
+    b = greedy_batch(m, prompts, end_id=12, max_new_tokens=15, use_cache=False, pos=pos, counts=counts)
     assert torch.equal(a, b)
 
 

@@ -256,6 +256,10 @@ def test_eval_writes_out_samples_and_plot(two_runs, tmp_path, capsys):
     assert (tmp_path / "t.md").read_text().startswith("| run |")
     assert len((tmp_path / "s.jsonl").read_text().splitlines()) == 50
     assert (tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"
+    # one bucket column: accuracy against it, a line per run
+    code, _, err = cli(capsys, "eval", *two_runs, "--n", "50", "--by", "a_digits", "--plot", tmp_path / "line.png")
+    assert code == 0, err
+    assert (tmp_path / "line.png").read_bytes()[:4] == b"\x89PNG"
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "s.jsonl").stat().st_mode & 0o777 == 0o666 & ~umask
@@ -276,7 +280,7 @@ def test_unwritable_eval_outputs_fail_before_evaluating(two_runs, tmp_path, caps
         "--samples in a missing folder": ["--samples", tmp_path / "nope" / "s.jsonl"],
         "--samples is a directory": ["--samples", tmp_path / "adir"],
         "--plot is a directory": ["--plot", tmp_path / "adir"],
-        "--plot without two bucket columns": ["--plot", tmp_path / "h.png", "--by", "a_digits"],
+        "--plot with three bucket columns": ["--plot", tmp_path / "h.png", "--by", "a_digits,b_digits,carries"],
     }
     for name, extra in cases.items():
         code, _, err = cli(capsys, "eval", two_runs[0], "--n", "20", *extra)

@@ -39,6 +39,12 @@ SPEC = textwrap.dedent(f"""
     n = 30
     by = ["a_digits", "b_digits"]
 
+    [[eval]]
+    name = "len"
+    split = "ood"
+    n = 20
+    by = ["a_digits"]
+
     [report]
     metrics = ["test.accuracy", "val_loss", "steps", "steps_to:val_acc>=0.99"]
 """)
@@ -130,6 +136,7 @@ def test_run_resume_report_and_a_failed_variant(tmp_path, capsys):
     md = (out / "results.md").read_text()
     assert "| fmt.reverse_answer=true | 2 |" in md and "## Failed runs" in md and "±" in md
     assert (out / "loss.png").is_file() and (out / "heatmap-test.png").is_file()
+    assert (out / "by-len.png").read_bytes()[:4] == b"\x89PNG"  # one bucket column: a line per variant
 
     # a second run trains nothing: done runs are skipped, the failed one is retried
     before = (out / "fmt.reverse_answer=true" / "seed1" / "ckpt.pt").stat().st_mtime_ns

@@ -6,16 +6,24 @@ import itertools
 import pytest
 import torch
 
-from gpt.generate import greedy_batch
+from gpt.generate import KVCache, greedy_batch, next_position
 from gpt.layers import RMSNorm
 from gpt.model import GPT, GPTConfig
-from gpt.positions import AbacusPositions, _rotate
+from gpt.positions import GIVEN, POSITIONS, _rotate
 
-DIGITS = tuple(range(10))  # token ids 0-9 are digits; 10.. are symbols
-BASE = GPTConfig(vocab_size=13, block_size=24, n_layer=2, n_head=2, n_embd=16, abacus_digits=DIGITS)
+BASE = GPTConfig(vocab_size=13, block_size=24, n_layer=2, n_head=2, n_embd=16, max_pos=30)
+POS = POSITIONS
+# qk_norm and tied weights in two of their four pairings: each is on once and off once with every other choice
+COMBOS = [(*c, qk, tie) for c in itertools.product(POS, ("layernorm", "rmsnorm"), ("gelu", "swiglu", "relu2"))
+          for qk, tie in ((False, True), (True, False))]
 
-COMBOS = list(itertools.product(("learned", "none", "rope", "abacus"), ("layernorm", "rmsnorm"),
-                                ("gelu", "swiglu", "relu2"), (False, True), (False, True)))
+
+def with_ids(cfg: GPTConfig, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """x (B, T) -> the model's input: with random position ids for the encodings that take them."""
+    if cfg.pos not in GIVEN:
+        return x
+    ids = torch.randint(0, cfg.max_pos + 1, x.shape, generator=torch.Generator().manual_seed(seed))
+    return torch.stack([x, ids], dim=-1)
 
 
 @pytest.mark.parametrize("pos,norm,mlp,qk_norm,tie", COMBOS)
@@ -25,6 +33,7 @@ def test_every_combination_trains(pos, norm, mlp, qk_norm, tie):
     model = GPT(cfg)
     x = torch.randint(0, 13, (4, 12))
     y = torch.roll(x, -1, dims=1)
+    x = with_ids(cfg, x)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     first = None
     for _ in range(40):
@@ -37,42 +46,34 @@ def test_every_combination_trains(pos, norm, mlp, qk_norm, tie):
     assert (model.lm_head.weight is model.wte.weight) == tie
 
 
-def naive_abacus(row: list[int]) -> list[int]:
-    """Index of each digit within its run of digits, counted from 1; 0 for other tokens."""
-    out, run = [], 0
-    for t in row:
-        run = run + 1 if t in DIGITS else 0
-        out.append(run)
-    return out
+@pytest.mark.parametrize("pos,norm,mlp,qk_norm", [c[:4] for c in COMBOS])
+def test_training_mode_is_causal(pos, norm, mlp, qk_norm):
+    """In train mode (where the old Abacus drew its offset from the whole row), changing a later
+    token, and its position id, leaves every earlier logit exactly as it was."""
+    torch.manual_seed(5)
+    cfg = dataclasses.replace(BASE, pos=pos, norm=norm, mlp=mlp, qk_norm=qk_norm)
+    model = GPT(cfg).train()
+    x = with_ids(cfg, torch.randint(0, 13, (3, 16)))
+    for t in (15, 9, 4):
+        changed = x.clone()
+        if x.dim() == 2:
+            changed[:, t:] = (changed[:, t:] + 1) % 13
+        else:
+            changed[:, t:, 0] = (changed[:, t:, 0] + 1) % 13
+            changed[:, t:, 1] = (changed[:, t:, 1] + 7) % (cfg.max_pos + 1)
+        a, _ = model(x, torch.zeros(3, 16, dtype=torch.long))  # with targets: the training path
+        b, _ = model(changed, torch.zeros(3, 16, dtype=torch.long))
+        assert torch.equal(a[:, :t], b[:, :t]), t
+        assert not torch.equal(a[:, t:], b[:, t:])  # the change did reach the model
 
 
-def test_abacus_indices_match_reference_whole_and_chunked():
-    torch.manual_seed(1)
-    pos = AbacusPositions(BASE)
-    idx = torch.randint(0, 13, (16, 20))
-    want = torch.tensor([naive_abacus(r) for r in idx.tolist()])
-    assert torch.equal(pos.indices(idx), want)
-    # decoding feeds chunks: the carried run length must continue a number across the cut
-    carry = torch.zeros(16, dtype=torch.long)
-    parts = []
-    for a, b in ((0, 7), (7, 8), (8, 20)):
-        run = pos.indices(idx[:, a:b], carry)
-        carry = run[:, -1]
-        parts.append(run)
-    assert torch.equal(torch.cat(parts, 1), want)
-
-
-def test_abacus_offset_only_in_training_and_a_function_of_the_tokens():
-    pos = AbacusPositions(BASE)
-    idx = torch.tensor([[1, 2, 3, 10, 4, 5, 11]])
-    pos.eval()
-    assert torch.equal(pos.embed(idx, 0), pos.wpe(torch.tensor([[1, 2, 3, 0, 1, 2, 0]])))
-    pos.train()
-    a, b = pos.embed(idx, 0), pos.embed(idx, 0)
-    assert torch.equal(a, b)  # no RNG: the same tokens get the same offset
-    offsets = {int(((r * pos.mult[:7]).sum() % (pos.max_offset + 1)).item())
-               for r in torch.randint(0, 13, (200, 7))}
-    assert len(offsets) > pos.max_offset // 2  # and different sequences get different offsets
+def test_given_positions_embed_the_ids_they_are_given():
+    model = GPT(dataclasses.replace(BASE, pos="coupled")).eval()
+    x = torch.tensor([[1, 2, 10, 3, 11]])
+    ids = torch.tensor([[2, 1, 0, 1, 1]])
+    assert torch.equal(model.pos.embed(x, 0, None, ids), model.pos.wpe(ids))
+    with pytest.raises(ValueError, match="position ids"):
+        model(x)  # tokens alone: the ids must come with the data
 
 
 def test_rope_scores_depend_only_on_relative_position():
@@ -107,23 +108,49 @@ def test_swiglu_keeps_the_parameter_count():
     assert abs(swiglu - gelu) / gelu < 0.02
 
 
-@pytest.mark.parametrize("pos", ["learned", "none", "rope", "abacus"])
+@pytest.mark.parametrize("pos", POS)
 @pytest.mark.parametrize("qk_norm", [False, True])
 def test_cached_decoding_equals_full_recompute(pos, qk_norm):
     torch.manual_seed(4)
-    model = GPT(dataclasses.replace(BASE, pos=pos, qk_norm=qk_norm)).eval()
+    cfg = dataclasses.replace(BASE, pos=pos, qk_norm=qk_norm)
+    model = GPT(cfg).eval()
     prompts = torch.randint(0, 13, (9, 6))
-    fast = greedy_batch(model, prompts, end_id=12, max_new_tokens=10, use_cache=True)
-    slow = greedy_batch(model, prompts, end_id=12, max_new_tokens=10, use_cache=False)
+    ids = with_ids(cfg, prompts)[..., 1] if pos in GIVEN else None
+    counts = torch.arange(13) < 10 if pos in GIVEN else None  # tokens 0-9 count on, like digits
+    fast = greedy_batch(model, prompts, end_id=12, max_new_tokens=10, use_cache=True, pos=ids, counts=counts)
+    slow = greedy_batch(model, prompts, end_id=12, max_new_tokens=10, use_cache=False, pos=ids, counts=counts)
     assert torch.equal(fast, slow)
 
 
+@pytest.mark.parametrize("pos", POS)
+def test_cached_logits_equal_full_recompute(pos):
+    """Feeding a sequence one token at a time through the KV cache gives the logits of one
+    full forward pass, position ids included."""
+    torch.manual_seed(6)
+    cfg = dataclasses.replace(BASE, pos=pos)
+    model = GPT(cfg).eval()
+    x = with_ids(cfg, torch.randint(0, 13, (5, 14)), seed=3)
+    full, _ = model(x)
+    cache = KVCache(model, 5, 14, "cpu")
+    step_logits = []
+    for t in range(14):
+        logits, _ = model(x[:, t : t + 1], cache=cache)
+        cache.advance(1)
+        step_logits.append(logits[:, -1])
+    torch.testing.assert_close(torch.stack(step_logits, 1), full, rtol=1e-5, atol=1e-5)
+
+
+def test_decoding_continues_position_ids_by_the_counting_rule():
+    last = torch.tensor([4, 0, 7])
+    tokens = torch.tensor([3, 3, 11])
+    counts = torch.arange(13) < 10
+    assert next_position(last, tokens, counts).tolist() == [5, 1, 0]
+
+
 def test_bad_variant_names_are_rejected():
-    for bad in ({"pos": "alibi"}, {"norm": "batchnorm"}, {"mlp": "tanh"}):
+    for bad in ({"pos": "alibi"}, {"norm": "batchnorm"}, {"mlp": "tanh"}, {"max_pos": 0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             dataclasses.replace(BASE, **bad)
-    with pytest.raises(ValueError, match="abacus_digits"):
-        GPT(dataclasses.replace(BASE, pos="abacus", abacus_digits=()))
 
 
 def test_checkpoints_from_before_the_position_module_still_load():

@@ -1,0 +1,115 @@
+"""Position ids that come with the data: a task numbers its own tokens.
+
+    model.pos = abacus | coupled
+
+Both are learned embeddings of an integer id per token, and the model takes the ids as input
+(gpt/positions.py: GivenPositions); what differs is who decides the ids, and that is the
+task's business, so it lives here:
+
+    abacus   (McLeish et al. 2024) a digit's index within its run of digits, 1, 2, 3, ...;
+             every other character 0.  Generic: any task with digits has it.
+    coupled  (Cho et al. 2024) digits of equal significance in the operands share one id, and
+             the answer counts up from the "=" so that the token that *predicts* the answer's
+             digit of significance i has id i.  A task defines it from its own format
+             (AdditionTask, MultiplicationTask).
+
+A scheme gives ids for the prompt; the target's are then a pure function of its tokens, the
+same rule that decoding applies to each generated token (gpt/generate.py):
+
+    id(t) = id(t - 1) + 1   if token t is one of the scheme's `counting` characters
+            0               otherwise
+
+Worked example, coupled reversed addition, 12+345 = 357, rendered "12+345=753$":
+
+    chars  1 2 + 3 4 5 = 7 5 3 $
+    ids    2 1 0 3 2 1 1 2 3 4 5
+
+"=" (id 1) predicts 7, the digit of significance 1, which a_1 = 2 and b_1 = 5 share.
+
+In training every row's non-zero ids are shifted by a random offset, drawn with the batch's
+own generator, so that every id up to model.max_pos is trained, not only those of the longest
+training problem (`shift`).  Evaluation uses offset 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from tasks.encode import Rendered, codepoints
+
+SCHEMES = ("abacus", "coupled")
+DIGITS = "0123456789"
+
+
+@dataclass(frozen=True)
+class PositionIds:
+    """What a batch needs to attach position ids: the scheme and the largest id the model embeds."""
+
+    scheme: str
+    max_pos: int
+
+    def __post_init__(self) -> None:
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"position ids: scheme must be one of {', '.join(SCHEMES)}, got {self.scheme!r}")
+        if self.max_pos < 1:
+            raise ValueError(f"position ids: max_pos must be >= 1, got {self.max_pos}")
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """How a task numbers its tokens: ids for the prompt, and which target characters count on."""
+
+    prompt_ids: Callable[[Rendered], np.ndarray]  # r -> (N, W) ids; only prompt columns are read
+    counting: str  # target characters whose id is the previous id + 1 (the rest get 0)
+
+
+def digit_index(chars: np.ndarray, from_right: bool = False) -> np.ndarray:
+    """(N, W) codepoints -> each digit's index within its run of digits, 1-based, counted from
+    the run's left end (or its right end: a most-significant-first number's significance);
+    0 for every other character.  Zero codepoints (padding) are not digits."""
+    if from_right:
+        return digit_index(chars[:, ::-1])[:, ::-1]
+    d = ((chars >= ord("0")) & (chars <= ord("9"))).astype(np.int64)
+    c = d.cumsum(1)
+    # the digit count at the last non-digit so far; the index is the count since then
+    base = np.maximum.accumulate(np.where(d == 0, c, 0), axis=1)
+    return (c - base) * d
+
+
+def abacus_prompt(r: Rendered) -> np.ndarray:
+    return digit_index(r.chars)
+
+
+ABACUS = Scheme(abacus_prompt, DIGITS)
+
+
+def count_on(prompt: np.ndarray, r: Rendered, counting: str) -> np.ndarray:
+    """Ids for every character of r: the prompt's from `prompt`, each target character's by the
+    counting rule (see the module docstring); 0 past each row's length."""
+    n, w = r.chars.shape
+    counts = np.isin(r.chars, codepoints(counting))
+    col = np.arange(w)[None, :]
+    in_prompt = col < r.prompt_len[:, None]
+    ids = np.where(in_prompt, prompt[:, :w], 0).astype(np.int64)
+    prev = np.zeros(n, dtype=np.int64)
+    for j in range(w):
+        ids[:, j] = np.where(in_prompt[:, j], ids[:, j], np.where(counts[:, j], prev + 1, 0))
+        prev = ids[:, j]
+    return np.where(col < r.length[:, None], ids, 0)
+
+
+def shift(ids: np.ndarray, max_pos: int, rng: np.random.Generator) -> np.ndarray:
+    """Each row's non-zero ids moved up by its own offset in [0, max_pos - the row's largest id]."""
+    top = ids.max(axis=1)
+    check_max_pos(int(top.max(initial=0)), max_pos, "a training problem")
+    offset = rng.integers(0, max_pos - top + 1)
+    return np.where(ids > 0, ids + offset[:, None], 0)
+
+
+def check_max_pos(need: int, max_pos: int, what: str) -> None:
+    if need > max_pos:
+        raise ValueError(f"model.max_pos={max_pos} is too small: {what} needs position ids up to {need}; "
+                         f"pass --set model.max_pos={need} or more")

@@ -1,0 +1,150 @@
+"""Position ids that come with the data (tasks/positions.py): each scheme against a reference
+computed from Python strings, the training offsets, and decoding's continuation of the ids."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gpt.generate import next_position
+from tasks.addition import AdditionConfig, AdditionTask
+from tasks.encode import field_strings
+from tasks.positions import PositionIds, digit_index
+from tasks.testing import check_task
+
+
+def naive_index(text: str, from_right: bool = False) -> list[int]:
+    """Each digit's 1-based index within its run of digits; 0 for other characters."""
+    if from_right:
+        return naive_index(text[::-1])[::-1]
+    out, run = [], 0
+    for ch in text:
+        run = run + 1 if ch.isdigit() else 0
+        out.append(run)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts=st.lists(st.text(alphabet="0123456789+=x", max_size=20), min_size=1, max_size=6),
+       from_right=st.booleans())
+def test_digit_index_matches_a_python_reference(texts, from_right):
+    chars, lens = field_strings(texts)
+    got = digit_index(chars, from_right)
+    for i, t in enumerate(texts):
+        assert got[i, : len(t)].tolist() == naive_index(t, from_right)
+        assert not got[i, len(t):].any()
+
+
+def coupled_reference(prompt: str, target: str, reverse_operands: bool) -> list[int]:
+    """Cho et al.'s coupling from the strings: an operand digit's significance, '=' 1, then +1 per answer token."""
+    a, b = prompt.removesuffix("=").split("+")
+    sig = (lambda s: list(range(1, len(s) + 1))) if reverse_operands else (lambda s: list(range(len(s), 0, -1)))
+    ids = sig(a) + [0] + sig(b) + [1]
+    return ids + [1 + k for k in range(1, len(target) + 2)]  # the answer and END count on from "="
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), reverse_operands=st.booleans(), zero_pad=st.booleans(),
+       split=st.sampled_from(["train", "ood"]))
+def test_coupled_addition_ids_match_the_reference(seed, reverse_operands, zero_pad, split):
+    task = AdditionTask(AdditionConfig(max_digits=6, ood_max_digits=12, reverse_operands=reverse_operands,
+                                       zero_pad=zero_pad))
+    r = task.render(task.problems(np.random.default_rng(seed), 32, split))
+    ids = task.position_ids(r, "coupled")
+    for i in range(len(r)):
+        want = coupled_reference(r.prompt(i), r.target(i), reverse_operands)
+        assert ids[i, : r.length[i]].tolist() == want
+
+
+def test_coupled_worked_example_from_the_docstring():
+    task = AdditionTask(AdditionConfig(max_digits=3))
+    r = task.render(task.problems_from_prompts(["12+345"]))
+    assert r.prompt(0) + r.target(0) == "12+345=753"
+    assert task.position_ids(r, "coupled")[0].tolist() == [2, 1, 0, 3, 2, 1, 1, 2, 3, 4, 5]
+    # the token that predicts the answer's digit of significance i has id i, as a_i and b_i do
+    assert task.position_ids(r, "abacus")[0].tolist() == [1, 2, 0, 1, 2, 3, 0, 1, 2, 3, 0]
+
+
+def test_target_ids_follow_the_rule_decoding_applies():
+    """Training numbers each target token as decoding will: by next_position, from the prompt's last id."""
+    task = AdditionTask(AdditionConfig(max_digits=8))
+    r = task.render(task.problems(np.random.default_rng(3), 64, "train"))
+    vocab = task.vocab
+    for scheme in ("coupled", "abacus"):
+        ids = task.position_ids(r, scheme)
+        counts = torch.tensor([c in task.position_scheme(scheme).counting for c in vocab.chars])
+        for i in range(len(r)):
+            P, L = int(r.prompt_len[i]), int(r.length[i])
+            last = torch.tensor([int(ids[i, P - 1])])
+            for t in range(P, L):
+                last = next_position(last, torch.tensor([vocab.stoi[chr(r.chars[i, t])]]), counts)
+                assert int(last) == ids[i, t], (scheme, r.prompt(i) + r.target(i), t)
+
+
+def test_training_offsets_cover_every_id_up_to_max_pos_and_only_in_training():
+    task = AdditionTask(AdditionConfig(max_digits=4))
+    ids = PositionIds("coupled", 40)
+    seen = set()
+    for step in range(40):
+        x, _ = task.batch(7, "train", step, 0, 64, 32, ids)
+        plain, _ = task.batch(7, "train", step, 0, 64, 32)
+        assert np.array_equal(x[..., 0], plain)  # the tokens are the batch without ids
+        p = x[..., 1]
+        assert p.min() >= 0 and p.max() <= 40
+        seen |= set(p[p > 0].tolist())
+        # the offset is one per row: the row's non-zero ids keep their differences
+        base = task.position_ids(task.render(task.problems(task.rng(7, "train", step, 0), 64, "train")), "coupled")
+        base = base[:, : p.shape[1]]
+        off = np.where(base > 0, p - base, 0)
+        for row, b in zip(off, base):
+            assert len(set(row[b > 0].tolist())) == 1
+    assert seen == set(range(1, 41))
+    x, _ = task.batch(7, "val", 0, 0, 64, 32, ids)  # evaluation: no offset
+    val = task.render(task.problems(task.rng(7, "val", 0, 0), 64, "val"))
+    assert np.array_equal(x[..., 1], task.position_ids(val, "coupled")[:, : x.shape[1]])
+
+
+def test_max_pos_too_small_is_one_clear_error():
+    task = AdditionTask(AdditionConfig(max_digits=10))
+    with pytest.raises(ValueError, match=r"model.max_pos=8 is too small.*model.max_pos=12"):
+        task.batch(0, "train", 0, 0, 256, 40, PositionIds("coupled", 8))
+
+
+def test_coupled_needs_the_reversed_answer_and_a_task_that_defines_it():
+    with pytest.raises(ValueError, match="reverse_answer"):
+        AdditionTask(AdditionConfig(reverse_answer=False)).position_scheme("coupled")
+    from tasks.parity import ParityTask  # a task with no coupled ids of its own
+
+    with pytest.raises(ValueError, match="no coupled position ids"):
+        ParityTask().position_scheme("coupled")
+
+
+@pytest.mark.parametrize("cfg", [AdditionConfig(max_digits=6, reverse_operands=True),
+                                 AdditionConfig(max_digits=5, index_hints=True),
+                                 AdditionConfig(max_digits=4, index_hints=True, reverse_operands=True,
+                                                reverse_answer=False, ood_sampling="lengths")])
+def test_conformance_kit_checks_position_ids(cfg):
+    names = [r.name for r in check_task(AdditionTask, cfg, examples=8)]
+    assert any(n.startswith("position ids (abacus") for n in names)
+    assert any("coupled" in n for n in names) == (not cfg.index_hints)
+
+
+def test_index_hints_render_and_parse():
+    task = AdditionTask(AdditionConfig(max_digits=3, index_hints=True))
+    r = task.render(task.problems_from_prompts(["123+45"]))
+    assert (r.prompt(0), r.target(0)) == ("c1b2a3+b4a5=", "a8b6c1")
+    assert task.parse_answer("a8b6c1") == 168
+    for wrong in ("a8b6", "b8a6c1", "a8b6c", "861", "a8b6d1"):
+        assert task.parse_answer(wrong) in (None, 68) and task.parse_answer(wrong) != 168
+    with pytest.raises(ValueError, match="index_hints"):
+        AdditionConfig(max_digits=30, ood_max_digits=60, index_hints=True)
+
+
+def test_ood_lengths_sampling_gives_equal_and_mixed_lengths():
+    task = AdditionTask(AdditionConfig(max_digits=4, ood_max_digits=9, ood_sampling="lengths"))
+    p = task.problems(np.random.default_rng(0), 4000, "ood")
+    assert set(p["a_digits"].tolist()) == set(range(5, 10))
+    equal = p["a_digits"] == p["b_digits"]
+    assert 0.5 < equal.mean() < 0.62  # half by construction, plus mixed pairs that happen to match
+    assert p["b_digits"].min() == 1
