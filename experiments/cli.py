@@ -59,7 +59,9 @@ app = typer.Typer(
 
 
 def fail(msg: str, code: int = 2) -> None:
-    typer.echo(f"error: {msg}", err=True)
+    # a path typed in another encoding holds lone surrogates, which a strict UTF-8 stream cannot
+    # write: show them escaped rather than fail with the error we are reporting
+    typer.echo("error: " + msg.encode("utf-8", "backslashreplace").decode("utf-8"), err=True)
     raise typer.Exit(code)
 
 

@@ -80,6 +80,14 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
 
 
+def required(pos_ids: torch.Tensor | None) -> torch.Tensor:
+    """The ids an encoding of GIVEN reads; the model without them is a caller's mistake."""
+    if pos_ids is None:
+        raise ValueError(f"model.pos={'|'.join(GIVEN)} reads position ids given with the tokens: "
+                         "pass idx as (B, T, 2) token ids and position ids")
+    return pos_ids
+
+
 class GivenPositions(NoPositions):
     """Position ids that come with the data: one learned vector per id, id 0 included.
 
@@ -96,10 +104,7 @@ class GivenPositions(NoPositions):
         self.wpe = nn.Embedding(config.max_pos + 1, config.n_embd)
 
     def embed(self, idx: torch.Tensor, start: int, cache=None, pos_ids: torch.Tensor | None = None) -> torch.Tensor:
-        if pos_ids is None:
-            raise ValueError("model.pos=abacus|coupled embeds position ids given with the tokens: "
-                             "pass idx as (B, T, 2) token ids and position ids")
-        return self.wpe(pos_ids.clamp(0, self.wpe.num_embeddings - 1))  # (B, T, C)
+        return self.wpe(required(pos_ids).clamp(0, self.wpe.num_embeddings - 1))  # (B, T, C)
 
 
 class GivenRotary(NoPositions):
@@ -115,9 +120,7 @@ class GivenRotary(NoPositions):
                              persistent=False)
 
     def embed(self, idx: torch.Tensor, start: int, cache=None, pos_ids: torch.Tensor | None = None) -> float:
-        if pos_ids is None:
-            raise ValueError("model.pos=coupled_rope rotates by position ids given with the tokens: "
-                             "pass idx as (B, T, 2) token ids and position ids")
+        required(pos_ids)
         return 0.0
 
     def rotate(self, q: torch.Tensor, k: torch.Tensor, start: int, pos_ids: torch.Tensor | None = None
@@ -150,9 +153,7 @@ class GivenRelative(NoPositions):
         self.rel = nn.Embedding(2 * self.CLIP + 2, config.n_head)
 
     def embed(self, idx: torch.Tensor, start: int, cache=None, pos_ids: torch.Tensor | None = None) -> float:
-        if pos_ids is None:
-            raise ValueError("model.pos=coupled_rel biases attention by position ids given with the tokens: "
-                             "pass idx as (B, T, 2) token ids and position ids")
+        required(pos_ids)
         return 0.0
 
     def attn_bias(self, pos_ids: torch.Tensor | None, key_ids: torch.Tensor | None) -> torch.Tensor:

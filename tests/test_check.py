@@ -36,7 +36,7 @@ BROKEN = textwrap.dedent('''
 def test_check_passes_a_builtin_task(capsys):
     code, out, err = cli(capsys, "check", "--task", "addition", "--examples", "5")
     assert code == 0, err
-    assert "9 of 9 checks passed" in out
+    assert "10 of 10 checks passed" in out and "ok    position ids (abacus, coupled)" in out
 
 
 def test_check_names_the_failing_property(tmp_path, capsys):
@@ -62,7 +62,7 @@ def test_new_task_scaffold_passes_check_trains_and_tests(tmp_path, capsys):
     assert code == 0, err
     f = tmp_path / "digit_rev.py"
     code, out, err = cli(capsys, "check", "--task", "digit_rev", "--include", f, "--examples", "5")
-    assert code == 0 and "9 of 9 checks passed" in out, out + err
+    assert code == 0 and "10 of 10 checks passed" in out, out + err
     run = tmp_path / "run"
     code, out, err = cli(capsys, "train", "--task", "digit_rev", "--include", f, "--steps", "3",
                          "--set", "model.n_layer=1", "--out", run, "-q")

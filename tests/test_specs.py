@@ -41,7 +41,7 @@ SPEC = textwrap.dedent(f"""
 
     [[eval]]
     name = "len"
-    split = "ood"
+    split = "test"
     n = 20
     by = ["a_digits"]
 
