@@ -5,6 +5,7 @@ two results.csv agree (timing aside); the second that the rerun finished the gri
 run trained once."""
 
 import json
+import re
 import signal
 import textwrap
 import time
@@ -88,7 +89,9 @@ def test_ray_gives_the_results_of_the_local_executor(grids):
 def test_a_killed_ray_driver_is_finished_by_its_rerun(grids):
     root, first, stdout = grids
     assert 1 <= first < 4  # the fault happened midway: some runs done, some not
-    assert f"({first} already done)" in stdout and f"{4 - first} done, 0 failed" in stdout
+    # a run in its last steps when the driver died may still finish before the rerun looks
+    already = int(re.search(r"\((\d+) already done\)", stdout).group(1))
+    assert first <= already < 4 and f"{4 - already} done, 0 failed" in stdout
     logs = sorted((root / "ray").glob("*/seed*.log"))
     resumed = 0
     for log in logs:
@@ -101,4 +104,4 @@ def test_a_killed_ray_driver_is_finished_by_its_rerun(grids):
         # they resumed from their last periodic checkpoint. Either way nothing is lost:
         steps = [json.loads(x)["step"] for x in (log.with_suffix("") / "metrics.jsonl").read_text().splitlines()]
         assert steps == sorted(set(steps)) and steps[-1] == STEPS, log  # nothing logged twice, nothing missing
-    assert len(logs) == 4 and resumed == 4 - first >= 1  # the fault happened: the kill cut runs short
+    assert len(logs) == 4 and resumed == 4 - already >= 1  # the fault happened: the kill cut runs short
