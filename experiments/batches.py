@@ -1,9 +1,9 @@
 """A run's training batches, on its device: built in this process, in a background thread,
 or in worker processes.
 
-Every batch is a pure function of (seed, split, step, micro) (Task.batch), so all three give
-exactly the same tensors (tests/test_batches.py); they differ only in where the host work of
-rendering problems happens while the device trains:
+Every batch is a pure function of (seed, split, step, micro) (Task.batch), and with a
+curriculum of the level too, so all three give exactly the same tensors (tests/test_batches.py);
+they differ only in where the host work of rendering problems happens while the device trains:
 
     make_batch_fn   in the training loop itself: the CPU default, where a helper would only
                     compete with the step for the same cores
@@ -28,33 +28,44 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from experiments.errors import UserError
 from gpt.train import EVAL_STEP_BASE
 from tasks.base import Task
+from tasks.curriculum import Curriculum
 from tasks.positions import PositionIds
 
 Batch = Callable[[str, int, int], tuple[torch.Tensor, torch.Tensor]]
+Level = Callable[[], int]  # the curriculum level the run trains at now (experiments/curriculum.py)
 MAX_WORKERS = 64
 
 
+def _level_zero() -> int:
+    return 0
+
+
 def host_batch(task: Task, seed: int, split: str, step: int, micro: int, batch_size: int, block_size: int,
-               ids: PositionIds | None):
+               ids: PositionIds | None, curriculum: Curriculum | None = None, level: int = 0):
     """task.batch as numpy arrays; position ids are asked for only when the model takes them, so a
-    task whose batch predates them (a plugin's own `batch`) still trains every other model."""
+    task whose batch predates them (a plugin's own `batch`) still trains every other model.  With a
+    curriculum, training batches come from its level (the val split is always the whole task)."""
+    if curriculum is not None:
+        return curriculum.batch(level, seed, split, step, micro, batch_size, block_size, ids)
     if ids is None:
         return task.batch(seed, split, step, micro, batch_size, block_size)
     return task.batch(seed, split, step, micro, batch_size, block_size, ids)
 
 
 def make_batch_fn(task: Task, seed: int, batch_size: int, block_size: int, device: torch.device,
-                  rank: int = 0, grad_accum: int = 1, ids: PositionIds | None = None) -> Batch:
+                  rank: int = 0, grad_accum: int = 1, ids: PositionIds | None = None,
+                  curriculum: Curriculum | None = None, level: Level = _level_zero) -> Batch:
     """batch(split, step, micro) on the device.  Rank r's micro-batch m of a step is global
     micro-batch r * grad_accum + m, so N ranks see exactly the data one process sees with
     N times the accumulation, and no two ranks share a batch.  ids: the position ids the
-    model takes with its tokens (build.position_ids), if any."""
+    model takes with its tokens (build.position_ids), if any; curriculum and level: the
+    run's curriculum and where it is now, if it has one."""
     pin = device.type == "cuda"
 
     def batch(split: str, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
         if split == "train":
             micro = rank * grad_accum + micro
-        x, y = host_batch(task, seed, split, step, micro, batch_size, block_size, ids)
+        x, y = host_batch(task, seed, split, step, micro, batch_size, block_size, ids, curriculum, level())
         x, y = torch.from_numpy(x), torch.from_numpy(y)
         if pin:
             x, y = x.pin_memory(), y.pin_memory()
@@ -70,21 +81,25 @@ class Prefetcher:
     and a prefetched batch is exactly the batch the loop would have built itself (tested).
     """
 
-    def __init__(self, batch: Batch, grad_accum: int):
-        self.batch, self.grad_accum = batch, grad_accum
+    def __init__(self, batch: Batch, grad_accum: int, level: Level = _level_zero):
+        self.batch, self.grad_accum, self.level = batch, grad_accum, level
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
-        self.pending: tuple[tuple[str, int, int], object] | None = None
+        self.pending: tuple[tuple[str, int, int, int], object] | None = None
 
     def __call__(self, split: str, step: int, micro: int):
-        key = (split, step, micro)
+        # the level is part of the key: a batch prefetched before an eval moved the curriculum up
+        # is of the old level, and is built again
+        key = (split, step, micro, self.level())
         if self.pending is not None and self.pending[0] == key:
             out = self.pending[1].result()
         else:
+            if self.pending is not None:
+                self.pending[1].result()  # let it finish: it reads the level too
             out = self.batch(split, step, micro)
         self.pending = None
         if split == "train":
             nxt = (step, micro + 1) if micro + 1 < self.grad_accum else (step + 1, 0)
-            self.pending = (("train", *nxt), self.pool.submit(self.batch, "train", *nxt))
+            self.pending = (("train", *nxt, key[3]), self.pool.submit(self.batch, "train", *nxt))
         return out
 
     def close(self) -> None:
@@ -95,14 +110,15 @@ class _MicroBatches(Dataset):
     """Index i -> the training micro-batch (step, micro) = divmod(i, grad_accum), on the host."""
 
     def __init__(self, task: Task, seed: int, batch_size: int, block_size: int, rank: int, grad_accum: int,
-                 ids: PositionIds | None = None):
+                 ids: PositionIds | None = None, curriculum: Curriculum | None = None, level: int = 0):
         self.task, self.seed, self.batch_size, self.block_size = task, seed, batch_size, block_size
         self.rank, self.grad_accum, self.ids = rank, grad_accum, ids
+        self.curriculum, self.level = curriculum, level  # a level fixed for this loader's lifetime
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         step, micro = divmod(i, self.grad_accum)
         x, y = host_batch(self.task, self.seed, "train", step, self.rank * self.grad_accum + micro,
-                          self.batch_size, self.block_size, self.ids)
+                          self.batch_size, self.block_size, self.ids, self.curriculum, self.level)
         return torch.from_numpy(x), torch.from_numpy(y)
 
 
@@ -121,27 +137,34 @@ class WorkerBatches:
 
     The loop asks for (train, step, micro) in order; the loader serves index step * grad_accum
     + micro.  It starts at the first index asked for (a resumed run's step) and restarts if the
-    loop ever jumps.  Other keys (the val split, and the train-split batches the loss estimate
+    loop ever jumps, or the curriculum moves to another level (the workers' batches ahead are
+    then of the old one).  Other keys (the val split, and the train-split batches the loss estimate
     reads, at steps from EVAL_STEP_BASE) are built here directly, as make_batch_fn would.
     """
 
     def __init__(self, task: Task, seed: int, batch_size: int, block_size: int, device: torch.device,
-                 workers: int, rank: int = 0, grad_accum: int = 1, ids: PositionIds | None = None):
-        self.direct = make_batch_fn(task, seed, batch_size, block_size, device, rank, grad_accum, ids)
-        self.data = _MicroBatches(task, seed, batch_size, block_size, rank, grad_accum, ids)
-        self.device, self.workers, self.grad_accum = device, workers, grad_accum
+                 workers: int, rank: int = 0, grad_accum: int = 1, ids: PositionIds | None = None,
+                 curriculum: Curriculum | None = None, level: Level = _level_zero):
+        self.direct = make_batch_fn(task, seed, batch_size, block_size, device, rank, grad_accum, ids,
+                                    curriculum, level)
+        self.args = (task, seed, batch_size, block_size, rank, grad_accum, ids, curriculum)
+        self.device, self.workers, self.grad_accum, self.level = device, workers, grad_accum, level
         self.pin = device.type == "cuda"
         self.it: Iterator | None = None
         self.next_index = -1
+        self.it_level = -1
 
     def __call__(self, split: str, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
         if split != "train" or step >= EVAL_STEP_BASE:
             return self.direct(split, step, micro)
         i = step * self.grad_accum + micro
-        if self.it is None or i != self.next_index:
+        level = self.level()
+        if self.it is None or i != self.next_index or level != self.it_level:
             self.close()
-            self.it = iter(DataLoader(self.data, batch_size=None, sampler=_CountFrom(i), num_workers=self.workers,
+            data = _MicroBatches(*self.args, level=level)
+            self.it = iter(DataLoader(data, batch_size=None, sampler=_CountFrom(i), num_workers=self.workers,
                                       pin_memory=self.pin, prefetch_factor=4))
+            self.it_level = level
         x, y = next(self.it)
         self.next_index = i + 1
         return x.to(self.device, non_blocking=self.pin), y.to(self.device, non_blocking=self.pin)
@@ -167,15 +190,16 @@ def auto_workers(device: torch.device, cpus: int | None = None) -> int:
 
 
 def batch_source(task: Task, seed: int, batch_size: int, block_size: int, device: torch.device, rank: int,
-                 grad_accum: int, workers: int | None, ids: PositionIds | None = None
+                 grad_accum: int, workers: int | None, ids: PositionIds | None = None,
+                 curriculum: Curriculum | None = None, level: Level = _level_zero
                  ) -> tuple[Batch, Callable[[], None]]:
     """The run's batch function and what closes it (workers: None for auto_workers)."""
     n = auto_workers(device) if workers is None else workers
     if n > 0:
-        src = WorkerBatches(task, seed, batch_size, block_size, device, n, rank, grad_accum, ids)
+        src = WorkerBatches(task, seed, batch_size, block_size, device, n, rank, grad_accum, ids, curriculum, level)
         return src, src.close
-    plain = make_batch_fn(task, seed, batch_size, block_size, device, rank, grad_accum, ids)
+    plain = make_batch_fn(task, seed, batch_size, block_size, device, rank, grad_accum, ids, curriculum, level)
     if device.type == "cuda":
-        pre = Prefetcher(plain, grad_accum)
+        pre = Prefetcher(plain, grad_accum, level)
         return pre, pre.close
     return plain, lambda: None

@@ -15,7 +15,7 @@ from experiments.errors import UserError
 from experiments.registry import task_class
 from experiments.runspec import RunSpec
 from gpt.model import GPTConfig
-from gpt.positions import GIVEN
+from gpt.positions import GIVEN, SLOTTED
 from tasks.base import Task
 from tasks.encode import Rendered
 from tasks.positions import PositionIds, check_max_pos
@@ -43,6 +43,11 @@ def fit_model(task: Task, model: GPTConfig) -> GPTConfig:
         task.check_block_size(cfg.block_size)
         ids = position_ids(cfg)
         if ids is not None:  # the task numbers its tokens; the model must embed every id it trains
+            slots = task.position_scheme(ids.scheme).slots
+            if slots and cfg.pos not in SLOTTED:
+                raise ValueError(f"task {task.name!r} puts tokens in fixed position slots, which model.pos={cfg.pos} "
+                                 f"does not embed; use model.pos={' or '.join(SLOTTED)}")
+            cfg = dataclasses.replace(cfg, pos_slots=slots)
             r = task.render(task.problems(np.random.default_rng(0), 512, "train"))
             check_max_pos(int(task.position_ids(r, ids.scheme).max(initial=0)), cfg.max_pos, "a training problem")
     except ValueError as e:

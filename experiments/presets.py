@@ -90,6 +90,16 @@ PRESETS: dict[str, Preset] = {
             for_tasks=("addition",),
         ),
         Preset(
+            "add10-tiny",
+            "10-digit addition with 1,932 parameters: 1 layer, 12 wide, 2 heads, coupled ids with a relative bias",
+            # coupled ids make each answer digit a function of a window of 5 significances (gpt/positions.py),
+            # so one small layer has a chance; learned absolute positions alone would cost more than the budget
+            GPTConfig(block_size=40, n_layer=1, n_head=2, n_embd=12, dropout=0.0, pos="coupled_rel", max_pos=64),
+            dataclasses.replace(_SMALL_TRAIN, steps=8000, lr=1e-2, min_lr=1e-3, eval_interval=500),
+            task_options=(("max_digits", 10), ("sampling", "uniform"), ("ood_max_digits", 20)),
+            for_tasks=("addition",),
+        ),
+        Preset(
             "lengthgen",
             "addition on 1-10 digits that generalises to 40: coupled position ids, attention by their difference",
             # coupled ids (Cho et al. 2024) with a clipped relative bias over them: what a digit attends to
@@ -101,12 +111,22 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "calculator",
-            "calculator chains, 1-3 ops on operands up to 2 digits, cot=steps; RMSNorm, SwiGLU, QK-norm, RoPE, length-split batches",
-            # RMSNorm + SwiGLU + QK-norm + RoPE: the best of ~20 recipes over sessions 2-6
-            # (docs/benchmarks.md); 4 length-sorted chunks a step skip most of the padding
+            "calculator chains, 1-3 ops on operands up to 2 digits, cot=mixed; RMSNorm, SwiGLU, QK-norm, RoPE, length-split batches",
+            # cot=mixed: digit-level work only on a product of two multi-digit numbers and a division of a
+            # 4+-digit value, the steps that cot=steps could not learn (docs/LOG.md 2026-12-01); the model
+            # is the best of ~20 recipes over sessions 2-6 (docs/benchmarks.md), at a step count that fits
+            # 20 minutes on 2 cores
+            dataclasses.replace(_DEEP_MODEL, block_size=216, norm="rmsnorm", mlp="swiglu", qk_norm=True, pos="rope"),
+            dataclasses.replace(_DEEP_TRAIN, steps=11500, eval_interval=2500, length_chunks=4),
+            task_options=(("cot", "mixed"),),
+            for_tasks=("calculator",), default_for=("calculator",),
+        ),
+        Preset(
+            "calc-steps",
+            "the calculator preset before cot=mixed (cot=steps, 13,500 steps), kept so that its figures reproduce",
             dataclasses.replace(_DEEP_MODEL, block_size=64, norm="rmsnorm", mlp="swiglu", qk_norm=True, pos="rope"),
             dataclasses.replace(_DEEP_TRAIN, steps=13500, eval_interval=1000, length_chunks=4),
-            for_tasks=("calculator",), default_for=("calculator",),
+            for_tasks=("calculator",),
         ),
         Preset(
             "calc-v1",
@@ -138,6 +158,17 @@ PRESETS: dict[str, Preset] = {
             _DEEP_MODEL,
             dataclasses.replace(_DEEP_TRAIN, steps=16000, eval_interval=1000, target_acc=1.0),
             task_options=(("min_digits", 3), ("max_digits", 3)),
+            for_tasks=("multiplication",),
+        ),
+        Preset(
+            "mul-lengthgen",
+            "N x 1 and N x 2 multiplication on N <= 10 that generalises to N = 20: coupled ids, b in fixed slots",
+            # as lengthgen, with the multiplier's digits in fixed position slots that every answer digit
+            # attends to (tasks/multiplication.py); 3 layers: a carry runs up to 17
+            GPTConfig(block_size=48, n_layer=3, n_head=4, n_embd=128, dropout=0.0, pos="coupled_rel", max_pos=64),
+            dataclasses.replace(_SMALL_TRAIN, steps=6000, eval_interval=1000),
+            task_options=(("format", "reversed"), ("max_digits", 10), ("b_min_digits", 1), ("b_max_digits", 2),
+                          ("ood_max_digits", 20)),
             for_tasks=("multiplication",),
         ),
         Preset(

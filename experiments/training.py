@@ -16,6 +16,7 @@ import torch
 
 from experiments.batches import batch_source
 from experiments.build import build, position_ids
+from experiments.curriculum import make_schedule, with_levels
 from experiments.devices import resolve_device
 from experiments.errors import USER_ERRNOS, UserError
 from experiments.evaluate import EVAL_SEED, accuracy
@@ -193,9 +194,12 @@ def _train_locked(spec: RunSpec, opts: TrainOptions, task: Task, model_cfg, devi
     if ckpt is None and spec.init_from:
         init_note = init_from(model, Path(spec.init_from), task.vocab.chars)
     model = model.to(device)
+    schedule = make_schedule(task, spec.train, opts.eval_n)
+    curriculum, level = (schedule.curriculum, lambda: schedule.level) if schedule else (None, lambda: 0)
     batch, close_batches = batch_source(task, spec.seed, spec.train.batch_size, model_cfg.block_size, device,
-                                        dist.rank, spec.train.grad_accum, opts.batch_workers, position_ids(model_cfg))
-    evaluate = make_eval_fn(task, opts.eval_n, spec.seed)
+                                        dist.rank, spec.train.grad_accum, opts.batch_workers, position_ids(model_cfg),
+                                        curriculum, level)
+    evaluate = with_levels(make_eval_fn(task, opts.eval_n, spec.seed), schedule)
     if spec.train.target_acc and evaluate is None:
         raise UserError(f"--target-acc needs a task with exact-match evaluation; {task.name!r} has none")
     mode = "quiet" if opts.quiet or not dist.is_main else opts.progress_mode
@@ -205,18 +209,25 @@ def _train_locked(spec: RunSpec, opts: TrainOptions, task: Task, model_cfg, devi
     try:
         trainer = Trainer(model, spec.train, batch, out, device, spec.seed, evaluate,
                           meta={"task": task.name, "vocab": task.vocab.chars, "model": dataclasses.asdict(model_cfg)},
-                          progress=progress, dist=dist, sinks=sinks)
+                          progress=progress, dist=dist, sinks=sinks, schedule=schedule)
     except FaultSpecError as e:
         progress.close()
         raise UserError(str(e)) from None
     if ckpt is not None:
         check_checkpoint(ckpt, task, model_cfg, out / "ckpt.pt")
-        trainer.load_state(ckpt)
+        try:
+            trainer.load_state(ckpt)
+        except ValueError as e:  # a schedule state that does not fit this run
+            progress.close()
+            raise UserError(f"--resume: {out / 'ckpt.pt'}: {e}") from None
         progress.print(f"resuming {out} at step {trainer.state.step}")
     else:
         if init_note:
             progress.print(init_note)
         progress.print(f"{task.name}: {model.num_params() / 1e6:.2f}M parameters, {spec.train.steps} steps -> {out}")
+        if schedule is not None:
+            progress.print(f"curriculum: {len(schedule.curriculum)} levels, up at {schedule.threshold:.2%} accuracy on "
+                           f"the level, {schedule.curriculum.replay:.0%} of each batch from earlier levels")
     try:
         state = trainer.run()
     except TrainingInterrupted as e:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -62,6 +63,14 @@ class Dist:
         t = torch.tensor([1.0 if value else 0.0], device=device)
         dist.broadcast(t, src=0)
         return bool(t.item())
+
+    def broadcast_object(self, obj: Any) -> Any:
+        """Rank 0's value of a small picklable object, on every rank."""
+        if not self.enabled:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
     def shutdown(self) -> None:
         if self.enabled and dist.is_initialized():

@@ -10,6 +10,11 @@ Every encoding answers two questions, so the model has no branches:
 `start` is the position of idx's first token (non-zero while decoding with a
 KV cache).  abacus, coupled and coupled_rope read position ids that come with
 the data instead (`pos_ids`, (B, T)), which the task decides (tasks/positions.py).
+
+Given ids mean: 1, 2, 3, ... positions (training shifts them by a random offset); 0, no
+position; -1 .. -config.pos_slots, fixed slots, never shifted: a token every position
+needs to find, wherever it is (the multiplier's digits in N x 2 multiplication).  coupled
+and coupled_rel embed slots; the others have none (GPTConfig refuses pos_slots there).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import torch.nn as nn
 POSITIONS = ("learned", "none", "rope", "abacus", "coupled", "coupled_rope", "coupled_rel")
 # encodings whose position ids come with the data, and the task's numbering each one reads
 GIVEN = {"abacus": "abacus", "coupled": "coupled", "coupled_rope": "coupled", "coupled_rel": "coupled"}
+SLOTTED = ("coupled", "coupled_rel")  # encodings that embed slot ids (< 0)
 
 
 class NoPositions(nn.Module):
@@ -97,14 +103,18 @@ class GivenPositions(NoPositions):
     (tasks/positions.py).  Ids run from 0 to config.max_pos; training shifts each row's ids
     by a random offset so that every id up to max_pos is trained, and decoding continues
     them itself (gpt/generate.py).  Ids past max_pos share its vector: they were never trained.
+    Slot -s has row max_pos + s.
     """
 
     def __init__(self, config):
         super().__init__(config)
-        self.wpe = nn.Embedding(config.max_pos + 1, config.n_embd)
+        self.max_pos = config.max_pos
+        self.wpe = nn.Embedding(config.max_pos + 1 + config.pos_slots, config.n_embd)
 
     def embed(self, idx: torch.Tensor, start: int, cache=None, pos_ids: torch.Tensor | None = None) -> torch.Tensor:
-        return self.wpe(required(pos_ids).clamp(0, self.wpe.num_embeddings - 1))  # (B, T, C)
+        ids = required(pos_ids)
+        row = torch.where(ids < 0, self.max_pos - ids, ids.clamp(0, self.max_pos))
+        return self.wpe(row.clamp(0, self.wpe.num_embeddings - 1))  # (B, T, C)
 
 
 class GivenRotary(NoPositions):
@@ -133,24 +143,27 @@ class GivenRotary(NoPositions):
 class GivenRelative(NoPositions):
     """Attention by the difference of two tokens' given ids: a learned bias per head for each
     difference in [-CLIP, CLIP], and keys further away than CLIP masked out (Shaw et al. 2018's
-    clipped relative positions, on coupled ids, with the far side cut off).  Tokens without a
-    position (id 0: "+") get one more learned bias, whatever the other id.
+    clipped relative positions, on coupled ids, with the far side cut off; CLIP is
+    model.rel_clip, 2 by default).  Tokens without a
+    position (id 0: "+") get one more learned bias, whatever the other id; a key in slot s
+    (id -s) gets its own bias from every query with a position, never cut off.
 
     With coupled ids a digit needs the digits of its own significance (difference 0) and of the
     one below (difference 1).  Cutting off the far keys makes what a query sees the same at
     every length: a longer problem adds keys only beyond CLIP, where nobody looks.  CLIP is
-    small so that training shows that window full on both sides: with CLIP = 8 it is full only
+    small so that training shows that window full on both sides: with a clip of 8 it is full only
     for numbers of 17+ digits, and 10-digit training left digit 10 onwards of longer sums wrong.
     A learned bias for far keys instead of the cut let fifty of them drown the near ones; RoPE
     over the same ids never saw a difference longer than the training problems (docs/LOG.md,
     2026-11-30)."""
 
-    CLIP = 2
-
     def __init__(self, config):
         super().__init__(config)
-        # rows 0 .. 2*CLIP: difference + CLIP; row 2*CLIP + 1: either token has no position
-        self.rel = nn.Embedding(2 * self.CLIP + 2, config.n_head)
+        # rows 0 .. 2*CLIP: difference + CLIP; row 2*CLIP + 1: no position on either side (or a
+        # slot asking); row 2*CLIP + 1 + s: a positioned query looking at slot s
+        self.clip = config.rel_clip
+        self.slots = config.pos_slots
+        self.rel = nn.Embedding(2 * self.clip + 2 + self.slots, config.n_head)
 
     def embed(self, idx: torch.Tensor, start: int, cache=None, pos_ids: torch.Tensor | None = None) -> float:
         required(pos_ids)
@@ -159,10 +172,12 @@ class GivenRelative(NoPositions):
     def attn_bias(self, pos_ids: torch.Tensor | None, key_ids: torch.Tensor | None) -> torch.Tensor:
         q, k = pos_ids[:, :, None], key_ids[:, None, :]  # (B, T, 1), (B, 1, S)
         diff = q - k
-        none = (q == 0) | (k == 0)
-        bucket = torch.where(none, 2 * self.CLIP + 1, diff.clamp(-self.CLIP, self.CLIP) + self.CLIP)
+        none = 2 * self.clip + 1
+        both = (q > 0) & (k > 0)
+        slot = none + (-k).clamp(0, self.slots)  # k > 0 and k == 0 give `none`, k = -s gives none + s
+        bucket = torch.where(both, diff.clamp(-self.clip, self.clip) + self.clip, torch.where(q > 0, slot, none))
         bias = self.rel(bucket).permute(0, 3, 1, 2)  # (B, H, T, S)
-        far = (diff.abs() > self.CLIP) & ~none
+        far = (diff.abs() > self.clip) & both
         return bias.masked_fill(far[:, None], float("-inf"))
 
 

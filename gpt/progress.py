@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-SHOWN = ("loss", "val_loss", "train_acc", "val_acc", "lr", "tokens_per_s")
+SHOWN = ("level", "loss", "val_loss", "train_acc", "val_acc", "level_acc", "lr", "tokens_per_s")
 
 
 def _fmt(key: str, v: Any) -> str:
@@ -20,8 +20,10 @@ def _fmt(key: str, v: Any) -> str:
         return f"lr {v:.2e}"
     if key == "tokens_per_s":
         return f"{v / 1000:.1f}k tok/s"
-    if key in ("val_acc", "train_acc"):
+    if key in ("val_acc", "train_acc", "level_acc"):
         return f"{key} {100 * v:.2f}%"
+    if key == "level":
+        return f"level {v}"
     return f"{key} {v:.4f}"
 
 

@@ -29,6 +29,7 @@ from gpt.distributed import Dist
 from gpt.model import GPT
 
 EVAL_STEP_BASE = 1 << 40  # eval batches use step ids no training step ever reaches
+CURRICULA = ("off", "auto")
 FAULT_ENV = "WORKBENCH_FAULT"
 
 
@@ -54,6 +55,10 @@ class TrainConfig:
     time_budget_s: float = 0.0  # stop after this much training time; 0: no limit
     target_acc: float = 0.0  # stop once the eval's val_acc reaches this; 0: never
     length_chunks: int = 1  # >1: split each micro-batch by length into this many trimmed chunks
+    # a curriculum through the task's levels of difficulty (the workbench runs it: experiments/curriculum.py)
+    curriculum: str = "off"  # off | auto: move up a level when held-out accuracy on it reaches the threshold
+    curriculum_threshold: float = 0.99  # accuracy on the current level's held-out problems that moves it up
+    curriculum_replay: float = 0.2  # share of each training batch drawn from the earlier levels
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval",
@@ -79,6 +84,12 @@ class TrainConfig:
             raise ValueError(f"train.target_acc must be in [0, 1], got {self.target_acc!r}")
         if self.nan_policy not in ("stop", "skip"):
             raise ValueError(f"train.nan_policy must be stop or skip, got {self.nan_policy!r}")
+        if self.curriculum not in CURRICULA:
+            raise ValueError(f"train.curriculum must be one of {', '.join(CURRICULA)}, got {self.curriculum!r}")
+        if not 0 < self.curriculum_threshold <= 1:
+            raise ValueError(f"train.curriculum_threshold must be in (0, 1], got {self.curriculum_threshold!r}")
+        if not 0 <= self.curriculum_replay < 1:
+            raise ValueError(f"train.curriculum_replay must be in [0, 1), got {self.curriculum_replay!r}")
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -214,6 +225,18 @@ BatchFn = Callable[[str, int, int], tuple[torch.Tensor, torch.Tensor]]
 EvalFn = Callable[[GPT], dict[str, float]]
 
 
+class Schedule(Protocol):
+    """State of the data side that evals may change as training goes (a curriculum's level).
+
+    The batch function reads it; the eval function may change it.  The loop saves it with every
+    checkpoint and restores it on resume, so a resumed run sees exactly the batches an
+    uninterrupted one would; `fields` goes into every logged record (e.g. {"level": 2})."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def fields(self) -> dict[str, Any]: ...
+
+
 class MetricSink(Protocol):
     """Somewhere else every metrics.jsonl record goes too (an experiment tracker).
 
@@ -254,8 +277,10 @@ class Trainer:
         progress=None,
         dist: Dist = Dist(),
         sinks: Sequence[MetricSink] = (),
+        schedule: Schedule | None = None,
     ):
         self.model, self.cfg, self.batch, self.device = model, cfg, batch, device
+        self.schedule = schedule
         self.out_dir, self.seed, self.evaluate = Path(out_dir), seed, evaluate
         self.meta = meta or {}
         self.dist = dist
@@ -293,6 +318,7 @@ class Trainer:
             "skipped": self.state.skipped,
             "train_time": self.state.train_time,
             "config": self.meta,
+            **({"schedule": self.schedule.state_dict()} if self.schedule is not None else {}),
         }
 
     def load_state(self, ckpt: dict[str, Any]) -> None:
@@ -300,6 +326,8 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.state = TrainState(int(ckpt["step"]), float(ckpt["best_val"]), int(ckpt.get("skipped", 0)),
                                 float(ckpt.get("train_time", 0.0)))
+        if self.schedule is not None:
+            self.schedule.load_state_dict(ckpt.get("schedule", {}))
         kept = self.metrics.truncate_after(self.state.step)
         # the checkpoint's own eval, if it was saved at one: a run that had reached its target
         # when it was saved stops again at once instead of training past it
@@ -364,7 +392,7 @@ class Trainer:
         model.train()
         st = self.state
         if st.step == 0:
-            record = self._evaluate_main({"step": 0})
+            record = self._evaluate_main({"step": 0, **self._fields()})
             reached = record.get("stop") == "target"
         else:
             record = self._resumed
@@ -428,7 +456,7 @@ class Trainer:
                 record.update(
                     loss=round(float(loss_val), 6), lr=lr,
                     tokens_per_s=round(tokens / dt, 1), ms_per_step=round(1000 * dt / cfg.log_interval, 3),
-                    train_time=round(st.train_time, 3),
+                    train_time=round(st.train_time, 3), **self._fields(),
                 )
                 tokens, t_last = 0, now
             if do_eval:
@@ -448,7 +476,17 @@ class Trainer:
         st.stop = "target" if reached else "time_budget" if out_of_time else "steps"
         return st
 
+    def _fields(self) -> dict[str, Any]:
+        """What the schedule logs with each record: the state the step just trained with."""
+        return self.schedule.fields() if self.schedule is not None else {}
+
     def _evaluate_main(self, record: dict[str, Any], out_of_time: bool = False) -> dict[str, Any]:
+        record = self._evaluate_rank0(record, out_of_time)
+        if self.schedule is not None and self.dist.enabled:  # rank 0's eval may have moved it
+            self.schedule.load_state_dict(self.dist.broadcast_object(self.schedule.state_dict()))
+        return record
+
+    def _evaluate_rank0(self, record: dict[str, Any], out_of_time: bool = False) -> dict[str, Any]:
         """Rank 0 evaluates, logs and checkpoints; the other ranks skip ahead to the next step.
 
         The eval that ends the run says why in its record: "stop" is "target" (val_acc reached

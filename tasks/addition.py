@@ -31,6 +31,15 @@ with "lengths", a has a digit count uniform in [max_digits+1, ood_max_digits]
 and b has the same count in half the problems and one uniform in
 [min_digits, ood_max_digits] in the other half (accuracy by length: `--by a_digits`).
 
+carry_weights (uniform sampling only) skews *training* problems towards long
+carry chains, the trick behind the smallest trained 10-digit adders: relative
+odds of the longest chain of carries, 0..max_digits digits long ("" keeps the
+uniform pairs).  A chain of length L starts at a uniform position; digits
+inside it carry, digits outside do not, and each column's digit pair is
+uniform among the pairs that do what the chain asks.  "0,...,0,1" (every
+chain the full length) gives sums like 9999999999+1.  The test and ood
+splits stay uniform: accuracy is measured on the task's own distribution.
+
 train_size > 0 fixes a finite training pool of that many distinct problems
 (Lee et al. 2023's sample-efficiency sweep); 0 draws fresh problems forever.
 
@@ -50,7 +59,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from tasks.base import Problems, Task, TaskConfig
+from tasks.base import Problems, Task, TaskConfig, parse_odds
+from tasks.curriculum import ramp
 from tasks.encode import Rendered, field_const, field_digits, render_fields
 from tasks.positions import Scheme, digit_index
 
@@ -72,6 +82,7 @@ class AdditionConfig(TaskConfig):
     ood_sampling: str = "both"  # both: both operands longer than max_digits | any: at least one | lengths
     train_size: int = 0  # > 0: train on a fixed pool of this many problems
     index_hints: bool = False  # a letter before each digit names its significance
+    carry_weights: str = ""  # training odds of the longest carry chain, 0..max_digits long; "": uniform pairs
 
     def __post_init__(self) -> None:
         if self.min_digits <= 0 or self.max_digits <= 0:
@@ -91,6 +102,14 @@ class AdditionConfig(TaskConfig):
                              f"ood_max_digits is {self.ood_digits}")
         if self.index_hints and self.delimiters:
             raise ValueError("index_hints and delimiters do not combine; choose one")
+        if self.carry_weights and self.sampling != "uniform":
+            raise ValueError("carry_weights needs sampling='uniform' (operands of max_digits digits, leading zeros allowed)")
+        self.carry_odds()
+
+    def carry_odds(self) -> np.ndarray | None:
+        """Probabilities of a longest carry chain of 0..max_digits digits, or None (uniform pairs)."""
+        return parse_odds("carry_weights", self.carry_weights, self.max_digits + 1,
+                          f"one per chain length 0..{self.max_digits}")
 
     @property
     def ood_digits(self) -> int:
@@ -106,6 +125,36 @@ def random_digits(rng: np.random.Generator, count: np.ndarray, width: int) -> np
     multi = count > 1
     d[np.flatnonzero(multi), count[multi] - 1] = lead[multi]
     return d
+
+
+def _pairs_by_carry() -> list[np.ndarray]:
+    """The digit pairs (a, b) of each column kind, indexed 2 * carry_in + carry_out."""
+    a, b = np.divmod(np.arange(100), 10)
+    return [np.stack([a, b], 1)[((a + b + cin) >= 10) == bool(cout)].astype(np.int8)
+            for cin in (0, 1) for cout in (0, 1)]
+
+
+PAIRS_BY_CARRY = _pairs_by_carry()
+
+
+def carry_chains(rng: np.random.Generator, n: int, width: int, odds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """n pairs of width-digit numbers whose one chain of carries has a length drawn from odds
+    (0..width), at a uniform start; little-endian digit matrices."""
+    length = rng.choice(width + 1, size=n, p=odds)
+    start = (rng.random(n) * (width - length + 1)).astype(np.int64)
+    j = np.arange(width)[None, :]
+    cout = (j >= start[:, None]) & (j < (start + length)[:, None])
+    cin = np.zeros_like(cout)
+    cin[:, 1:] = cout[:, :-1]
+    kind = 2 * cin + cout
+    u = rng.random((n, width))
+    a = np.zeros((n, width), dtype=np.int8)
+    b = np.zeros((n, width), dtype=np.int8)
+    for k, pairs in enumerate(PAIRS_BY_CARRY):
+        m = kind == k
+        pick = pairs[(u[m] * len(pairs)).astype(np.int64)]
+        a[m], b[m] = pick[:, 0], pick[:, 1]
+    return a, b
 
 
 def _pairs_beyond(rng: np.random.Generator, n: int, lo: int, mid: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
@@ -183,6 +232,8 @@ class AdditionTask(Task):
         c = self.config
         lo, hi = (c.max_digits + 1, c.ood_digits) if split == "ood" else (c.min_digits, c.max_digits)
         width = hi
+        if c.sampling == "uniform" and split == "train" and c.carry_weights:
+            return self._problems(*carry_chains(rng, n, width, c.carry_odds()))
         if c.sampling == "uniform" and split != "ood":
             a = rng.integers(0, 10, size=(n, width), dtype=np.int8)
             b = rng.integers(0, 10, size=(n, width), dtype=np.int8)
@@ -196,6 +247,14 @@ class AdditionTask(Task):
             ad = rng.integers(lo, hi + 1, size=n)
             bd = rng.integers(lo, hi + 1, size=n)
         return self._problems(random_digits(rng, ad, width), random_digits(rng, bd, width))
+
+    def levels(self) -> list[dict]:
+        """One more digit per level, from 1-digit operands to the configured max_digits (carry
+        weights, one per chain length up to max_digits, only at the last)."""
+        levels = ramp("max_digits", self.config.max_digits, "min_digits", self.config.min_digits)
+        if self.config.carry_weights:
+            levels[:-1] = [{**lv, "carry_weights": ""} for lv in levels[:-1]]
+        return levels
 
     def max_length(self, splits=("train",)) -> int:
         d = self.config.ood_digits if "ood" in splits else self.config.max_digits

@@ -97,6 +97,20 @@ class TaskConfig:
         return dataclasses.replace(self, **changes)
 
 
+def parse_odds(name: str, text: str, n: int, what: str) -> np.ndarray | None:
+    """An option of comma-separated relative odds ("1,1,3") -> probabilities; None for "" (uniform).
+    ValueError unless there are n non-negative numbers, not all zero."""
+    if not text:
+        return None
+    try:
+        w = np.array([float(x) for x in text.split(",")])
+    except ValueError:
+        raise ValueError(f"{name} must be comma-separated numbers, got {text!r}") from None
+    if len(w) != n or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"{name} needs {n} non-negative numbers ({what}), not all zero; got {text!r}")
+    return w / w.sum()
+
+
 def mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64's finaliser: a fast, well-spread 64-bit hash, vectorised."""
     x = np.asarray(x, dtype=np.uint64)
@@ -111,12 +125,18 @@ def hash_rows(columns: Sequence[np.ndarray], salt: int) -> np.ndarray:
 
     A 2-D column is a little-endian digit matrix; it hashes the same whatever
     its width (trailing zero digits do not count), so a problem's held-out
-    membership does not change when a config widens the matrices.
+    membership does not change when a config widens the matrices.  An object
+    column holds Python ints, which may pass 64 bits; one that fits hashes as
+    an int64 column would.
     """
     n = len(columns[0])
     h = np.full(n, np.uint64(salt), dtype=np.uint64)
     for col in columns:
-        col = np.asarray(col).astype(np.int64)
+        col = np.asarray(col)
+        if col.dtype == object:
+            h = mix64(h ^ _hash_big(col))
+            continue
+        col = col.astype(np.int64)
         if col.ndim == 1:
             v = mix64(col.view(np.uint64) ^ np.uint64(0x9E3779B97F4A7C15))
         else:
@@ -126,6 +146,19 @@ def hash_rows(columns: Sequence[np.ndarray], salt: int) -> np.ndarray:
                 v = terms.sum(axis=1, dtype=np.uint64)
         h = mix64(h ^ v)
     return h
+
+
+def _hash_big(col: np.ndarray) -> np.ndarray:
+    """Python ints -> uint64: the int64 hash of the low 64 bits, each higher 64-bit limb folded in."""
+    mask = (1 << 64) - 1
+    low = np.array([int(v) & mask for v in col], dtype=np.uint64)
+    v = mix64(low ^ np.uint64(0x9E3779B97F4A7C15))
+    rest = [int(v) >> 64 for v in col]
+    while any(rest):
+        limb = np.array([r & mask for r in rest], dtype=np.uint64)
+        v = np.where(limb != 0, mix64(v ^ mix64(limb)), v)
+        rest = [r >> 64 for r in rest]
+    return v
 
 
 @dataclass(frozen=True)
@@ -282,6 +315,13 @@ class Task:
         if split not in self.splits:
             raise ValueError(f"task {self.name!r} has no split {split!r}; it has {', '.join(self.splits)}")
 
+    # ---- levels of difficulty (train.curriculum=auto; tasks/curriculum.py) --------------------
+    def levels(self) -> list[dict[str, Any]]:
+        """Option overrides from easiest to the task as configured (the last is {}), for a
+        curriculum; [] for a task without levels.  A level changes what problems are drawn,
+        never how they are written: every level's problems are rendered by this task."""
+        return []
+
     # ---- held-out splits ---------------------------------------------------------------------
     def is_test(self, problems: Problems) -> np.ndarray:
         """Membership of the held-out test set, by a salted hash of the problem's key."""
@@ -355,6 +395,12 @@ class Task:
             probs = pool.take(rng.integers(0, len(pool), size=batch_size))
         else:
             probs = self.problems(rng, batch_size, split)
+        return self.encode_batch(probs, rng, split, block_size, ids)
+
+    def encode_batch(self, probs: Problems, rng: np.random.Generator, split: str, block_size: int,
+                     ids: PositionIds | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Problems -> (x, y) as `batch` makes them: rendered by this task, masked, with position
+        ids (shifted with rng in the train split), cut to the block."""
         r = self.render(probs)
         x, y = to_xy(r, self.vocab, self.mask_prompt)
         if ids is not None:

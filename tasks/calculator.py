@@ -16,6 +16,15 @@ the text after the last "=" is the answer.  `cot=none` gives just "82$";
     digit first: "[190/56=3r22,224/56=4r0]43$"; `division_work=subtract` also writes
     each remainder's subtraction: "[091/65=3r091-861=22,422/65=4r422-422=0]43$")
 
+`cot=mixed` spends that work only where one step cannot be learned at this scale (issue
+4's diagnosis: 727 of the best cot=steps run's 786 errors): a product of two multi-digit
+numbers, and a division of a 4+-digit value.  Everything else stays one operation per
+step, as in cot=steps:
+
+    prompt "34*56+1="   target "[43*6=402,43*05=0071,402+0071=4091]4091+1=5091$"   as full
+    prompt "34*5+1="    target "071+1=171$"                                       as steps
+    prompt "96/8+1="    target "21+1=31$"                                         as steps
+
 Default format: every number in the target is written least-significant digit
 first (`reverse_numbers=True`).  That is the order in which addition,
 subtraction and multiplication produce digits, so each output digit depends
@@ -50,7 +59,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from tasks.base import Problems, Task, TaskConfig
+from tasks.base import Problems, Task, TaskConfig, parse_odds
 from tasks.encode import Rendered, codepoints, render_strings
 from tasks.expr import (
     MAX_DIGITS, MAX_OPS, Bin, ExprError, Node, Num, Syntax, literals, operators, render_trace, split_trace,
@@ -58,7 +67,8 @@ from tasks.expr import (
 )
 from tasks.expr import value as expr_value
 
-COTS = ("none", "steps", "full")
+COTS = ("none", "steps", "mixed", "full")
+WORK_OF = {"none": "none", "steps": "none", "mixed": "hard", "full": "all"}  # the digit-level work of each cot (tasks/expr.py)
 
 # A typed prompt longer than this is refused before it is parsed: with it, no number along the
 # way has more than about 256 digits, and tracing the longest prompt takes a fraction of a second
@@ -78,7 +88,7 @@ class CalculatorConfig(TaskConfig):
     precedence: str = "standard"  # standard | left
     division: str = "exact"  # exact | floor
     parens: float = 0.0  # chance of one parenthesised sub-chain (problems with 2+ operations)
-    cot: str = "steps"  # none | steps | full
+    cot: str = "steps"  # none | steps | mixed | full
     reverse_numbers: bool = True
     division_digits: str = "trace"  # cot=full long division: trace (as the trace's numbers) | plain
     division_work: str = "short"  # cot=full long division: short (q and remainder) | subtract (also cur-q*b)
@@ -119,28 +129,16 @@ class CalculatorConfig(TaskConfig):
 
     def operator_odds(self) -> np.ndarray | None:
         """Probabilities of the operators in `ops`, or None for uniform (the default)."""
-        return _odds("op_weights", self.op_weights, len(self.ops), f"one per operator in {self.ops!r}")
+        return parse_odds("op_weights", self.op_weights, len(self.ops), f"one per operator in {self.ops!r}")
 
     def n_ops_odds(self) -> np.ndarray | None:
         """Probabilities of min_ops..max_ops operations, or None for uniform (the default)."""
         n = self.max_ops - self.min_ops + 1
-        return _odds("n_ops_weights", self.n_ops_weights, n, f"one per count {self.min_ops}..{self.max_ops}")
+        return parse_odds("n_ops_weights", self.n_ops_weights, n, f"one per count {self.min_ops}..{self.max_ops}")
 
     def digit_odds(self) -> np.ndarray | None:
         """Probabilities of 1..max_digits-digit operands, or None for uniform (the default)."""
-        return _odds("digit_weights", self.digit_weights, self.max_digits, f"one per digit count 1..{self.max_digits}")
-
-
-def _odds(name: str, text: str, n: int, what: str) -> np.ndarray | None:
-    if not text:
-        return None
-    try:
-        w = np.array([float(x) for x in text.split(",")])
-    except ValueError:
-        raise ValueError(f"{name} must be comma-separated numbers, got {text!r}") from None
-    if len(w) != n or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
-        raise ValueError(f"{name} needs {n} non-negative numbers ({what}), not all zero; got {text!r}")
-    return w / w.sum()
+        return parse_odds("digit_weights", self.digit_weights, self.max_digits, f"one per digit count 1..{self.max_digits}")
 
 
 class CalculatorTask(Task):
@@ -163,6 +161,16 @@ class CalculatorTask(Task):
     @property
     def chars(self) -> str:
         return "0123456789+-*/()=[],r"
+
+    def levels(self) -> list[dict]:
+        """Fewest operations on 1-digit operands, then one more digit per level, then one more
+        operation per level: (1 op, 1 digit), (1 op, 2 digits), (2 ops), the task (3 ops) by default."""
+        c = self.config
+        digits = {"digit_weights": ""} if c.digit_weights else {}  # weights are per digit count
+        counts = {"n_ops_weights": ""} if c.n_ops_weights else {}  # and per operation count
+        levels = [{"max_ops": c.min_ops, "max_digits": d, **digits, **counts} for d in range(1, c.max_digits)]
+        levels += [{"max_ops": n, **counts} for n in range(c.min_ops, c.max_ops)]
+        return levels + [{}]
 
     # ---- sampling ------------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator, n: int, split: str) -> Problems:
@@ -220,7 +228,7 @@ class CalculatorTask(Task):
         c = self.config
         if c.cot == "none":
             return self.syntax.num(expr_value(node, c.division))
-        return render_trace(node, self.syntax, c.division, full=c.cot == "full")
+        return render_trace(node, self.syntax, c.division, WORK_OF[c.cot])
 
     def render(self, p: Problems) -> Rendered:
         return render_strings([e + "=" for e in p["expr"]], [self.target(nd) for nd in p["tree"]])
@@ -245,7 +253,7 @@ class CalculatorTask(Task):
             got = self.parse_answer(completion)
             want = expr_value(start, c.division)
             return [] if got == want else [f"answer {completion!r} is not {self.syntax.num(want)!r}"]
-        return trace_errors(start, completion, self.syntax, c.division, full=c.cot == "full")
+        return trace_errors(start, completion, self.syntax, c.division, WORK_OF[c.cot])
 
 
 # ---- the generator ----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import ClassVar
 import numpy as np
 
 from tasks.base import Problems, Task, TaskConfig
+from tasks.curriculum import ramp
 from tasks.encode import Rendered, render_strings
 from tasks.seq import as_strings, check_lengths, random_sequences
 
@@ -45,6 +46,10 @@ class CopyTask(Task):
 
     def transform(self, s: str) -> str:
         return s
+
+    def levels(self) -> list[dict]:
+        """One more symbol per level, from length 1 to the configured max_len."""
+        return ramp("max_len", self.config.max_len, "min_len", self.config.min_len)
 
     def sample(self, rng: np.random.Generator, n: int, split: str) -> Problems:
         c = self.config

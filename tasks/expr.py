@@ -3,12 +3,16 @@
 The calculator and multiplication tasks render chain-of-thought traces with this
 module, and check them with it too.  A trace is a list of steps separated by "=";
 each step is one reduction of the previous expression: one operation whose two
-operands are numbers is replaced by its result.  With `full` traces a step may
-start with its digit-level work in brackets:
+operands are numbers is replaced by its result.  A step may start with its
+digit-level work in brackets, on every multi-digit * and / (`full`) or only on the
+ones a small model cannot learn in one step (`mixed`: a product of two multi-digit
+numbers, a division of a 4+-digit value):
 
-    prompt  12+34*56=
-    steps   12+1904=1916
-    full    [34*6=204,34*50=1700,204+1700=1904]12+1904=1916
+    prompt  12+34*56=               7*8+1904/56=
+    steps   12+1904=1916            56+1904/56=56+34=90
+    mixed   [34*6=204,34*50=1700,204+1700=1904]12+1904=1916
+                                    56+1904/56=[190/56=3r22,224/56=4r0]56+34=90
+    full    (as mixed here; also 12*3 or 48/4 get their work)
 
 Numbers can be written least-significant digit first (`Syntax.reverse`); a
 negative number keeps its sign in front ("-7" reversed is "-7", -123 is "-321").
@@ -329,13 +333,34 @@ def work(op: str, a: int, b: int, syn: Syntax) -> list[str]:
     return []
 
 
+WORK = ("none", "all", "hard")  # which steps of a trace carry digit-level work
+
+
+def hard(op: str, a: int, b: int) -> bool:
+    """A step a small model memorises instead of computing (issue 4's diagnosis of the calculator's
+    errors): a product of two multi-digit numbers, or a division of a 4+-digit value."""
+    a, b = abs(a), abs(b)
+    return (op == "*" and a >= 10 and b >= 10) or (op == "/" and a >= 1000)
+
+
+def step_work(op: str, a: int, b: int, syn: Syntax, which: str) -> list[str]:
+    """The digit-level work a step carries: none, on every multi-digit * and / ("all", cot=full),
+    or only on the hard ones ("hard", cot=mixed)."""
+    if which not in WORK:
+        raise ValueError(f"digit-level work must be one of {', '.join(WORK)}, got {which!r}")
+    if which == "none" or (which == "hard" and not hard(op, a, b)):
+        return []
+    return work(op, a, b, syn)
+
+
 # ---- traces --------------------------------------------------------------------------------
 
-def render_trace(node: Node, syn: Syntax, division: str, full: bool) -> str:
-    """The steps from node to its value, joined by '='; the last step is the answer."""
+def render_trace(node: Node, syn: Syntax, division: str, which: str = "none") -> str:
+    """The steps from node to its value, joined by '='; the last step is the answer.  `which`
+    (WORK) says which steps start with their digit-level work in brackets."""
     parts = []
     for r in canonical_steps(node, division):
-        w = work(r.op, r.a, r.b, syn) if full else []
+        w = step_work(r.op, r.a, r.b, syn, which)
         parts.append(("[" + ",".join(w) + "]" if w else "") + syn.render(r.result))
     return "=".join(parts) if parts else syn.num(value(node, division))
 
@@ -362,9 +387,9 @@ def split_trace(text: str) -> list[tuple[list[str] | None, str]]:
         i = j + 1
 
 
-def trace_errors(start: Node, completion: str, syn: Syntax, division: str, full: bool) -> list[str]:
+def trace_errors(start: Node, completion: str, syn: Syntax, division: str, which: str = "none") -> list[str]:
     """Check a trace step by step; [] when every step is one correct reduction of the previous one
-    (with the canonical digit-level work, for full traces) and the last step is a number."""
+    (with the canonical digit-level work where `which` asks for it) and the last step is a number."""
     try:
         steps = split_trace(completion)
     except ExprError as e:
@@ -385,7 +410,7 @@ def trace_errors(start: Node, completion: str, syn: Syntax, division: str, full:
             want = syn.render(options[0].result) if options else "(nothing: the previous step was the answer)"
             errors.append(f"step {k} {text!r} is not one correct reduction of {syn.render(prev)!r} (expected {want!r})")
         else:
-            expected_work = work(match.op, match.a, match.b, syn) if full else []
+            expected_work = step_work(match.op, match.a, match.b, syn, which)
             got_work = w or []
             if got_work != expected_work:
                 errors.append(f"step {k} work {','.join(got_work)!r} is not the digit-level work of "

@@ -17,7 +17,19 @@ product, which is the answer.
 
 a has min_digits..max_digits digits, b has b_min_digits..b_max_digits (0: as
 a); the digit counts are uniform, then the values uniform.  Held out: 5% of
-(a, b) pairs by salted hash.  Buckets: a_digits, b_digits.  Scratchpad traces
+(a, b) pairs by salted hash.  The `ood` split gives a max_digits+1 ..
+ood_max_digits digits (0: twice max_digits), b as in training: N x 2 length
+generalisation is `--set task.b_min_digits=2 --set task.b_max_digits=2`.
+a may be longer than int64 holds (a column of Python ints then); b may not.
+Buckets: a_digits, b_digits.
+
+Position ids (model.pos=coupled|coupled_rel, reversed format, Cho et al. 2024):
+a's digits get their significance and the answer counts up from "=" (id 1), as
+in addition; b's digits go in fixed slots, b's units in slot -1, its tens in -2,
+because every digit of the answer needs all of b:
+
+    chars  1 2 3 * 4 5 = 5 3 5 5 $      123*45 = 5535
+    ids    3 2 1 0 -2 -1 1 2 3 4 5 6  Scratchpad traces
 are checked step by step (`trace_valid`): the partial products must be the
 right ones and every addition one correct reduction (tasks/expr.py).
 """
@@ -31,10 +43,12 @@ from typing import ClassVar
 import numpy as np
 
 from tasks.base import Problems, Task, TaskConfig
+from tasks.curriculum import ramp
 from tasks.encode import Rendered, render_strings
 from tasks.expr import (
     Bin, ExprError, Node, Num, Syntax, partial_products, render_trace, split_trace, trace_errors,
 )
+from tasks.positions import Scheme, digit_index
 
 FORMATS = ("plain", "reversed", "scratchpad")
 _SUM = Syntax("left", reverse=True)  # the scratchpad's sums: left to right, reversed numbers
@@ -48,6 +62,7 @@ class MultiplicationConfig(TaskConfig):
     b_max_digits: int = 0  # 0: max_digits
     format: str = "scratchpad"
     mask_prompt: bool = True
+    ood_max_digits: int = 0  # the ood split's longest a; 0: 2 * max_digits
 
     def __post_init__(self) -> None:
         for lo, hi, who in ((self.min_digits, self.max_digits, ""), (self.b_lo, self.b_hi, "b_")):
@@ -55,8 +70,10 @@ class MultiplicationConfig(TaskConfig):
                 raise ValueError(f"{who}min_digits and {who}max_digits must be positive, got {lo}, {hi}")
             if lo > hi:
                 raise ValueError(f"{who}min_digits ({lo}) is greater than {who}max_digits ({hi})")
-        if max(self.max_digits, self.b_hi) > 9:
-            raise ValueError("operands of more than 9 digits are not supported (products must fit in 64 bits)")
+        if self.b_hi > 9:
+            raise ValueError(f"b of more than 9 digits is not supported, got b_max_digits={self.b_hi}")
+        if self.ood_max_digits and self.ood_max_digits <= self.max_digits:
+            raise ValueError(f"ood_max_digits ({self.ood_max_digits}) must exceed max_digits ({self.max_digits})")
         if self.format not in FORMATS:
             raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
 
@@ -67,6 +84,10 @@ class MultiplicationConfig(TaskConfig):
     @property
     def b_hi(self) -> int:
         return self.b_max_digits or self.max_digits
+
+    @property
+    def ood_digits(self) -> int:
+        return self.ood_max_digits or 2 * self.max_digits
 
 
 def sum_tree(parts: list[int]) -> Node:
@@ -80,6 +101,7 @@ class MultiplicationTask(Task):
     name: ClassVar[str] = "multiplication"
     description: ClassVar[str] = "a*b=c, plain, reversed, or with a partial-product scratchpad"
     Config: ClassVar[type[TaskConfig]] = MultiplicationConfig
+    splits: ClassVar[tuple[str, ...]] = ("train", "test", "ood")
     buckets: ClassVar[tuple[str, ...]] = ("a_digits", "b_digits")
     default_by: ClassVar[tuple[str, ...]] = ("a_digits", "b_digits")
     key_columns: ClassVar[tuple[str, ...]] = ("a", "b")
@@ -91,7 +113,8 @@ class MultiplicationTask(Task):
 
     def sample(self, rng: np.random.Generator, n: int, split: str) -> Problems:
         c = self.config
-        ad = rng.integers(c.min_digits, c.max_digits + 1, size=n)
+        lo, hi = (c.max_digits + 1, c.ood_digits) if split == "ood" else (c.min_digits, c.max_digits)
+        ad = rng.integers(lo, hi + 1, size=n)
         bd = rng.integers(c.b_lo, c.b_hi + 1, size=n)
         return self._problems(_uniform_with_digits(rng, ad), _uniform_with_digits(rng, bd))
 
@@ -99,9 +122,18 @@ class MultiplicationTask(Task):
         digits = np.vectorize(lambda v: len(str(v)))
         return Problems(a=a, b=b, a_digits=digits(a), b_digits=digits(b))
 
+    def levels(self) -> list[dict]:
+        """One more digit of a per level, from 1 (3x3: 1x1, 2x2, 3x3).  b keeps its range when it
+        has its own (b_max_digits), else follows a's."""
+        c = self.config
+        levels = ramp("max_digits", c.max_digits, "min_digits", c.min_digits)
+        if c.b_min_digits and not c.b_max_digits:  # b's upper bound follows a's: keep b's range valid
+            levels[:-1] = [{**lv, "b_min_digits": min(c.b_min_digits, lv["max_digits"])} for lv in levels[:-1]]
+        return levels
+
     def max_length(self, splits=("train",)) -> int:
         c = self.config
-        a, b = 10**c.max_digits - 1, 10**c.b_hi - 1
+        a, b = 10 ** (c.ood_digits if "ood" in splits else c.max_digits) - 1, 10**c.b_hi - 1
         return len(self._prompt(a, b)) + len(self._target(a, b)) + 1
 
     def _prompt(self, a: int, b: int) -> str:
@@ -116,7 +148,7 @@ class MultiplicationTask(Task):
         node = sum_tree(partial_products(a, b))
         if isinstance(node, Num):  # a 1-digit b: the one partial product is the answer
             return _SUM.render(node)
-        return _SUM.render(node) + "=" + render_trace(node, _SUM, "exact", full=False)
+        return _SUM.render(node) + "=" + render_trace(node, _SUM, "exact")
 
     def render(self, p: Problems) -> Rendered:
         pairs = list(zip(p["a"].tolist(), p["b"].tolist()))
@@ -138,9 +170,18 @@ class MultiplicationTask(Task):
             a, sep, b = body.partition("*")
             if not sep or not (a.isdigit() and b.isdigit() and a.isascii() and b.isascii()):
                 raise ValueError(f"expected a prompt like '12*34=', got {text!r}")
+            if len(b.lstrip("0")) > 9:
+                raise ValueError(f"b has at most 9 digits, got {b!r}")
             pairs.append((int(a), int(b)))
-        return self._problems(np.array([a for a, _ in pairs], dtype=np.int64),
-                              np.array([b for _, b in pairs], dtype=np.int64))
+        return self._problems(int_column([a for a, _ in pairs]), int_column([b for _, b in pairs]))
+
+    def position_scheme(self, scheme: str) -> Scheme:
+        if scheme != "coupled":
+            return super().position_scheme(scheme)
+        c = self.config
+        if c.format != "reversed":
+            raise ValueError("multiplication's coupled position ids need task.format=reversed")
+        return Scheme(_coupled_prompt, self.vocab.chars, slots=c.b_hi)
 
     @property
     def has_trace(self) -> bool:
@@ -166,11 +207,36 @@ class MultiplicationTask(Task):
             return errors
         if not rest:
             return errors + [f"trace stops at {first!r} before the answer"]
-        later = trace_errors(got, rest, _SUM, "exact", False)  # its step k is our step k+1
+        later = trace_errors(got, rest, _SUM, "exact")  # its step k is our step k+1
         return errors + [re.sub(r"^step (\d+)", lambda m: f"step {int(m.group(1)) + 1}", e) for e in later]
 
 
 
+def int_column(values: list[int]) -> np.ndarray:
+    """int64 where every value fits, else Python ints (an object column)."""
+    if all(0 <= v < 2**63 for v in values):
+        return np.array(values, dtype=np.int64)
+    return np.array(values + [None], dtype=object)[:-1]
+
+
+def _coupled_prompt(r: Rendered) -> np.ndarray:
+    """a's digits: their significance (1: units); b's: slot -significance; "=": 1; "*": 0."""
+    sig = digit_index(r.chars, from_right=True)
+    in_b = np.cumsum(r.chars == ord("*"), axis=1) > 0
+    return np.where(r.chars == ord("="), 1, np.where(in_b, -sig, sig))
+
+
 def _uniform_with_digits(rng: np.random.Generator, k: np.ndarray) -> np.ndarray:
-    lo = np.where(k > 1, 10 ** (k - 1), 0)
-    return rng.integers(lo, 10**k, dtype=np.int64)
+    """Numbers with exactly k[i] digits (0 has one), uniform; past int64's 18 digits, Python ints."""
+    if k.max(initial=1) <= 18:
+        lo = np.where(k > 1, 10 ** (k - 1), 0)
+        return rng.integers(lo, 10**k, dtype=np.int64)
+    # digit by digit: a uniform leading digit (1-9, or 0-9 for one digit), then uniform digits
+    width = int(k.max())
+    d = rng.integers(0, 10, size=(len(k), width))
+    lead = rng.integers(1, 10, size=len(k))
+    rows = []
+    for digits, n, first in zip(d.tolist(), k.tolist(), lead.tolist()):
+        head = str(first) if n > 1 else str(digits[0])
+        rows.append(int(head + "".join(map(str, digits[1:n]))))
+    return int_column(rows)

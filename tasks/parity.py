@@ -18,6 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from tasks.base import Problems, Task, TaskConfig
+from tasks.curriculum import ramp
 from tasks.encode import Rendered, render_strings
 from tasks.seq import check_lengths
 
@@ -50,6 +51,10 @@ class ParityTask(Task):
     @property
     def chars(self) -> str:
         return "01="
+
+    def levels(self) -> list[dict]:
+        """One more symbol per level, from length 1 to the configured max_len."""
+        return ramp("max_len", self.config.max_len, "min_len", self.config.min_len)
 
     def sample(self, rng: np.random.Generator, n: int, split: str) -> Problems:
         c = self.config

@@ -26,7 +26,10 @@ Worked example, coupled reversed addition, 12+345 = 357, rendered "12+345=753$":
 
 "=" (id 1) predicts 7, the digit of significance 1, which a_1 = 2 and b_1 = 5 share.
 
-In training every row's non-zero ids are shifted by a random offset, drawn with the batch's
+A token every position needs, wherever it is, goes in a fixed slot, id -1, -2, ...: in N x 2
+multiplication the multiplier's digits (MultiplicationTask).  Slots are never shifted.
+
+In training every row's positive ids are shifted by a random offset, drawn with the batch's
 own generator, so that every id up to model.max_pos is trained, not only those of the longest
 training problem (`shift`).  Evaluation uses offset 0.
 """
@@ -64,6 +67,7 @@ class Scheme:
 
     prompt_ids: Callable[[Rendered], np.ndarray]  # r -> (N, W) ids; only prompt columns are read
     counting: str  # target characters whose id is the previous id + 1 (the rest get 0)
+    slots: int = 0  # the prompt may put tokens in fixed slots, ids -1 .. -slots (never shifted)
 
 
 def digit_index(chars: np.ndarray, from_right: bool = False) -> np.ndarray:
@@ -102,11 +106,11 @@ def count_on(prompt: np.ndarray, r: Rendered, counting: str) -> np.ndarray:
 
 
 def shift(ids: np.ndarray, max_pos: int, rng: np.random.Generator) -> np.ndarray:
-    """Each row's non-zero ids moved up by its own offset in [0, max_pos - the row's largest id]."""
+    """Each row's positive ids moved up by its own offset in [0, max_pos - the row's largest id]."""
     top = ids.max(axis=1)
     check_max_pos(int(top.max(initial=0)), max_pos, "a training problem")
     offset = rng.integers(0, max_pos - top + 1)
-    return np.where(ids > 0, ids + offset[:, None], 0)
+    return np.where(ids > 0, ids + offset[:, None], ids)  # slots (< 0) and "none" (0) stay
 
 
 def check_max_pos(need: int, max_pos: int, what: str) -> None:

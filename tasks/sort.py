@@ -16,6 +16,7 @@ from typing import ClassVar
 import numpy as np
 
 from tasks.base import Problems, Task, TaskConfig
+from tasks.curriculum import ramp
 from tasks.encode import Rendered, render_strings
 from tasks.seq import check_lengths, random_sequences
 
@@ -40,6 +41,10 @@ class SortTask(Task):
     @property
     def chars(self) -> str:
         return "0123456789="
+
+    def levels(self) -> list[dict]:
+        """One more symbol per level, from length 2 to the configured max_len."""
+        return ramp("max_len", self.config.max_len, "min_len", self.config.min_len, start=2)
 
     def sample(self, rng: np.random.Generator, n: int, split: str) -> Problems:
         c = self.config

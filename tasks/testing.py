@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tasks.base import Task, check_contract
+from tasks.curriculum import Curriculum
 from tasks.encode import END, IGNORE, to_xy
 from tasks.positions import SCHEMES, PositionIds
 
@@ -173,7 +174,9 @@ def run_checks(cls: type, config=None, examples: int = 25) -> list[CheckResult]:
         for scheme in schemes:
             r = task.render(task.problems(np.random.default_rng(seed), 16, split))
             ids = task.position_ids(r, scheme)
-            assert ids.shape == r.chars.shape and ids.min(initial=0) >= 0, f"{scheme}: ids of the wrong shape or < 0"
+            slots = task.position_scheme(scheme).slots
+            assert ids.shape == r.chars.shape, f"{scheme}: ids of the wrong shape"
+            assert ids.min(initial=0) >= -slots, f"{scheme}: ids below -{slots}, the scheme's last slot"
             for i in range(len(r)):
                 assert not ids[i, r.length[i]:].any(), f"{scheme}: non-zero ids past the end of row {i}"
             need = int(ids.max(initial=0))
@@ -183,14 +186,44 @@ def run_checks(cls: type, config=None, examples: int = 25) -> list[CheckResult]:
             x2, _ = task.batch(seed, split, step, 0, 16, block(split), PositionIds(scheme, top))
             assert x1.shape == (*x0.shape, 2) and np.array_equal(x1[..., 0], x0), f"{scheme}: ids changed the tokens"
             assert np.array_equal(x1, x2), f"{scheme}: ids are not a pure function of (seed, split, step)"
-            assert 0 <= x1[..., 1].min() and x1[..., 1].max() <= top, f"{scheme}: shifted ids outside [0, max_pos]"
+            got = x1[..., 1]
+            assert -slots <= got.min() and got.max() <= top, f"{scheme}: shifted ids outside [-{slots}, max_pos]"
+            # shifting moves the positions (> 0) by one offset per row and leaves slots and "none" be
+            probs = task.problems(np.random.default_rng(seed), 16, split)
+            xs, _ = task.encode_batch(probs, np.random.default_rng(seed), "train", 10_000, PositionIds(scheme, top))
+            plain = task.position_ids(task.render(probs), scheme)[:, : xs.shape[1]]
+            got = xs[..., 1]
+            assert np.array_equal(got <= 0, plain <= 0), f"{scheme}: shifting moved a slot or a 0 id"
+            assert np.array_equal(np.minimum(got, 0), np.minimum(plain, 0)), f"{scheme}: shifting changed a slot id"
+            moved = got - plain
+            assert all(len(set(row[p > 0].tolist())) <= 1 for row, p in zip(moved, plain)), \
+                f"{scheme}: shifting moved the positions of one row by different offsets"
 
     checks = [("determinism per (seed, split, step)", determinism), ("different seeds, different data", seeds_differ)]
     if problem_task:
         checks += [("train and test disjoint", disjoint), ("masks line up with targets", masks),
                    ("parse_answer(render) == solve", round_trip), ("tokens in the vocabulary", vocabulary)]
+    @_settings(max(5, examples // 3))
+    @given(seed=seeds, step=steps)
+    def levels(seed, step):
+        """Every level builds, draws problems no harder than the task's, and trains: its batches
+        are the task's encoding of problems the task's own solver and parser agree on."""
+        cur = Curriculum(task, 0.25)
+        for k in range(len(cur)):
+            p = cur.problems(k, np.random.default_rng(seed), 32, "train")
+            r, answers = task.render(p), task.solve(p)
+            assert not task.is_test(p).any(), f"level {k} drew a test problem for training"
+            for i in range(len(p)):
+                assert task.parse_answer(r.target(i)) == answers[i], f"level {k}: {r.prompt(i)!r} does not round-trip"
+                assert r.length[i] <= longest["train"], f"level {k}: {r.prompt(i)!r} is longer than the task's problems"
+            a, b = cur.batch(k, seed, "train", step, 0, 16, block("train"))
+            assert np.array_equal(a, cur.batch(k, seed, "train", step, 0, 16, block("train"))[0]), \
+                f"level {k}: batches are not a pure function of (seed, split, step, level)"
+
     if schemes:
         checks += [(f"position ids ({', '.join(schemes)})", position_ids)]
+    if problem_task and type(task).levels is not Task.levels:  # the task declares levels
+        checks += [("levels of difficulty", levels)]
     for name, fn in checks:
         record(name, fn)
     return results

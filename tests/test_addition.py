@@ -132,3 +132,43 @@ def test_contract(cfg):
     from tasks.testing import check_task
 
     check_task(AdditionTask, cfg, examples=10)
+
+
+def longest_carry_chain(a: int, b: int) -> int:
+    """The longest run of columns that carry, by schoolbook addition on Python ints."""
+    best = run = carry = 0
+    while a or b or carry:
+        carry = (a % 10 + b % 10 + carry) >= 10
+        run = run + 1 if carry else 0
+        best = max(best, run)
+        a, b = a // 10, b // 10
+    return best
+
+
+@settings(max_examples=30, deadline=None)
+@given(digits=st.integers(1, 12), seed=st.integers(0, 2**32 - 1), data=st.data())
+def test_carry_weights_give_chains_of_the_lengths_asked_for(digits, seed, data):
+    length = data.draw(st.integers(0, digits))
+    weights = ",".join("1" if k == length else "0" for k in range(digits + 1))
+    task = AdditionTask(AdditionConfig(max_digits=digits, sampling="uniform", carry_weights=weights))
+    p = task.problems(np.random.default_rng(seed), 64, "train")
+    r = task.render(p)
+    for i in range(len(p)):
+        a, b = as_int(p["a"][i]), as_int(p["b"][i])
+        assert longest_carry_chain(a, b) == length
+        assert task.parse_answer(r.target(i)) == a + b
+
+
+def test_carry_weights_skew_training_only_and_are_validated():
+    cfg = AdditionConfig(max_digits=10, sampling="uniform", carry_weights="0,0,0,0,0,0,0,0,0,0,1")
+    task = AdditionTask(cfg)
+    rng = np.random.default_rng(0)
+    train, test = task.problems(rng, 500, "train"), task.problems(rng, 500, "test")
+    chains = [longest_carry_chain(as_int(a), as_int(b)) for a, b in zip(test["a"], test["b"])]
+    assert (train["carries"] == 10).all() and np.mean(np.array(chains) == 10) < 0.05  # test: uniform pairs
+    with pytest.raises(ValueError, match="needs 11 non-negative numbers"):
+        AdditionConfig(max_digits=10, sampling="uniform", carry_weights="1,1")
+    with pytest.raises(ValueError, match="sampling='uniform'"):
+        AdditionConfig(max_digits=10, carry_weights="1,1,1,1,1,1,1,1,1,1,1")
+    levels = task.levels()
+    assert all(lv.get("carry_weights") == "" for lv in levels[:-1]) and levels[-1] == {}

@@ -13,7 +13,7 @@ def calc_run(tmp_path_factory):
     from experiments.cli import main
 
     out = tmp_path_factory.mktemp("runs") / "calc"
-    code = main(["train", "--task", "calculator", *TINY, "--set", "model.block_size=64", "--steps", "4",
+    code = main(["train", "--task", "calculator", "--preset", "calc-steps", *TINY, "--set", "model.block_size=64", "--steps", "4",
                  "--set", "train.eval_interval=4", "--out", str(out), "--quiet", "--device", "cpu"])
     assert code == 0
     return out
@@ -66,7 +66,7 @@ def test_ask_works_for_addition_and_text(tmp_path, capsys, shakespeare):
 
 
 def test_bench_reports_and_writes_json(tmp_path, capsys, calc_run):
-    code, out, err = cli(capsys, "bench", "--task", "calculator", *TINY, "--set", "model.block_size=64",
+    code, out, err = cli(capsys, "bench", "--task", "calculator", "--preset", "calc-steps", *TINY, "--set", "model.block_size=64",
                          "--steps", "3", "--warmup", "1", "--decode-n", "20", "--run", calc_run,
                          "--json", tmp_path / "b.json", "--device", "cpu")
     assert code == 0, err

@@ -3,11 +3,12 @@
 import pytest
 import torch
 
-from experiments.batches import WorkerBatches, auto_workers, batch_source, make_batch_fn
+from experiments.batches import Prefetcher, WorkerBatches, auto_workers, batch_source, make_batch_fn
 from gpt.train import EVAL_STEP_BASE
 from helpers import TINY, cli, metrics
-from tasks.addition import AdditionTask
+from tasks.addition import AdditionConfig, AdditionTask
 from tasks.calculator import CalculatorTask
+from tasks.curriculum import Curriculum
 
 CPU = torch.device("cpu")
 
@@ -67,3 +68,30 @@ def test_training_with_batch_workers_follows_the_same_losses(tmp_path, capsys):
 def test_a_bad_worker_count_is_one_line(tmp_path, capsys):
     code, _, err = cli(capsys, "train", "--task", "addition", "--batch-workers", "-1", "--out", tmp_path / "r")
     assert code == 2 and err.strip() == "error: --batch-workers must be between 0 and 64, got -1"
+
+
+def test_workers_and_the_prefetcher_follow_a_curriculum_level_change():
+    """The level is part of a batch's key: when an eval moves the curriculum up, batches built
+    ahead at the old level are thrown away, and every source serves the loop's own batches."""
+    task = AdditionTask(AdditionConfig(max_digits=4))
+    cur = Curriculum(task, 0.2)
+    level = {"now": 0}
+
+    def now():
+        return level["now"]
+
+    plain = make_batch_fn(task, 3, 8, 16, CPU, curriculum=cur, level=now)
+    workers = WorkerBatches(task, 3, 8, 16, CPU, workers=1, curriculum=cur, level=now)
+    pre = Prefetcher(make_batch_fn(task, 3, 8, 16, CPU, curriculum=cur, level=now), 1, now)
+    try:
+        for step in range(6):
+            if step == 3:
+                level["now"] = 2  # an eval after step 2 moved it up
+            want = plain("train", step, 0)
+            for src in (workers, pre):
+                assert all(torch.equal(u, v) for u, v in zip(src("train", step, 0), want)), (step, src)
+        fixed = make_batch_fn(task, 3, 8, 16, CPU, curriculum=cur, level=lambda: 0)
+        assert not torch.equal(plain("train", 5, 0)[0], fixed("train", 5, 0)[0])  # the level did matter
+    finally:
+        workers.close()
+        pre.close()

@@ -101,7 +101,7 @@ def test_mutated_traces_fail(seed, cot, rev, data):
 
 def test_wrong_precedence_fails():
     task = traced(reverse_numbers=False)
-    wrong = render_trace(Syntax("left").parse("12+7*3-5"), Syntax("standard"), "exact", False)
+    wrong = render_trace(Syntax("left").parse("12+7*3-5"), Syntax("standard"), "exact")
     assert wrong == "19*3-5=57-5=52"
     errors = task.trace_errors("12+7*3-5=", wrong)
     assert errors and errors[0].startswith("step 1")

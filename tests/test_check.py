@@ -36,7 +36,8 @@ BROKEN = textwrap.dedent('''
 def test_check_passes_a_builtin_task(capsys):
     code, out, err = cli(capsys, "check", "--task", "addition", "--examples", "5")
     assert code == 0, err
-    assert "10 of 10 checks passed" in out and "ok    position ids (abacus, coupled)" in out
+    assert "11 of 11 checks passed" in out and "ok    position ids (abacus, coupled)" in out
+    assert "ok    levels of difficulty" in out
 
 
 def test_check_names_the_failing_property(tmp_path, capsys):

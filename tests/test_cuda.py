@@ -141,7 +141,7 @@ def test_length_chunks_give_the_whole_batch_gradient_on_gpu(k):
 
 
 def test_training_with_length_chunks_on_gpu_follows_the_same_losses(tmp_path, capsys):
-    base = ["train", "--task", "calculator", *TINY, "--set", "model.block_size=64", "--steps", "40",
+    base = ["train", "--task", "calculator", "--preset", "calc-steps", *TINY, "--set", "model.block_size=64", "--steps", "40",
             "--set", "train.eval_interval=20", "--set", "train.compile=off", "--quiet", "--device", "cuda"]
     assert cli(capsys, *base, "--set", "train.length_chunks=1", "--out", tmp_path / "a")[0] == 0  # the preset chunks
     assert cli(capsys, *base, "--set", "train.length_chunks=4", "--out", tmp_path / "b")[0] == 0
@@ -153,7 +153,7 @@ def test_training_with_length_chunks_on_gpu_follows_the_same_losses(tmp_path, ca
 def test_batch_workers_on_gpu_feed_the_same_batches(tmp_path, capsys):
     """DataLoader workers with pinned memory on CUDA: the losses of the run without them (the same
     batches; close rather than bitwise, as CUDA's embedding backward adds atomically)."""
-    base = ["train", "--task", "calculator", *TINY, "--set", "model.block_size=64", "--steps", "30",
+    base = ["train", "--task", "calculator", "--preset", "calc-steps", *TINY, "--set", "model.block_size=64", "--steps", "30",
             "--set", "train.eval_interval=10", "--set", "train.compile=off", "--quiet", "--device", "cuda"]
     assert cli(capsys, *base, "--batch-workers", "0", "--out", tmp_path / "a")[0] == 0
     assert cli(capsys, *base, "--batch-workers", "3", "--out", tmp_path / "b")[0] == 0

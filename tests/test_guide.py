@@ -30,7 +30,7 @@ def test_the_guide_runs_start_to_finish(tmp_path, monkeypatch, capsys):
             code, out, err = cli(capsys, *args[1:])
             assert code == 0, f"{line}\n{err}"
             outputs.append(out)
-    assert "10 of 10 checks passed" in outputs[0]
+    assert "11 of 11 checks passed" in outputs[0] and "ok    levels of difficulty" in outputs[0]
     # the eval table: an 'all' row with an accuracy; a 600-step model does well on digit sums
     table = outputs[-1]
     assert "all" in table and "%" in table

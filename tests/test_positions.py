@@ -1,6 +1,8 @@
 """Position ids that come with the data (tasks/positions.py): each scheme against a reference
 computed from Python strings, the training offsets, and decoding's continuation of the ids."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -8,8 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpt.generate import next_position
+from helpers import TINY, cli
 from tasks.addition import AdditionConfig, AdditionTask
+from tasks.base import hash_rows
 from tasks.encode import field_strings
+from tasks.multiplication import MultiplicationConfig, MultiplicationTask
 from tasks.positions import PositionIds, digit_index
 from tasks.testing import check_task
 
@@ -148,3 +153,58 @@ def test_ood_lengths_sampling_gives_equal_and_mixed_lengths():
     equal = p["a_digits"] == p["b_digits"]
     assert 0.5 < equal.mean() < 0.62  # half by construction, plus mixed pairs that happen to match
     assert p["b_digits"].min() == 1
+
+
+# ---- fixed slots: N x 1 and N x 2 multiplication (tasks/multiplication.py) -----------------------
+
+def coupled_mul_reference(prompt: str, target: str) -> list[int]:
+    """From the strings: a's digits their significance, b's the slot -significance, "=" 1, then
+    every target character one more than the last."""
+    a, b = prompt.removesuffix("=").split("*")
+    ids = [len(a) - k for k in range(len(a))] + [0] + [-(len(b) - k) for k in range(len(b))] + [1]
+    for _ in target + "$":
+        ids.append(ids[-1] + 1)
+    return ids
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), b_digits=st.integers(1, 2), split=st.sampled_from(["train", "test", "ood"]))
+def test_coupled_multiplication_ids_match_the_reference(seed, b_digits, split):
+    task = MultiplicationTask(MultiplicationConfig(max_digits=10, b_min_digits=1, b_max_digits=b_digits,
+                                                   format="reversed", ood_max_digits=22))
+    p = task.problems(np.random.default_rng(seed), 32, split)
+    r = task.render(p)
+    ids = task.position_ids(r, "coupled")
+    assert task.position_scheme("coupled").slots == b_digits
+    for i in range(len(r)):
+        want = coupled_mul_reference(r.prompt(i), r.target(i))
+        assert ids[i, : len(want)].tolist() == want
+        assert task.parse_answer(r.target(i)) == int(p["a"][i]) * int(p["b"][i])  # Python ints, 20+ digits too
+
+
+def test_multiplication_ood_goes_past_int64_and_keeps_its_held_out_set():
+    task = MultiplicationTask(MultiplicationConfig(max_digits=10, b_min_digits=2, b_max_digits=2,
+                                                   format="reversed", ood_max_digits=25))
+    p = task.problems(np.random.default_rng(1), 200, "ood")
+    assert p["a_digits"].min() == 11 and p["a_digits"].max() == 25 and p["a"].dtype == object
+    assert all(len(str(a)) == d for a, d in zip(p["a"], p["a_digits"]))
+    small = np.array([12, 10**17 + 3], dtype=np.int64)
+    assert np.array_equal(hash_rows([small], 9), hash_rows([np.array([12, 10**17 + 3, None], dtype=object)[:2]], 9))
+    with pytest.raises(ValueError, match="format=reversed"):
+        MultiplicationTask(MultiplicationConfig(format="scratchpad")).position_scheme("coupled")
+
+
+def test_a_multiplication_run_with_slots_trains_evaluates_ood_and_refuses_rope(tmp_path, capsys):
+    out = tmp_path / "mul"
+    code, _, err = cli(capsys, "train", "--task", "multiplication", "--preset", "mul-lengthgen", *TINY,
+                       "--set", "model.block_size=48", "--set", "task.max_digits=4", "--set", "task.ood_max_digits=8",
+                       "--steps", "3", "--out", out, "--quiet", "--device", "cpu")
+    assert code == 0, err
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"]["pos_slots"] == 2  # b's two digits: fitted from the task, not typed
+    code, table, err = cli(capsys, "eval", out, "--split", "ood", "--n", "40", "--by", "a_digits", "--format", "json")
+    assert code == 0, err
+    assert {int(r["a_digits"]) for r in json.loads(table)[:-1]} <= set(range(5, 9))
+    code, _, err = cli(capsys, "train", "--task", "multiplication", "--preset", "mul-lengthgen", "--set",
+                       "model.pos=coupled_rope", "--steps", "1", "--out", tmp_path / "rope", "--quiet")
+    assert code == 2 and err.count("\n") == 1 and "fixed position slots" in err, err

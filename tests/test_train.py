@@ -58,7 +58,7 @@ def test_length_chunks_trim_and_keep_a_batch_without_targets():
 
 def test_training_with_length_chunks_follows_the_same_losses(tmp_path, capsys):
     # calculator problems differ in length; chunked steps compute the same gradients
-    base = ["train", "--task", "calculator", *TINY, "--set", "model.block_size=64", "--steps", "12",
+    base = ["train", "--task", "calculator", "--preset", "calc-steps", *TINY, "--set", "model.block_size=64", "--steps", "12",
             "--set", "train.eval_interval=6",
             "--quiet", "--device", "cpu"]
     assert cli(capsys, *base, "--set", "train.length_chunks=1", "--out", tmp_path / "a")[0] == 0  # the preset chunks

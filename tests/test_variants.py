@@ -9,7 +9,7 @@ import torch
 from gpt.generate import KVCache, greedy_batch, next_position
 from gpt.layers import RMSNorm
 from gpt.model import GPT, GPTConfig
-from gpt.positions import GIVEN, POSITIONS, _rotate
+from gpt.positions import GIVEN, POSITIONS, SLOTTED, _rotate
 
 BASE = GPTConfig(vocab_size=13, block_size=24, n_layer=2, n_head=2, n_embd=16, max_pos=30)
 POS = POSITIONS
@@ -18,18 +18,23 @@ COMBOS = [(*c, qk, tie) for c in itertools.product(POS, ("layernorm", "rmsnorm")
           for qk, tie in ((False, True), (True, False))]
 
 
+def slots(pos: str) -> int:
+    """Slot ids (< 0) for the encodings that embed them, so that every test covers them too."""
+    return 3 if pos in SLOTTED else 0
+
+
 def with_ids(cfg: GPTConfig, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """x (B, T) -> the model's input: with random position ids for the encodings that take them."""
+    """x (B, T) -> the model's input: with random position ids (slots included) for the encodings that take them."""
     if cfg.pos not in GIVEN:
         return x
-    ids = torch.randint(0, cfg.max_pos + 1, x.shape, generator=torch.Generator().manual_seed(seed))
+    ids = torch.randint(-cfg.pos_slots, cfg.max_pos + 1, x.shape, generator=torch.Generator().manual_seed(seed))
     return torch.stack([x, ids], dim=-1)
 
 
 @pytest.mark.parametrize("pos,norm,mlp,qk_norm,tie", COMBOS)
 def test_every_combination_trains(pos, norm, mlp, qk_norm, tie):
     torch.manual_seed(0)
-    cfg = dataclasses.replace(BASE, pos=pos, norm=norm, mlp=mlp, qk_norm=qk_norm, tie_weights=tie)
+    cfg = dataclasses.replace(BASE, pos=pos, pos_slots=slots(pos), norm=norm, mlp=mlp, qk_norm=qk_norm, tie_weights=tie)
     model = GPT(cfg)
     x = torch.randint(0, 13, (4, 12))
     y = torch.roll(x, -1, dims=1)
@@ -51,7 +56,7 @@ def test_training_mode_is_causal(pos, norm, mlp, qk_norm):
     """In train mode (where the old Abacus drew its offset from the whole row), changing a later
     token, and its position id, leaves every earlier logit exactly as it was."""
     torch.manual_seed(5)
-    cfg = dataclasses.replace(BASE, pos=pos, norm=norm, mlp=mlp, qk_norm=qk_norm)
+    cfg = dataclasses.replace(BASE, pos=pos, pos_slots=slots(pos), norm=norm, mlp=mlp, qk_norm=qk_norm)
     model = GPT(cfg).train()
     x = with_ids(cfg, torch.randint(0, 13, (3, 16)))
     for t in (15, 9, 4):
@@ -65,6 +70,27 @@ def test_training_mode_is_causal(pos, norm, mlp, qk_norm):
         b, _ = model(changed, torch.zeros(3, 16, dtype=torch.long))
         assert torch.equal(a[:, :t], b[:, :t]), t
         assert not torch.equal(a[:, t:], b[:, t:])  # the change did reach the model
+
+
+def test_slots_get_their_own_bias_from_any_distance_and_their_own_vector():
+    """A key in slot s (id -s): every positioned query sees it, however far (its own learned bias),
+    and learned ids embed it in its own row; slots never collide with positions or "none"."""
+    cfg = dataclasses.replace(BASE, pos="coupled_rel", pos_slots=2)
+    rel = GPT(cfg).pos
+    with torch.no_grad():
+        rel.rel.weight.copy_(torch.arange(rel.rel.num_embeddings, dtype=torch.float32)[:, None].expand(-1, 2))
+    q = torch.tensor([[1, 9, 30, 0, -1]])
+    k = torch.tensor([[-1, -2, 0, 9, 8]])
+    bias = rel.attn_bias(q, k)[0, 0]  # (T, S): the bucket number, per the weights above
+    none, c = 2 * rel.clip + 1, rel.clip
+    assert bias[:, 0].tolist() == [none + 1, none + 1, none + 1, none, none]  # slot 1 from any position
+    assert bias[:, 1].tolist() == [none + 2, none + 2, none + 2, none, none]
+    assert bias[1, 3] == c and bias[1, 4] == c + 1 and bias[0, 3] == float("-inf")  # positions: by difference
+    learned = GPT(dataclasses.replace(BASE, pos="coupled", pos_slots=2)).pos
+    rows = learned.embed(None, 0, None, torch.tensor([[-2, -1, 0, 5, BASE.max_pos]]))
+    assert torch.equal(rows[0], learned.wpe.weight[[BASE.max_pos + 2, BASE.max_pos + 1, 0, 5, BASE.max_pos]])
+    with pytest.raises(ValueError, match="no slot position ids"):
+        dataclasses.replace(BASE, pos="coupled_rope", pos_slots=1)
 
 
 def test_given_positions_embed_the_ids_they_are_given():
@@ -112,7 +138,7 @@ def test_swiglu_keeps_the_parameter_count():
 @pytest.mark.parametrize("qk_norm", [False, True])
 def test_cached_decoding_equals_full_recompute(pos, qk_norm):
     torch.manual_seed(4)
-    cfg = dataclasses.replace(BASE, pos=pos, qk_norm=qk_norm)
+    cfg = dataclasses.replace(BASE, pos=pos, pos_slots=slots(pos), qk_norm=qk_norm)
     model = GPT(cfg).eval()
     prompts = torch.randint(0, 13, (9, 6))
     ids = with_ids(cfg, prompts)[..., 1] if pos in GIVEN else None
@@ -127,7 +153,7 @@ def test_cached_logits_equal_full_recompute(pos):
     """Feeding a sequence one token at a time through the KV cache gives the logits of one
     full forward pass, position ids included."""
     torch.manual_seed(6)
-    cfg = dataclasses.replace(BASE, pos=pos)
+    cfg = dataclasses.replace(BASE, pos=pos, pos_slots=slots(pos))
     model = GPT(cfg).eval()
     x = with_ids(cfg, torch.randint(0, 13, (5, 14)), seed=3)
     full, _ = model(x)
