@@ -76,3 +76,21 @@ def test_rank_exit_keeps_output_and_exit_code():
     bad = subprocess.run([sys.executable, "-m", "experiments", "train", "--task", "nope"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_a_curriculum_level_reaches_every_rank(tmp_path):
+    """Rank 0 alone evaluates, so rank 0 alone sees the level move; the loop broadcasts it, and two
+    ranks then train exactly as one process with accumulation does (without the broadcast, rank 1
+    would stay at level 0 and the weights would part)."""
+    climb = ["--task", "addition", *TINY, "--set", "task.max_digits=3", "--set", "model.block_size=12",
+             "--set", "train.batch_size=32", "--set", "train.lr=1e-2", "--set", "train.warmup_steps=5",
+             "--set", "train.eval_interval=10", "--set", "train.curriculum=auto",
+             "--set", "train.curriculum_threshold=0.05", "--target-acc", "0", "--seed", "7", "-q", "--steps", "30"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    _run(["train", *climb, "--set", "train.grad_accum=2", "--out", one])
+    _run(["train", *climb, "--out", two], nproc=2)
+    levels = [r["level"] for r in metrics(one)]
+    assert levels[-1] > 0 and levels == [r["level"] for r in metrics(two)]
+    a, b = _weights(one), _weights(two)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
