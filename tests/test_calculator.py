@@ -22,7 +22,7 @@ configs = st.builds(
     precedence=st.sampled_from(["standard", "left"]),
     division=st.sampled_from(["exact", "floor"]),
     parens=st.sampled_from([0.0, 0.5]),
-    cot=st.sampled_from(["none", "steps", "full"]),
+    cot=st.sampled_from(["none", "steps", "mixed", "full"]),
     reverse_numbers=st.booleans(),
     division_digits=st.sampled_from(["trace", "plain"]),
     division_work=st.sampled_from(["short", "subtract"]),
@@ -80,7 +80,7 @@ def test_worked_examples():
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), cot=st.sampled_from(["steps", "full"]), rev=st.booleans(),
+@given(seed=st.integers(0, 2**32 - 1), cot=st.sampled_from(["steps", "mixed", "full"]), rev=st.booleans(),
        data=st.data())
 def test_mutated_traces_fail(seed, cot, rev, data):
     task = traced(cot, reverse_numbers=rev, min_ops=2, max_ops=4)
@@ -116,6 +116,23 @@ def test_full_work_is_checked():
     assert t.trace_errors("34*56=", "1904")  # work missing
     assert t.trace_errors("34*56=", good.replace("1700,", "1600,"))
     assert t.target(t.parse_prompt("1904/56")) == "[190/56=3r22,224/56=4r0]34"
+
+
+def test_mixed_work_is_only_on_hard_steps_and_checked():
+    """cot=mixed: work on a product of two multi-digit numbers and on a division of a 4+-digit value,
+    none elsewhere; a trace with work missing, wrong, or where none belongs names its step."""
+    t = traced("mixed", reverse_numbers=False)
+    assert t.target(t.parse_prompt("34*56+1")) == "[34*6=204,34*50=1700,204+1700=1904]1904+1=1905"
+    assert t.target(t.parse_prompt("34*5+1")) == "170+1=171"  # a 1-digit factor: one step
+    assert t.target(t.parse_prompt("96/8+1")) == "12+1=13"  # a short division: one step
+    assert t.target(t.parse_prompt("2+1904/56")) == "[190/56=3r22,224/56=4r0]2+34=36"
+    assert t.trace_errors("34*56+1=", "1904+1=1905")[0].startswith("step 1 work")  # work missing
+    wrong = t.trace_errors("34*56+1=", "[34*6=204,34*50=1600,204+1600=1804]1804+1=1805")
+    assert wrong and wrong[0].startswith("step 1")
+    extra = t.trace_errors("2+34*5=", "[34*5=170]2+170=172")  # work where mixed writes none
+    assert extra and extra[0].startswith("step 1 work")
+    full = traced("full", reverse_numbers=False)
+    assert full.target(full.parse_prompt("34*5+1")).startswith("[")  # full writes it there
 
 
 @settings(max_examples=30, deadline=None)
