@@ -21,17 +21,17 @@ a); the digit counts are uniform, then the values uniform.  Held out: 5% of
 ood_max_digits digits (0: twice max_digits), b as in training: N x 2 length
 generalisation is `--set task.b_min_digits=2 --set task.b_max_digits=2`.
 a may be longer than int64 holds (a column of Python ints then); b may not.
-Buckets: a_digits, b_digits.
+Buckets: a_digits, b_digits.  Scratchpad traces are checked step by step
+(`trace_valid`): the partial products must be the right ones and every
+addition one correct reduction (tasks/expr.py).
 
 Position ids (model.pos=coupled|coupled_rel, reversed format, Cho et al. 2024):
 a's digits get their significance and the answer counts up from "=" (id 1), as
 in addition; b's digits go in fixed slots, b's units in slot -1, its tens in -2,
 because every digit of the answer needs all of b:
 
-    chars  1 2 3 * 4 5 = 5 3 5 5 $      123*45 = 5535
-    ids    3 2 1 0 -2 -1 1 2 3 4 5 6  Scratchpad traces
-are checked step by step (`trace_valid`): the partial products must be the
-right ones and every addition one correct reduction (tasks/expr.py).
+    chars  1 2 3 * 4 5 = 5 3 5 5 $      123*45 = 5535, reversed
+    ids    3 2 1 0 -2 -1 1 2 3 4 5 6
 """
 
 from __future__ import annotations

@@ -208,3 +208,10 @@ def test_a_multiplication_run_with_slots_trains_evaluates_ood_and_refuses_rope(t
     code, _, err = cli(capsys, "train", "--task", "multiplication", "--preset", "mul-lengthgen", "--set",
                        "model.pos=coupled_rope", "--steps", "1", "--out", tmp_path / "rope", "--quiet")
     assert code == 2 and err.count("\n") == 1 and "fixed position slots" in err, err
+
+
+def test_coupled_multiplication_worked_example_from_the_docstring():
+    task = MultiplicationTask(MultiplicationConfig(format="reversed", max_digits=3))
+    r = task.render(task.problems_from_prompts(["123*45"]))
+    assert r.prompt(0) + r.target(0) == "123*45=5355"
+    assert task.position_ids(r, "coupled")[0].tolist() == [3, 2, 1, 0, -2, -1, 1, 2, 3, 4, 5, 6]
