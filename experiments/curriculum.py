@@ -24,7 +24,7 @@ from typing import Any
 from experiments.errors import UserError
 from experiments.evaluate import EVAL_SEED, accuracy
 from gpt.model import GPT
-from gpt.train import TrainConfig
+from gpt.train import EvalFn, TrainConfig
 from tasks.base import Problems, Task
 from tasks.curriculum import Curriculum
 
@@ -90,7 +90,7 @@ def make_schedule(task: Task, train: TrainConfig, eval_n: int) -> LevelSchedule 
     return LevelSchedule(curriculum, train.curriculum_threshold, eval_n if eval_n > 0 else LEVEL_N)
 
 
-def with_levels(evaluate, schedule: LevelSchedule | None):
+def with_levels(evaluate: EvalFn | None, schedule: LevelSchedule | None) -> EvalFn | None:
     """The run's eval function, with the schedule's level check after it."""
     if schedule is None:
         return evaluate
