@@ -93,8 +93,6 @@ class Prefetcher:
         if self.pending is not None and self.pending[0] == key:
             out = self.pending[1].result()
         else:
-            if self.pending is not None:
-                self.pending[1].result()  # let it finish: it reads the level too
             out = self.batch(split, step, micro)
         self.pending = None
         if split == "train":

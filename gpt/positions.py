@@ -144,9 +144,9 @@ class GivenRelative(NoPositions):
     """Attention by the difference of two tokens' given ids: a learned bias per head for each
     difference in [-CLIP, CLIP], and keys further away than CLIP masked out (Shaw et al. 2018's
     clipped relative positions, on coupled ids, with the far side cut off; CLIP is
-    model.rel_clip, 2 by default).  Tokens without a
-    position (id 0: "+") get one more learned bias, whatever the other id; a key in slot s
-    (id -s) gets its own bias from every query with a position, never cut off.
+    model.rel_clip, 2 by default).  Tokens without a position (id 0: "+") get one more learned
+    bias, whatever the other id; a key in slot s (id -s) gets its own bias from every query with
+    a position, never cut off.
 
     With coupled ids a digit needs the digits of its own significance (difference 0) and of the
     one below (difference 1).  Cutting off the far keys makes what a query sees the same at

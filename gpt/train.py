@@ -56,8 +56,8 @@ class TrainConfig:
     target_acc: float = 0.0  # stop once the eval's val_acc reaches this; 0: never
     length_chunks: int = 1  # >1: split each micro-batch by length into this many trimmed chunks
     # a curriculum through the task's levels of difficulty (the workbench runs it: experiments/curriculum.py)
-    curriculum: str = "off"  # off | auto: move up a level when held-out accuracy on it reaches the threshold
-    curriculum_threshold: float = 0.99  # accuracy on the current level's held-out problems that moves it up
+    curriculum: str = "off"  # off | auto: move up a level when accuracy on it reaches the threshold
+    curriculum_threshold: float = 0.99  # accuracy on the current level's eval problems that moves it up
     curriculum_replay: float = 0.2  # share of each training batch drawn from the earlier levels
 
     def __post_init__(self) -> None:

@@ -151,14 +151,14 @@ def hash_rows(columns: Sequence[np.ndarray], salt: int) -> np.ndarray:
 def _hash_big(col: np.ndarray) -> np.ndarray:
     """Python ints -> uint64: the int64 hash of the low 64 bits, each higher 64-bit limb folded in."""
     mask = (1 << 64) - 1
-    low = np.array([int(v) & mask for v in col], dtype=np.uint64)
-    v = mix64(low ^ np.uint64(0x9E3779B97F4A7C15))
-    rest = [int(v) >> 64 for v in col]
+    ints = [int(x) for x in col]
+    h = mix64(np.array([x & mask for x in ints], dtype=np.uint64) ^ np.uint64(0x9E3779B97F4A7C15))
+    rest = [x >> 64 for x in ints]
     while any(rest):
         limb = np.array([r & mask for r in rest], dtype=np.uint64)
-        v = np.where(limb != 0, mix64(v ^ mix64(limb)), v)
+        h = np.where(limb != 0, mix64(h ^ mix64(limb)), h)
         rest = [r >> 64 for r in rest]
-    return v
+    return h
 
 
 @dataclass(frozen=True)

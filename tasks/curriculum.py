@@ -69,14 +69,14 @@ class Curriculum:
     def __len__(self) -> int:
         return len(self.stages)
 
-    def problems(self, level: int, rng: np.random.Generator, n: int, split: str) -> Problems:
-        """n problems of a split at a level: in the train split about `replay` of them from the
-        earlier levels, the rest from the level itself; in any other split, all from the level."""
-        if split != "train" or level == 0 or self.replay == 0:
-            return self._widen(self.stages[level].problems(rng, n, split))
+    def problems(self, level: int, rng: np.random.Generator, n: int) -> Problems:
+        """n training problems at a level: about `replay` of them from the earlier levels, the
+        rest from the level itself."""
+        if level == 0 or self.replay == 0:
+            return self._widen(self.stages[level].problems(rng, n, "train"))
         early = rng.multinomial(rng.binomial(n, self.replay), np.full(level, 1.0 / level))
-        parts = [self.stages[k].problems(rng, int(m), split) for k, m in enumerate(early) if m]
-        parts.append(self.stages[level].problems(rng, n - int(early.sum()), split))
+        parts = [self.stages[k].problems(rng, int(m), "train") for k, m in enumerate(early) if m]
+        parts.append(self.stages[level].problems(rng, n - int(early.sum()), "train"))
         return self._widen(Problems.concat(parts))
 
     def batch(self, level: int, seed: int, split: str, step: int, micro: int, batch_size: int, block_size: int,
@@ -89,7 +89,7 @@ class Curriculum:
         if split != "train":
             return self.task.batch(seed, split, step, micro, batch_size, block_size, ids)
         rng = self.task.rng(seed, split, step, micro)
-        probs = self.problems(level, rng, batch_size, split)
+        probs = self.problems(level, rng, batch_size)
         return self.task.encode_batch(probs, rng, split, block_size, ids)
 
     def level_problems(self, level: int, seed: int, n: int) -> Problems:

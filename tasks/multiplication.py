@@ -216,7 +216,7 @@ def int_column(values: list[int]) -> np.ndarray:
     """int64 where every value fits, else Python ints (an object column)."""
     if all(0 <= v < 2**63 for v in values):
         return np.array(values, dtype=np.int64)
-    return np.array(values + [None], dtype=object)[:-1]
+    return np.array(values, dtype=object)
 
 
 def _coupled_prompt(r: Rendered) -> np.ndarray:

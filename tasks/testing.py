@@ -192,17 +192,13 @@ def run_checks(cls: type, config=None, examples: int = 25) -> list[CheckResult]:
             probs = task.problems(np.random.default_rng(seed), 16, split)
             xs, _ = task.encode_batch(probs, np.random.default_rng(seed), "train", 10_000, PositionIds(scheme, top))
             plain = task.position_ids(task.render(probs), scheme)[:, : xs.shape[1]]
-            got = xs[..., 1]
-            assert np.array_equal(got <= 0, plain <= 0), f"{scheme}: shifting moved a slot or a 0 id"
-            assert np.array_equal(np.minimum(got, 0), np.minimum(plain, 0)), f"{scheme}: shifting changed a slot id"
-            moved = got - plain
+            shifted = xs[..., 1]
+            assert np.array_equal(shifted <= 0, plain <= 0), f"{scheme}: shifting moved a slot or a 0 id"
+            assert np.array_equal(np.minimum(shifted, 0), np.minimum(plain, 0)), f"{scheme}: shifting changed a slot id"
+            moved = shifted - plain
             assert all(len(set(row[p > 0].tolist())) <= 1 for row, p in zip(moved, plain)), \
                 f"{scheme}: shifting moved the positions of one row by different offsets"
 
-    checks = [("determinism per (seed, split, step)", determinism), ("different seeds, different data", seeds_differ)]
-    if problem_task:
-        checks += [("train and test disjoint", disjoint), ("masks line up with targets", masks),
-                   ("parse_answer(render) == solve", round_trip), ("tokens in the vocabulary", vocabulary)]
     @_settings(max(5, examples // 3))
     @given(seed=seeds, step=steps)
     def levels(seed, step):
@@ -210,16 +206,20 @@ def run_checks(cls: type, config=None, examples: int = 25) -> list[CheckResult]:
         are the task's encoding of problems the task's own solver and parser agree on."""
         cur = Curriculum(task, 0.25)
         for k in range(len(cur)):
-            p = cur.problems(k, np.random.default_rng(seed), 32, "train")
+            p = cur.problems(k, np.random.default_rng(seed), 32)
             r, answers = task.render(p), task.solve(p)
             assert not task.is_test(p).any(), f"level {k} drew a test problem for training"
             for i in range(len(p)):
                 assert task.parse_answer(r.target(i)) == answers[i], f"level {k}: {r.prompt(i)!r} does not round-trip"
                 assert r.length[i] <= longest["train"], f"level {k}: {r.prompt(i)!r} is longer than the task's problems"
-            a, b = cur.batch(k, seed, "train", step, 0, 16, block("train"))
-            assert np.array_equal(a, cur.batch(k, seed, "train", step, 0, 16, block("train"))[0]), \
+            x, _ = cur.batch(k, seed, "train", step, 0, 16, block("train"))
+            assert np.array_equal(x, cur.batch(k, seed, "train", step, 0, 16, block("train"))[0]), \
                 f"level {k}: batches are not a pure function of (seed, split, step, level)"
 
+    checks = [("determinism per (seed, split, step)", determinism), ("different seeds, different data", seeds_differ)]
+    if problem_task:
+        checks += [("train and test disjoint", disjoint), ("masks line up with targets", masks),
+                   ("parse_answer(render) == solve", round_trip), ("tokens in the vocabulary", vocabulary)]
     if schemes:
         checks += [(f"position ids ({', '.join(schemes)})", position_ids)]
     if problem_task and type(task).levels is not Task.levels:  # the task declares levels

@@ -32,7 +32,7 @@ def test_addition_levels_worked_example():
 @given(seed=st.integers(0, 2**32 - 1), level=st.integers(0, 3), replay=st.sampled_from([0.0, 0.2, 0.5]))
 def test_level_problems_stay_within_their_level_and_replay_is_earlier_levels(seed, level, replay):
     cur = Curriculum(ADD, replay)
-    p = cur.problems(level, np.random.default_rng(seed), 400, "train")
+    p = cur.problems(level, np.random.default_rng(seed), 400)
     a, b = n_digits(p["a"]), n_digits(p["b"])
     longest = np.maximum(a, b)
     assert longest.max() <= level + 1  # nothing harder than the level
@@ -47,7 +47,7 @@ def test_level_problems_stay_within_their_level_and_replay_is_earlier_levels(see
 
 def test_replay_zero_draws_exactly_the_level_task_and_the_val_split_is_the_whole_task():
     cur = Curriculum(ADD, 0.0)
-    got = cur.problems(1, np.random.default_rng(7), 50, "train")
+    got = cur.problems(1, np.random.default_rng(7), 50)
     want = cur.stages[1].problems(np.random.default_rng(7), 50, "train")
     assert np.array_equal(got["a"][:, :2], want["a"]) and not got["a"][:, 2:].any()
     x, y = cur.batch(0, 3, "val", 5, 0, 32, 20)
