@@ -63,6 +63,8 @@ def _score_accuracy(run: Run, path: Path, n: int, split: str, by: str | None, pl
         raise UserError(f"run {path} has block_size {run.model.config.block_size}, but {split!r} problems of "
                         f"this task need {need}; evaluate shorter problems (--set task.…) or train a longer block")
     cols = [c.strip() for c in by.split(",") if c.strip()] if by else list(task.default_by)
+    if by and not cols:
+        raise UserError(f"--by {by!r} names no column; task {task.name!r} has {', '.join(task.buckets) or 'no buckets'}")
     unknown = [c for c in cols if c not in task.buckets]
     if unknown:
         raise UserError(f"--by: unknown column {unknown[0]!r}; task {task.name!r} has {', '.join(task.buckets) or 'no buckets'}")

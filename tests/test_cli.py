@@ -131,6 +131,7 @@ def _bad_inputs(tmp, run):
         "eval missing dir": ["eval", tmp / "missing"],
         "eval n <= 0": ["eval", run, "--n", "0"],
         "eval unknown by": ["eval", run, "--by", "colour"],
+        "eval by names no column": ["eval", run, "--by", ","],
         "eval bad split": ["eval", run, "--split", "hard"],
         "eval ood longer than block": ["eval", run, "--split", "ood"],
         "eval bad format": ["eval", run, "--format", "xml"],
