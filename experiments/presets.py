@@ -207,8 +207,10 @@ def get_preset(name: str) -> Preset:
 
 
 def resolve_preset(task: str, preset: str | None) -> Preset:
-    """The named preset (refused if it is meant for other tasks), else the task's default."""
-    p = get_preset(preset or default_preset(task))
+    """The named preset (refused if it is meant for other tasks), else (None) the task's default."""
+    if preset is not None and not preset.strip():
+        raise UserError("--preset needs a name (see `workbench presets`); leave it out for the task's default")
+    p = get_preset(preset if preset is not None else default_preset(task))
     if p.for_tasks and task not in p.for_tasks and preset:
         raise UserError(f"preset {p.name!r} is for {', '.join(p.for_tasks)}, not {task!r}")
     return p

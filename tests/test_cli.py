@@ -105,6 +105,7 @@ def _bad_inputs(tmp, run):
     return {
         "unknown task": [*t, "--task", "adition"],
         "unknown preset": [*t, "--task", "addition", "--preset", "huge"],
+        "empty preset": [*t, "--task", "addition", "--preset", ""],
         "unknown set key": [*t, "--task", "addition", "--set", "model.n_layers=2"],
         "bad set section": [*t, "--task", "addition", "--set", "optim.lr=1"],
         "set without =": [*t, "--task", "addition", "--set", "model.n_layer"],

@@ -318,8 +318,28 @@ def test_cli_fuzz(sandbox, capsys, monkeypatch):
     print(f"\nCLI fuzz: {sum(seen.values())} examples, exit codes {dict(sorted(seen.items()))}")
     print("by command: " + ", ".join(f"{n} {c}: {k}" for (n, c), k in sorted(by_command.items())))
     assert sum(seen.values()) >= min(EXAMPLES, 1000)
-    assert seen[0] > 50 and seen[2] > 200  # both sides of the oracle were exercised
-    assert {n for n, c in by_command if c == 0} == set(COMMANDS)  # every command succeeded at least once
+    # both sides of the oracle were exercised (about 1 line in 12 draws only valid values)
+    assert seen[0] >= 20 and seen[2] > 200
+    # every command succeeds with valid values: a random seed may not have drawn one for each
+    # (hypothesis draws commands unevenly), so a command without a success runs its first valid line
+    for name in sorted(set(COMMANDS) - {n for n, c in by_command if c == 0}):
+        argv = first_valid_line(name, sandbox)
+        capsys.readouterr()
+        code = main(argv)
+        out = capsys.readouterr()
+        assert code == 0, f"workbench {' '.join(map(repr, argv))}\nexit {code}\nstderr: {out.err[-800:]}"
+
+
+def first_valid_line(name: str, sandbox: Sandbox) -> list[str]:
+    """The command with the first valid value of each positional argument and of each required option."""
+    spec = COMMANDS[name]
+    first_ok = lambda pool: sandbox.place(next(v for v in pool if v.verdict == OK).text)  # noqa: E731
+    argv = [name, *(first_ok(pool) for pool in spec["args"])]
+    for flag, pool in spec["opts"]:
+        if flag in spec.get("required", ()):
+            argv += [flag, first_ok(pool)]
+    argv += spec["fixed"]
+    return argv + (["--device", "cpu"] if name in ("train", "bench") else [])
 
 
 def test_fuzz_oracle_catches_an_internal_error(capsys, monkeypatch):
