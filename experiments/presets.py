@@ -91,12 +91,14 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "add10-tiny",
-            "10-digit addition with 1,932 parameters: 1 layer, 12 wide, 2 heads, coupled ids with a relative bias",
-            # coupled ids make each answer digit a function of a window of 5 significances (gpt/positions.py),
-            # so one small layer has a chance; learned absolute positions alone would cost more than the budget
+            "10-digit addition with 1,932 parameters: 1 layer, 12 wide, 2 heads, interleaved coupled ids, relative bias",
+            # coupled ids make each answer digit a function of a window of significances (gpt/positions.py),
+            # so one small layer has a chance; interleaved ids keep the answer's own digits off the operands'
+            # ids, where one layer cannot tell them apart (84.67% shared, 100% interleaved: docs/LOG.md)
             GPTConfig(block_size=40, n_layer=1, n_head=2, n_embd=12, dropout=0.0, pos="coupled_rel", max_pos=64),
             dataclasses.replace(_SMALL_TRAIN, steps=8000, lr=1e-2, min_lr=1e-3, eval_interval=500),
-            task_options=(("max_digits", 10), ("sampling", "uniform"), ("ood_max_digits", 20)),
+            task_options=(("max_digits", 10), ("sampling", "uniform"), ("ood_max_digits", 20),
+                          ("coupled_ids", "interleaved")),
             for_tasks=("addition",),
         ),
         Preset(

@@ -224,7 +224,9 @@ def _train_locked(spec: RunSpec, opts: TrainOptions, task: Task, model_cfg, devi
     else:
         if init_note:
             progress.print(init_note)
-        progress.print(f"{task.name}: {model.num_params() / 1e6:.2f}M parameters, {spec.train.steps} steps -> {out}")
+        n_params = model.num_params()  # a tiny model's count in full: "0.00M" says nothing
+        size = f"{n_params / 1e6:.2f}M" if n_params >= 100_000 else f"{n_params:,}"
+        progress.print(f"{task.name}: {size} parameters, {spec.train.steps} steps -> {out}")
         if schedule is not None:
             progress.print(f"curriculum: {len(schedule.curriculum)} levels, up at {schedule.threshold:.2%} accuracy on "
                            f"the level, {schedule.curriculum.replay:.0%} of each batch from earlier levels")

@@ -65,9 +65,11 @@ class KVCache:
 
 def next_position(last: torch.Tensor, tokens: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """Position ids that come with the data (model.pos=abacus|coupled), continued while decoding:
-    a token that counts takes the previous id + 1, any other token 0 (tasks/positions.py
-    numbers training targets by the same rule).  last, tokens (B,) -> (B,)."""
-    return torch.where(counts[tokens], last + 1, torch.zeros_like(last))
+    a token that counts takes the previous id + its step, any other token 0 (tasks/positions.py
+    numbers training targets by the same rule).  last, tokens (B,); counts (V,) each token's step
+    (0: it does not count; True counts as 1) -> (B,)."""
+    step = counts.long()[tokens]
+    return torch.where(step > 0, last + step, torch.zeros_like(last))
 
 
 def with_positions(tokens: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
@@ -83,8 +85,8 @@ def greedy_batch(
     """Greedy-decode equal-length prompts (B, T) -> (B, max_new_tokens) new tokens.
 
     A row stops at its end token; positions after it are filled with end_id.
-    pos (B, T): the prompts' position ids, for model.pos=abacus|coupled; counts (V,) bool says
-    which tokens continue them (next_position).
+    pos (B, T): the prompts' position ids, for model.pos=abacus|coupled; counts (V,) says
+    what each token adds to them (next_position).
     """
     B, T = prompts.shape
     device = prompts.device
@@ -143,7 +145,7 @@ def greedy_complete(
     batch_size: int = 1024,
     use_cache: bool = True,
     positions: Sequence[Sequence[int]] | None = None,
-    counts: Sequence[bool] | None = None,
+    counts: Sequence[int] | None = None,
 ) -> list[list[int]]:
     """Greedy completions of token-id prompts (lists or arrays), end token and anything after
     stripped.
@@ -151,14 +153,14 @@ def greedy_complete(
     Prompts are grouped by length and decoded in batches of at most batch_size, so every row
     is decoded on its own position grid whatever shares its batch: the results do not depend
     on batch_size.  They come back in input order.  positions: each prompt's position ids
-    (model.pos=abacus|coupled), and counts, per token id, whether it continues them.
+    (model.pos=abacus|coupled), and counts, per token id, what it adds to them (0: none).
     """
     device = model.wte.weight.device
     results: list[list[int]] = [[] for _ in prompts]
     by_len: dict[int, list[int]] = {}
     for i, p in enumerate(prompts):
         by_len.setdefault(len(p), []).append(i)
-    count_t = None if counts is None else torch.as_tensor(np.asarray(counts, dtype=bool), device=device)
+    count_t = None if counts is None else torch.as_tensor(np.asarray(counts, dtype=np.int64), device=device)
 
     def rows(seqs: Sequence[Sequence[int]], chunk: list[int], length: int) -> torch.Tensor:
         arr = np.array([seqs[i] for i in chunk], dtype=np.int64).reshape(len(chunk), length)

@@ -19,6 +19,10 @@ Position ids (model.pos=coupled, tasks/positions.py): digits of equal
 significance share an id, and the answer counts up from "=" (id 1), so the
 token that predicts the answer's i-th digit has id i, as a_i and b_i do
 (Cho et al. 2024).  It needs the reversed answer, without delimiters or hints.
+coupled_ids="interleaved" gives operand digits ids 2i and the answer 1, 3, 5, ...
+(step 2), so that no answer digit shares an id with an operand digit: a small
+model then tells a_(i-1) + b_(i-1), the carry's source, from the answer's own
+digits (tasks/positions.py; 12+345= gets ids 4 2 0 6 4 2 1, then 3 5 7 9).
 
 Sampling: `digits` (default) picks (a_digits, b_digits) evenly over all pairs
 in [min_digits, max_digits]^2, then a uniform number of exactly that many
@@ -62,7 +66,7 @@ import numpy as np
 from tasks.base import Problems, Task, TaskConfig, parse_odds
 from tasks.curriculum import ramp
 from tasks.encode import Rendered, field_const, field_digits, render_fields
-from tasks.positions import Scheme, digit_index
+from tasks.positions import Scheme, coupling_step, digit_index
 
 HINTS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"  # index hints: HINTS[i] marks significance i + 1
 OOD_SAMPLING = ("both", "any", "lengths")
@@ -83,6 +87,7 @@ class AdditionConfig(TaskConfig):
     train_size: int = 0  # > 0: train on a fixed pool of this many problems
     index_hints: bool = False  # a letter before each digit names its significance
     carry_weights: str = ""  # training odds of the longest carry chain, 0..max_digits long; "": uniform pairs
+    coupled_ids: str = "shared"  # model.pos=coupled*: shared | interleaved (operands even ids, answer odd)
 
     def __post_init__(self) -> None:
         if self.min_digits <= 0 or self.max_digits <= 0:
@@ -102,6 +107,7 @@ class AdditionConfig(TaskConfig):
                              f"ood_max_digits is {self.ood_digits}")
         if self.index_hints and self.delimiters:
             raise ValueError("index_hints and delimiters do not combine; choose one")
+        coupling_step(self.coupled_ids)
         if self.carry_weights and self.sampling != "uniform":
             raise ValueError("carry_weights needs sampling='uniform' (operands of max_digits digits, leading zeros allowed)")
         self.carry_odds()
@@ -307,12 +313,16 @@ class AdditionTask(Task):
         if not c.reverse_answer or c.delimiters or c.index_hints:
             raise ValueError("addition's coupled position ids need task.reverse_answer=true, "
                              "task.delimiters=false and task.index_hints=false")
-        return Scheme(self._coupled_prompt, self.vocab.chars)
+        return Scheme(self._coupled_prompt, self.vocab.chars, step=self._coupled_step)
+
+    @property
+    def _coupled_step(self) -> int:
+        return coupling_step(self.config.coupled_ids)
 
     def _coupled_prompt(self, r: Rendered) -> np.ndarray:
-        """Operand digits get their significance (1: units); "=" gets 1; the rest 0."""
+        """Operand digits get their significance (1: units), times the step; "=" gets 1; the rest 0."""
         sig = digit_index(r.chars, from_right=not self.config.reverse_operands)
-        return np.where(r.chars == ord("="), 1, sig)
+        return np.where(r.chars == ord("="), 1, self._coupled_step * sig)
 
     def problems_from_prompts(self, prompts) -> Problems:
         """'123+45' or '123+45=' (ordinary notation, whatever this task's format) -> problems."""

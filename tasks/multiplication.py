@@ -32,10 +32,14 @@ because every digit of the answer needs all of b:
 
     chars  1 2 3 * 4 5 = 5 3 5 5 $      123*45 = 5535, reversed
     ids    3 2 1 0 -2 -1 1 2 3 4 5 6
+
+coupled_ids="interleaved" (as in addition, tasks/positions.py): a's digits 2i,
+the answer 1, 3, 5, ...: ids 6 4 2 0 -2 -1 1 3 5 7 9 11.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import ClassVar
@@ -48,7 +52,7 @@ from tasks.encode import Rendered, render_strings
 from tasks.expr import (
     Bin, ExprError, Node, Num, Syntax, partial_products, render_trace, split_trace, trace_errors,
 )
-from tasks.positions import Scheme, digit_index
+from tasks.positions import Scheme, coupling_step, digit_index
 
 FORMATS = ("plain", "reversed", "scratchpad")
 _SUM = Syntax("left", reverse=True)  # the scratchpad's sums: left to right, reversed numbers
@@ -63,8 +67,10 @@ class MultiplicationConfig(TaskConfig):
     format: str = "scratchpad"
     mask_prompt: bool = True
     ood_max_digits: int = 0  # the ood split's longest a; 0: 2 * max_digits
+    coupled_ids: str = "shared"  # model.pos=coupled*: shared | interleaved (a's digits even ids, answer odd)
 
     def __post_init__(self) -> None:
+        coupling_step(self.coupled_ids)
         for lo, hi, who in ((self.min_digits, self.max_digits, ""), (self.b_lo, self.b_hi, "b_")):
             if lo <= 0 or hi <= 0:
                 raise ValueError(f"{who}min_digits and {who}max_digits must be positive, got {lo}, {hi}")
@@ -181,7 +187,8 @@ class MultiplicationTask(Task):
         c = self.config
         if c.format != "reversed":
             raise ValueError("multiplication's coupled position ids need task.format=reversed")
-        return Scheme(_coupled_prompt, self.vocab.chars, slots=c.b_hi)
+        step = coupling_step(c.coupled_ids)
+        return Scheme(functools.partial(_coupled_prompt, step=step), self.vocab.chars, slots=c.b_hi, step=step)
 
     @property
     def has_trace(self) -> bool:
@@ -219,11 +226,11 @@ def int_column(values: list[int]) -> np.ndarray:
     return np.array(values, dtype=object)
 
 
-def _coupled_prompt(r: Rendered) -> np.ndarray:
-    """a's digits: their significance (1: units); b's: slot -significance; "=": 1; "*": 0."""
+def _coupled_prompt(r: Rendered, step: int = 1) -> np.ndarray:
+    """a's digits: their significance (1: units) times the step; b's: slot -significance; "=": 1; "*": 0."""
     sig = digit_index(r.chars, from_right=True)
     in_b = np.cumsum(r.chars == ord("*"), axis=1) > 0
-    return np.where(r.chars == ord("="), 1, np.where(in_b, -sig, sig))
+    return np.where(r.chars == ord("="), 1, np.where(in_b, -sig, step * sig))
 
 
 def _uniform_with_digits(rng: np.random.Generator, k: np.ndarray) -> np.ndarray:

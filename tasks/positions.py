@@ -16,8 +16,10 @@ task's business, so it lives here:
 A scheme gives ids for the prompt; the target's are then a pure function of its tokens, the
 same rule that decoding applies to each generated token (gpt/generate.py):
 
-    id(t) = id(t - 1) + 1   if token t is one of the scheme's `counting` characters
-            0               otherwise
+    id(t) = id(t - 1) + step   if token t is one of the scheme's `counting` characters
+            0                  otherwise
+
+`step` is 1 except in interleaved coupling (below).
 
 Worked example, coupled reversed addition, 12+345 = 357, rendered "12+345=753$":
 
@@ -25,6 +27,16 @@ Worked example, coupled reversed addition, 12+345 = 357, rendered "12+345=753$":
     ids    2 1 0 3 2 1 1 2 3 4 5
 
 "=" (id 1) predicts 7, the digit of significance 1, which a_1 = 2 and b_1 = 5 share.
+
+Shared ids put answer digits on the operands' ids: the token that predicts the digit of
+significance i also sees, at id i - 1, the answer digit of significance i - 2 beside a_(i-1)
+and b_(i-1), and a key's id difference is all a relative bias knows of it.  Interleaved
+coupling (AdditionTask, `task.coupled_ids=interleaved`) gives operand digits even ids (2i)
+and the answer odd ones (step 2), so the predictor of significance i (id 2i - 1) has a_i, b_i
+at +1, a_(i-1), b_(i-1) at -1 and the answer's own digits at -2, -4, ...:
+
+    chars  1 2 + 3 4 5 = 7 5 3 $
+    ids    4 2 0 6 4 2 1 3 5 7 9
 
 A token every position needs, wherever it is, goes in a fixed slot, id -1, -2, ...: in N x 2
 multiplication the multiplier's digits (MultiplicationTask).  Slots are never shifted.
@@ -44,6 +56,7 @@ import numpy as np
 from tasks.encode import Rendered, codepoints
 
 SCHEMES = ("abacus", "coupled")
+COUPLINGS = ("shared", "interleaved")  # coupled ids: the answer on the operands' ids, or between them
 DIGITS = "0123456789"
 
 
@@ -66,8 +79,24 @@ class Scheme:
     """How a task numbers its tokens: ids for the prompt, and which target characters count on."""
 
     prompt_ids: Callable[[Rendered], np.ndarray]  # r -> (N, W) ids; only prompt columns are read
-    counting: str  # target characters whose id is the previous id + 1 (the rest get 0)
+    counting: str  # target characters whose id is the previous id + step (the rest get 0)
     slots: int = 0  # the prompt may put tokens in fixed slots, ids -1 .. -slots (never shifted)
+    step: int = 1  # how much each counting character adds to the id
+
+    def __post_init__(self) -> None:
+        if self.step < 1:
+            raise ValueError(f"position ids: a counting step must be >= 1, got {self.step}")
+
+    def token_steps(self, chars: str) -> list[int]:
+        """Per vocabulary character, what decoding adds to the id (0: the id becomes 0)."""
+        return [self.step if c in self.counting else 0 for c in chars]
+
+
+def coupling_step(coupled_ids: str) -> int:
+    """A task's `coupled_ids` option -> the answer's counting step (shared 1, interleaved 2)."""
+    if coupled_ids not in COUPLINGS:
+        raise ValueError(f"coupled_ids must be one of {', '.join(COUPLINGS)}, got {coupled_ids!r}")
+    return COUPLINGS.index(coupled_ids) + 1
 
 
 def digit_index(chars: np.ndarray, from_right: bool = False) -> np.ndarray:
@@ -90,7 +119,7 @@ def abacus_prompt(r: Rendered) -> np.ndarray:
 ABACUS = Scheme(abacus_prompt, DIGITS)
 
 
-def count_on(prompt: np.ndarray, r: Rendered, counting: str) -> np.ndarray:
+def count_on(prompt: np.ndarray, r: Rendered, counting: str, step: int = 1) -> np.ndarray:
     """Ids for every character of r: the prompt's from `prompt`, each target character's by the
     counting rule (see the module docstring); 0 past each row's length."""
     n, w = r.chars.shape
@@ -100,7 +129,7 @@ def count_on(prompt: np.ndarray, r: Rendered, counting: str) -> np.ndarray:
     ids = np.where(in_prompt, prompt[:, :w], 0).astype(np.int64)
     prev = np.zeros(n, dtype=np.int64)
     for j in range(w):
-        ids[:, j] = np.where(in_prompt[:, j], ids[:, j], np.where(counts[:, j], prev + 1, 0))
+        ids[:, j] = np.where(in_prompt[:, j], ids[:, j], np.where(counts[:, j], prev + step, 0))
         prev = ids[:, j]
     return np.where(col < r.length[:, None], ids, 0)
 

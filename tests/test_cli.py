@@ -4,7 +4,10 @@ import shutil
 import pytest
 
 from experiments import load_run
+from experiments.build import build
 from experiments.presets import PRESETS
+from experiments.runspec import resolve_spec
+from gpt.model import GPT
 from helpers import ROOT, TINY, cli, metrics
 
 
@@ -253,3 +256,10 @@ def test_problem_presets_fit_their_tasks(preset):
     for task in preset.for_tasks:
         spec = build_spec(task, preset.name, [], None, 1337, [])
         assert get_task_class(task)(spec.task_config).max_length() - 1 <= spec.model.block_size
+
+
+def test_the_tiny_adder_keeps_to_its_parameter_budget():
+    # issue 18: add10-tiny is a generic GPT of at most 2,000 unique trainable parameters
+    model = GPT(build(resolve_spec("addition", "add10-tiny")).model)
+    unique = {id(p): p for p in model.parameters() if p.requires_grad}
+    assert sum(p.numel() for p in unique.values()) == 1932

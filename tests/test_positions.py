@@ -41,24 +41,26 @@ def test_digit_index_matches_a_python_reference(texts, from_right):
         assert not got[i, len(t):].any()
 
 
-def coupled_reference(prompt: str, target: str, reverse_operands: bool) -> list[int]:
-    """Cho et al.'s coupling from the strings: an operand digit's significance, '=' 1, then +1 per answer token."""
+def coupled_reference(prompt: str, target: str, reverse_operands: bool, step: int = 1) -> list[int]:
+    """Cho et al.'s coupling from the strings: an operand digit's significance (times the step:
+    2 interleaves), '=' 1, then +step per answer token."""
     a, b = prompt.removesuffix("=").split("+")
     sig = (lambda s: list(range(1, len(s) + 1))) if reverse_operands else (lambda s: list(range(len(s), 0, -1)))
-    ids = sig(a) + [0] + sig(b) + [1]
-    return ids + [1 + k for k in range(1, len(target) + 2)]  # the answer and END count on from "="
+    ids = [step * i for i in sig(a)] + [0] + [step * i for i in sig(b)] + [1]
+    return ids + [1 + step * k for k in range(1, len(target) + 2)]  # the answer and END count on from "="
 
 
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), reverse_operands=st.booleans(), zero_pad=st.booleans(),
-       split=st.sampled_from(["train", "ood"]))
-def test_coupled_addition_ids_match_the_reference(seed, reverse_operands, zero_pad, split):
+       split=st.sampled_from(["train", "ood"]), coupled_ids=st.sampled_from(["shared", "interleaved"]))
+def test_coupled_addition_ids_match_the_reference(seed, reverse_operands, zero_pad, split, coupled_ids):
     task = AdditionTask(AdditionConfig(max_digits=6, ood_max_digits=12, reverse_operands=reverse_operands,
-                                       zero_pad=zero_pad))
+                                       zero_pad=zero_pad, coupled_ids=coupled_ids))
     r = task.render(task.problems(np.random.default_rng(seed), 32, split))
     ids = task.position_ids(r, "coupled")
+    step = 2 if coupled_ids == "interleaved" else 1
     for i in range(len(r)):
-        want = coupled_reference(r.prompt(i), r.target(i), reverse_operands)
+        want = coupled_reference(r.prompt(i), r.target(i), reverse_operands, step)
         assert ids[i, : r.length[i]].tolist() == want
 
 
@@ -69,16 +71,25 @@ def test_coupled_worked_example_from_the_docstring():
     assert task.position_ids(r, "coupled")[0].tolist() == [2, 1, 0, 3, 2, 1, 1, 2, 3, 4, 5]
     # the token that predicts the answer's digit of significance i has id i, as a_i and b_i do
     assert task.position_ids(r, "abacus")[0].tolist() == [1, 2, 0, 1, 2, 3, 0, 1, 2, 3, 0]
+    # interleaved (tasks/positions.py): the predictor of significance i has id 2i - 1, between a_(i-1) and a_i
+    task = AdditionTask(AdditionConfig(max_digits=3, coupled_ids="interleaved"))
+    assert task.position_ids(r, "coupled")[0].tolist() == [4, 2, 0, 6, 4, 2, 1, 3, 5, 7, 9]
 
 
-def test_target_ids_follow_the_rule_decoding_applies():
+def test_coupled_ids_option_is_validated():
+    with pytest.raises(ValueError, match="coupled_ids must be one of shared, interleaved"):
+        AdditionConfig(coupled_ids="both")
+
+
+@pytest.mark.parametrize("coupled_ids", ["shared", "interleaved"])
+def test_target_ids_follow_the_rule_decoding_applies(coupled_ids):
     """Training numbers each target token as decoding will: by next_position, from the prompt's last id."""
-    task = AdditionTask(AdditionConfig(max_digits=8))
+    task = AdditionTask(AdditionConfig(max_digits=8, coupled_ids=coupled_ids))
     r = task.render(task.problems(np.random.default_rng(3), 64, "train"))
     vocab = task.vocab
     for scheme in ("coupled", "abacus"):
         ids = task.position_ids(r, scheme)
-        counts = torch.tensor([c in task.position_scheme(scheme).counting for c in vocab.chars])
+        counts = torch.tensor(task.position_scheme(scheme).token_steps(vocab.chars))
         for i in range(len(r)):
             P, L = int(r.prompt_len[i]), int(r.length[i])
             last = torch.tensor([int(ids[i, P - 1])])
@@ -126,6 +137,7 @@ def test_coupled_needs_the_reversed_answer_and_a_task_that_defines_it():
 
 
 @pytest.mark.parametrize("cfg", [AdditionConfig(max_digits=6, reverse_operands=True),
+                                 AdditionConfig(max_digits=6, coupled_ids="interleaved", ood_sampling="lengths"),
                                  AdditionConfig(max_digits=5, index_hints=True),
                                  AdditionConfig(max_digits=4, index_hints=True, reverse_operands=True,
                                                 reverse_answer=False, ood_sampling="lengths")])
@@ -157,27 +169,29 @@ def test_ood_lengths_sampling_gives_equal_and_mixed_lengths():
 
 # ---- fixed slots: N x 1 and N x 2 multiplication (tasks/multiplication.py) -----------------------
 
-def coupled_mul_reference(prompt: str, target: str) -> list[int]:
+def coupled_mul_reference(prompt: str, target: str, step: int = 1) -> list[int]:
     """From the strings: a's digits their significance, b's the slot -significance, "=" 1, then
     every target character one more than the last."""
     a, b = prompt.removesuffix("=").split("*")
-    ids = [len(a) - k for k in range(len(a))] + [0] + [-(len(b) - k) for k in range(len(b))] + [1]
+    ids = [step * (len(a) - k) for k in range(len(a))] + [0] + [-(len(b) - k) for k in range(len(b))] + [1]
     for _ in target + "$":
-        ids.append(ids[-1] + 1)
+        ids.append(ids[-1] + step)
     return ids
 
 
 @settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), b_digits=st.integers(1, 2), split=st.sampled_from(["train", "test", "ood"]))
-def test_coupled_multiplication_ids_match_the_reference(seed, b_digits, split):
+@given(seed=st.integers(0, 2**32 - 1), b_digits=st.integers(1, 2), split=st.sampled_from(["train", "test", "ood"]),
+       coupled_ids=st.sampled_from(["shared", "interleaved"]))
+def test_coupled_multiplication_ids_match_the_reference(seed, b_digits, split, coupled_ids):
     task = MultiplicationTask(MultiplicationConfig(max_digits=10, b_min_digits=1, b_max_digits=b_digits,
-                                                   format="reversed", ood_max_digits=22))
+                                                   format="reversed", ood_max_digits=22, coupled_ids=coupled_ids))
+    step = 2 if coupled_ids == "interleaved" else 1
     p = task.problems(np.random.default_rng(seed), 32, split)
     r = task.render(p)
     ids = task.position_ids(r, "coupled")
     assert task.position_scheme("coupled").slots == b_digits
     for i in range(len(r)):
-        want = coupled_mul_reference(r.prompt(i), r.target(i))
+        want = coupled_mul_reference(r.prompt(i), r.target(i), step)
         assert ids[i, : len(want)].tolist() == want
         assert task.parse_answer(r.target(i)) == int(p["a"][i]) * int(p["b"][i])  # Python ints, 20+ digits too
 
@@ -215,3 +229,5 @@ def test_coupled_multiplication_worked_example_from_the_docstring():
     r = task.render(task.problems_from_prompts(["123*45"]))
     assert r.prompt(0) + r.target(0) == "123*45=5355"
     assert task.position_ids(r, "coupled")[0].tolist() == [3, 2, 1, 0, -2, -1, 1, 2, 3, 4, 5, 6]
+    task = MultiplicationTask(MultiplicationConfig(format="reversed", max_digits=3, coupled_ids="interleaved"))
+    assert task.position_ids(r, "coupled")[0].tolist() == [6, 4, 2, 0, -2, -1, 1, 3, 5, 7, 9, 11]

@@ -171,6 +171,8 @@ def test_decoding_continues_position_ids_by_the_counting_rule():
     tokens = torch.tensor([3, 3, 11])
     counts = torch.arange(13) < 10
     assert next_position(last, tokens, counts).tolist() == [5, 1, 0]
+    steps = torch.where(counts, 2, 0)  # interleaved coupling counts in twos (tasks/positions.py)
+    assert next_position(last, tokens, steps).tolist() == [6, 2, 0]
 
 
 def test_bad_variant_names_are_rejected():
