@@ -276,10 +276,15 @@ def command_lines(draw, sandbox: Sandbox) -> tuple[str, list[str], set[str]]:
         if resumed and flag in RESUME_IGNORES:
             continue
         verdicts.add(EDGE if resumed and flag == "--out" else v.verdict)
-    argv += spec["fixed"]
+    return name, finish(name, argv), verdicts
+
+
+def finish(name: str, argv: list[str]) -> list[str]:
+    """The command's fixed arguments, and the CPU for a command that trains unless a device was drawn."""
+    argv = argv + COMMANDS[name]["fixed"]
     if name in ("train", "bench") and "--device" not in argv:
         argv += ["--device", "cpu"]
-    return name, argv, verdicts
+    return argv
 
 
 def expected_codes(name: str, verdicts: set[str]) -> set[int]:
@@ -338,8 +343,7 @@ def first_valid_line(name: str, sandbox: Sandbox) -> list[str]:
     for flag, pool in spec["opts"]:
         if flag in spec.get("required", ()):
             argv += [flag, first_ok(pool)]
-    argv += spec["fixed"]
-    return argv + (["--device", "cpu"] if name in ("train", "bench") else [])
+    return finish(name, argv)
 
 
 def test_fuzz_oracle_catches_an_internal_error(capsys, monkeypatch):
