@@ -79,10 +79,11 @@ def rendered_positions(task: Task, model: GPTConfig, r: Rendered) -> np.ndarray 
 
 
 def decode_positions(task: Task, model: GPTConfig, r: Rendered) -> tuple[list[np.ndarray] | None, np.ndarray | None]:
-    """For decoding r's prompts: each prompt's position ids, and per token what it adds to the
-    last id (0: none; gpt.generate.next_position); (None, None) for a model that takes no ids."""
+    """For decoding r's prompts: each prompt's position ids, and per token how it continues the
+    last id ((V, 2) keep and add, gpt.generate.next_position); (None, None) for a model that
+    takes no ids."""
     full = rendered_positions(task, model, r)
     if full is None:
         return None, None
-    counts = np.array(task.position_scheme(GIVEN[model.pos]).token_steps(task.vocab.chars), dtype=np.int64)
+    counts = np.array(task.position_scheme(GIVEN[model.pos]).token_rules(task.vocab.chars), dtype=np.int64)
     return [row[:n] for row, n in zip(full, r.prompt_len)], counts

@@ -64,12 +64,17 @@ class KVCache:
 
 
 def next_position(last: torch.Tensor, tokens: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """Position ids that come with the data (model.pos=abacus|coupled), continued while decoding:
-    a token that counts takes the previous id + its step, any other token 0 (tasks/positions.py
-    numbers training targets by the same rule).  last, tokens (B,); counts (V,) each token's step
-    (0: it does not count; True counts as 1) -> (B,)."""
-    step = counts.long()[tokens]
-    return torch.where(step > 0, last + step, torch.zeros_like(last))
+    """Position ids that come with the data (model.pos=abacus|coupled), continued while decoding
+    (tasks/positions.py numbers training targets by the same rule).  last, tokens (B,) -> (B,).
+
+    counts (V, 2): each token's (keep, add), the next id being keep * last + add; or (V,) each
+    token's step, where a token that counts (step > 0; True counts as 1) takes last + step and
+    any other token 0."""
+    rule = counts.long()
+    if rule.dim() == 1:
+        rule = torch.stack([(rule > 0).long(), rule], dim=-1)
+    keep, add = rule[tokens].unbind(-1)
+    return keep * last + add
 
 
 def with_positions(tokens: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
@@ -145,7 +150,7 @@ def greedy_complete(
     batch_size: int = 1024,
     use_cache: bool = True,
     positions: Sequence[Sequence[int]] | None = None,
-    counts: Sequence[int] | None = None,
+    counts: Sequence[int] | Sequence[Sequence[int]] | None = None,
 ) -> list[list[int]]:
     """Greedy completions of token-id prompts (lists or arrays), end token and anything after
     stripped.
@@ -153,7 +158,7 @@ def greedy_complete(
     Prompts are grouped by length and decoded in batches of at most batch_size, so every row
     is decoded on its own position grid whatever shares its batch: the results do not depend
     on batch_size.  They come back in input order.  positions: each prompt's position ids
-    (model.pos=abacus|coupled), and counts, per token id, what it adds to them (0: none).
+    (model.pos=abacus|coupled), and counts, per token id, how it continues them (next_position).
     """
     device = model.wte.weight.device
     results: list[list[int]] = [[] for _ in prompts]

@@ -285,7 +285,7 @@ class Task:
     def position_ids(self, r: Rendered, scheme: str) -> np.ndarray:
         """(N, W) position ids of r's characters (0: none); the target's by the counting rule."""
         s = self.position_scheme(scheme)
-        return count_on(s.prompt_ids(r), r, s.counting, s.step)
+        return count_on(s.prompt_ids(r), r, s.counting, s.step, s.restart)
 
     def problems_from_prompts(self, prompts: Sequence[str]) -> Problems:
         """Problems from user-typed prompts (for `workbench ask`); ValueError when one is malformed."""

@@ -35,6 +35,20 @@ because every digit of the answer needs all of b:
 
 coupled_ids="interleaved" (as in addition, tasks/positions.py): a's digits 2i,
 the answer 1, 3, 5, ...: ids 6 4 2 0 -2 -1 1 3 5 7 9 11.
+
+The scratchpad is coupled the same way: each partial product and each sum counts up
+from its own "+" or "=" (id 1), so every number of the trace has its digits of
+significance i on id i + 1, beside a_i:
+
+    chars  1 2 3 * 4 5 = 5 1 6 + 0 2 9 4 = 5 3 5 5 $
+    ids    3 2 1 0 -2 -1 1 2 3 4 1 2 3 4 5 1 2 3 4 5 0
+
+Why N x 2 wants it: a reversed answer's carry into digit i runs up to 17, so the
+answer digits already written fix it only modulo 10, and telling 3 from 13 can
+need a chain of earlier digits as long as the row; a model of fixed depth gets
+that wrong more often the longer the row.  In a partial product (one digit of b)
+the carry is at most 8 and in the sum at most 1, both fixed by the digit written
+before (docs/LOG.md, 2026-12-01).
 """
 
 from __future__ import annotations
@@ -52,7 +66,7 @@ from tasks.encode import Rendered, render_strings
 from tasks.expr import (
     Bin, ExprError, Node, Num, Syntax, partial_products, render_trace, split_trace, trace_errors,
 )
-from tasks.positions import Scheme, coupling_step, digit_index
+from tasks.positions import DIGITS, Scheme, coupling_step, digit_index
 
 FORMATS = ("plain", "reversed", "scratchpad")
 _SUM = Syntax("left", reverse=True)  # the scratchpad's sums: left to right, reversed numbers
@@ -185,10 +199,15 @@ class MultiplicationTask(Task):
         if scheme != "coupled":
             return super().position_scheme(scheme)
         c = self.config
-        if c.format != "reversed":
-            raise ValueError("multiplication's coupled position ids need task.format=reversed")
+        if c.format == "plain":
+            raise ValueError("multiplication's coupled position ids need task.format=reversed or scratchpad")
         step = coupling_step(c.coupled_ids)
-        return Scheme(functools.partial(_coupled_prompt, step=step), self.vocab.chars, slots=c.b_hi, step=step)
+        if c.format == "scratchpad" and step != 1:
+            raise ValueError("task.coupled_ids=interleaved is for task.format=reversed; the scratchpad's are shared")
+        prompt_ids = functools.partial(_coupled_prompt, step=step)
+        if c.format == "scratchpad":  # digits count on, and each "+" and "=" begins a new number
+            return Scheme(prompt_ids, DIGITS, restart="+=", slots=c.b_hi)
+        return Scheme(prompt_ids, self.vocab.chars, slots=c.b_hi, step=step)
 
     @property
     def has_trace(self) -> bool:

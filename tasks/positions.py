@@ -17,9 +17,12 @@ A scheme gives ids for the prompt; the target's are then a pure function of its 
 same rule that decoding applies to each generated token (gpt/generate.py):
 
     id(t) = id(t - 1) + step   if token t is one of the scheme's `counting` characters
+            1                  if it is one of its `restart` characters
             0                  otherwise
 
-`step` is 1 except in interleaved coupling (below).
+`step` is 1 except in interleaved coupling (below).  A restart character begins a new number
+of the target at id 1, as "=" begins the answer: in a multiplication scratchpad every partial
+product and every sum is coupled to the operands (MultiplicationTask).
 
 Worked example, coupled reversed addition, 12+345 = 357, rendered "12+345=753$":
 
@@ -80,16 +83,20 @@ class Scheme:
 
     prompt_ids: Callable[[Rendered], np.ndarray]  # r -> (N, W) ids; only prompt columns are read
     counting: str  # target characters whose id is the previous id + step (the rest get 0)
+    restart: str = ""  # target characters whose id is 1: each begins a new number, as "=" does
     slots: int = 0  # the prompt may put tokens in fixed slots, ids -1 .. -slots (never shifted)
     step: int = 1  # how much each counting character adds to the id
 
     def __post_init__(self) -> None:
         if self.step < 1:
             raise ValueError(f"position ids: a counting step must be >= 1, got {self.step}")
+        if set(self.restart) & set(self.counting):
+            raise ValueError(f"position ids: {self.restart!r} both restarts and counts")
 
-    def token_steps(self, chars: str) -> list[int]:
-        """Per vocabulary character, what decoding adds to the id (0: the id becomes 0)."""
-        return [self.step if c in self.counting else 0 for c in chars]
+    def token_rules(self, chars: str) -> list[tuple[int, int]]:
+        """Per vocabulary character, (keep, add): decoding's next id is keep * the last id + add
+        (gpt.generate.next_position): (1, step) counts on, (0, 1) restarts, (0, 0) is none."""
+        return [(1, self.step) if c in self.counting else (0, 1) if c in self.restart else (0, 0) for c in chars]
 
 
 def coupling_step(coupled_ids: str) -> int:
@@ -119,17 +126,19 @@ def abacus_prompt(r: Rendered) -> np.ndarray:
 ABACUS = Scheme(abacus_prompt, DIGITS)
 
 
-def count_on(prompt: np.ndarray, r: Rendered, counting: str, step: int = 1) -> np.ndarray:
+def count_on(prompt: np.ndarray, r: Rendered, counting: str, step: int = 1, restart: str = "") -> np.ndarray:
     """Ids for every character of r: the prompt's from `prompt`, each target character's by the
     counting rule (see the module docstring); 0 past each row's length."""
     n, w = r.chars.shape
     counts = np.isin(r.chars, codepoints(counting))
+    restarts = np.isin(r.chars, codepoints(restart)) if restart else np.zeros_like(counts)
     col = np.arange(w)[None, :]
     in_prompt = col < r.prompt_len[:, None]
     ids = np.where(in_prompt, prompt[:, :w], 0).astype(np.int64)
     prev = np.zeros(n, dtype=np.int64)
     for j in range(w):
-        ids[:, j] = np.where(in_prompt[:, j], ids[:, j], np.where(counts[:, j], prev + step, 0))
+        ids[:, j] = np.where(in_prompt[:, j], ids[:, j],
+                             np.where(counts[:, j], prev + step, np.where(restarts[:, j], 1, 0)))
         prev = ids[:, j]
     return np.where(col < r.length[:, None], ids, 0)
 

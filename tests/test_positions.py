@@ -81,15 +81,17 @@ def test_coupled_ids_option_is_validated():
         AdditionConfig(coupled_ids="both")
 
 
-@pytest.mark.parametrize("coupled_ids", ["shared", "interleaved"])
-def test_target_ids_follow_the_rule_decoding_applies(coupled_ids):
+@pytest.mark.parametrize("task", [AdditionTask(AdditionConfig(max_digits=8)),
+                                  AdditionTask(AdditionConfig(max_digits=8, coupled_ids="interleaved")),
+                                  MultiplicationTask(MultiplicationConfig(max_digits=6, format="scratchpad"))],
+                         ids=["shared", "interleaved", "scratchpad"])
+def test_target_ids_follow_the_rule_decoding_applies(task):
     """Training numbers each target token as decoding will: by next_position, from the prompt's last id."""
-    task = AdditionTask(AdditionConfig(max_digits=8, coupled_ids=coupled_ids))
     r = task.render(task.problems(np.random.default_rng(3), 64, "train"))
     vocab = task.vocab
     for scheme in ("coupled", "abacus"):
         ids = task.position_ids(r, scheme)
-        counts = torch.tensor(task.position_scheme(scheme).token_steps(vocab.chars))
+        counts = torch.tensor(task.position_scheme(scheme).token_rules(vocab.chars))
         for i in range(len(r)):
             P, L = int(r.prompt_len[i]), int(r.length[i])
             last = torch.tensor([int(ids[i, P - 1])])
@@ -204,8 +206,10 @@ def test_multiplication_ood_goes_past_int64_and_keeps_its_held_out_set():
     assert all(len(str(a)) == d for a, d in zip(p["a"], p["a_digits"]))
     small = np.array([12, 10**17 + 3], dtype=np.int64)
     assert np.array_equal(hash_rows([small], 9), hash_rows([np.array([12, 10**17 + 3, None], dtype=object)[:2]], 9))
-    with pytest.raises(ValueError, match="format=reversed"):
-        MultiplicationTask(MultiplicationConfig(format="scratchpad")).position_scheme("coupled")
+    with pytest.raises(ValueError, match="format=reversed or scratchpad"):
+        MultiplicationTask(MultiplicationConfig(format="plain")).position_scheme("coupled")
+    with pytest.raises(ValueError, match="interleaved is for task.format=reversed"):
+        MultiplicationTask(MultiplicationConfig(coupled_ids="interleaved")).position_scheme("coupled")
 
 
 def test_a_multiplication_run_with_slots_trains_evaluates_ood_and_refuses_rope(tmp_path, capsys):
@@ -219,6 +223,14 @@ def test_a_multiplication_run_with_slots_trains_evaluates_ood_and_refuses_rope(t
     code, table, err = cli(capsys, "eval", out, "--split", "ood", "--n", "40", "--by", "a_digits", "--format", "json")
     assert code == 0, err
     assert {int(r["a_digits"]) for r in json.loads(table)[:-1]} <= set(range(5, 9))
+    pad = tmp_path / "scratchpad"  # coupled ids restart at each "+" and "=", in training and in decoding
+    code, _, err = cli(capsys, "train", "--task", "multiplication", "--preset", "mul-lengthgen", *TINY,
+                       "--set", "task.format=scratchpad", "--set", "model.block_size=64", "--set",
+                       "task.max_digits=4", "--set", "task.ood_max_digits=8", "--steps", "2", "--out", pad,
+                       "--quiet", "--device", "cpu")
+    assert code == 0, err
+    code, table, err = cli(capsys, "eval", pad, "--split", "ood", "--n", "20", "--format", "json")
+    assert code == 0 and "trace_valid" in table, err
     code, _, err = cli(capsys, "train", "--task", "multiplication", "--preset", "mul-lengthgen", "--set",
                        "model.pos=coupled_rope", "--steps", "1", "--out", tmp_path / "rope", "--quiet")
     assert code == 2 and err.count("\n") == 1 and "fixed position slots" in err, err
@@ -231,3 +243,36 @@ def test_coupled_multiplication_worked_example_from_the_docstring():
     assert task.position_ids(r, "coupled")[0].tolist() == [3, 2, 1, 0, -2, -1, 1, 2, 3, 4, 5, 6]
     task = MultiplicationTask(MultiplicationConfig(format="reversed", max_digits=3, coupled_ids="interleaved"))
     assert task.position_ids(r, "coupled")[0].tolist() == [6, 4, 2, 0, -2, -1, 1, 3, 5, 7, 9, 11]
+
+
+def scratchpad_reference(prompt: str, target: str) -> list[int]:
+    """From the strings: the prompt as in coupled_mul_reference; in the target a digit is one more
+    than the last id, "+" and "=" begin a number at 1, and the end token is none (0)."""
+    ids = coupled_mul_reference(prompt, "")[:len(prompt)]
+    for ch in target:
+        ids.append(ids[-1] + 1 if ch.isdigit() else 1)
+    return ids + [0]
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), b_digits=st.integers(1, 3), split=st.sampled_from(["train", "test", "ood"]))
+def test_coupled_scratchpad_ids_match_the_reference(seed, b_digits, split):
+    task = MultiplicationTask(MultiplicationConfig(max_digits=8, b_min_digits=1, b_max_digits=b_digits,
+                                                   format="scratchpad", ood_max_digits=16))
+    p = task.problems(np.random.default_rng(seed), 32, split)
+    r = task.render(p)
+    ids = task.position_ids(r, "coupled")
+    for i in range(len(r)):
+        want = scratchpad_reference(r.prompt(i), r.target(i))
+        assert ids[i, : len(want)].tolist() == want
+        assert task.parse_answer(r.target(i)) == int(p["a"][i]) * int(p["b"][i])
+
+
+def test_coupled_scratchpad_worked_example_from_the_docstring():
+    task = MultiplicationTask(MultiplicationConfig(format="scratchpad", max_digits=3))
+    r = task.render(task.problems_from_prompts(["123*45"]))
+    assert r.prompt(0) + r.target(0) == "123*45=516+0294=5355"
+    assert task.position_ids(r, "coupled")[0].tolist() == [3, 2, 1, 0, -2, -1, 1, 2, 3, 4, 1, 2, 3, 4, 5,
+                                                            1, 2, 3, 4, 5, 0]
+    names = [c.name for c in check_task(MultiplicationTask, task.config, examples=8)]  # ids, shifting, slots
+    assert any("coupled" in n for n in names)

@@ -173,6 +173,11 @@ def test_decoding_continues_position_ids_by_the_counting_rule():
     assert next_position(last, tokens, counts).tolist() == [5, 1, 0]
     steps = torch.where(counts, 2, 0)  # interleaved coupling counts in twos (tasks/positions.py)
     assert next_position(last, tokens, steps).tolist() == [6, 2, 0]
+    rules = torch.zeros(13, 2, dtype=torch.long)  # (keep, add): digits count on, token 11 restarts at 1
+    rules[:10] = torch.tensor([1, 1])
+    rules[11] = torch.tensor([0, 1])
+    assert next_position(last, tokens, rules).tolist() == [5, 1, 1]
+    assert next_position(torch.tensor([9]), torch.tensor([12]), rules).tolist() == [0]
 
 
 def test_bad_variant_names_are_rejected():
