@@ -41,7 +41,11 @@ problem groups a sub-chain in parentheses; `op_weights`, `n_ops_weights` and `di
 relative odds of the operators, of the operation counts and of the operands' digit
 counts (e.g. "1,1,3,1", "3,1,1" and "1,3" train on more short two-digit products;
 evaluate with `--set task.op_weights= --set task.n_ops_weights= --set
-task.digit_weights=` to score on the uniform mix).
+task.digit_weights=` to score on the uniform mix).  `big_weight`, in training only:
+the relative odds of a problem with a * or / step on a value longer than any
+operand, an intermediate result such as the 4,332 of 76*57/12 (4 makes them
+four times as likely as drawn; evaluation splits are never reweighted).  Such
+steps are the hardest of the task and the rarest: 7% of 2-digit problems.
 
 Held out: 5% of expressions, by a salted hash of the prompt.  Buckets: n_ops,
 max_digits (longest operand), ops (the operators used, e.g. "+*").
@@ -62,8 +66,8 @@ import numpy as np
 from tasks.base import Problems, Task, TaskConfig, parse_odds
 from tasks.encode import Rendered, codepoints, render_strings
 from tasks.expr import (
-    MAX_DIGITS, MAX_OPS, Bin, ExprError, Node, Num, Syntax, literals, operators, render_trace, split_trace,
-    trace_errors,
+    MAX_DIGITS, MAX_OPS, Bin, ExprError, Node, Num, Syntax, canonical_steps, literals, operators, render_trace,
+    split_trace, trace_errors,
 )
 from tasks.expr import value as expr_value
 
@@ -85,6 +89,7 @@ class CalculatorConfig(TaskConfig):
     op_weights: str = ""  # e.g. "1,1,3,1": relative odds of each operator in `ops`; "" = uniform
     n_ops_weights: str = ""  # e.g. "3,1,1": relative odds of min_ops..max_ops operations; "" = uniform
     digit_weights: str = ""  # e.g. "1,3": relative odds of 1..max_digits-digit operands; "" = uniform
+    big_weight: float = 1.0  # training only: odds of a problem with a * or / on an intermediate value
     precedence: str = "standard"  # standard | left
     division: str = "exact"  # exact | floor
     parens: float = 0.0  # chance of one parenthesised sub-chain (problems with 2+ operations)
@@ -126,6 +131,8 @@ class CalculatorConfig(TaskConfig):
             raise ValueError(f"division_work must be 'short' or 'subtract', got {self.division_work!r}")
         if not 0.0 <= self.parens <= 1.0:
             raise ValueError(f"parens is a probability in [0, 1], got {self.parens}")
+        if not self.big_weight >= 1.0:  # also refuses nan
+            raise ValueError(f"big_weight is relative odds of at least 1 (1: as drawn), got {self.big_weight}")
 
     def operator_odds(self) -> np.ndarray | None:
         """Probabilities of the operators in `ops`, or None for uniform (the default)."""
@@ -174,8 +181,16 @@ class CalculatorTask(Task):
 
     # ---- sampling ------------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator, n: int, split: str) -> Problems:
-        gen = _Generator(self.config, rng)
-        nodes = [gen.expression() for _ in range(n)]
+        c = self.config
+        gen = _Generator(c, rng)
+        if split != "train" or c.big_weight == 1.0:
+            return self.from_nodes([gen.expression() for _ in range(n)])
+        # reweight by rejection: a problem without a big step is kept with probability 1 / big_weight
+        nodes: list[Node] = []
+        while len(nodes) < n:
+            node = gen.expression()
+            if rng.random() * c.big_weight < 1.0 or has_big_step(node, c.max_digits, c.division):
+                nodes.append(node)
         return self.from_nodes(nodes)
 
     def from_nodes(self, nodes: list[Node]) -> Problems:
@@ -257,6 +272,13 @@ class CalculatorTask(Task):
 
 
 # ---- the generator ----------------------------------------------------------------------------
+
+def has_big_step(node: Node, max_digits: int, division: str = "exact") -> bool:
+    """Does evaluating node multiply or divide a value of more than max_digits digits (one that
+    only an earlier step can have made)?"""
+    top = 10**max_digits
+    return any(r.op in "*/" and max(abs(r.a), abs(r.b)) >= top for r in canonical_steps(node, division))
+
 
 def _draw(rng: np.random.Generator, n: int, odds: np.ndarray | None, size: int | None = None) -> Any:
     """Index(es) in [0, n): uniform when odds is None, drawn exactly as before the weights

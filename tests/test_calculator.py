@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.calculator import CalculatorConfig, CalculatorTask
-from tasks.expr import Syntax, render_trace, split_trace
+from tasks.calculator import CalculatorConfig, CalculatorTask, evaluate_python, has_big_step
+from tasks.expr import Num, Syntax, render_trace, split_trace
 from tasks.testing import check_task
 
 configs = st.builds(
@@ -211,7 +211,8 @@ def test_contract(cfg):
                                  dict(op_weights="1,-1,1,1"), dict(op_weights="0,0,0,0"), dict(op_weights="a,b,c,d"),
                                  dict(n_ops_weights="1,1"), dict(n_ops_weights="1,nan,1"),
                                  dict(digit_weights="1,1,1"), dict(digit_weights="0,0"), dict(digit_weights="-1,2"),
-                                 dict(division_digits="reversed"), dict(division_work="long")])
+                                 dict(division_digits="reversed"), dict(division_work="long"),
+                                 dict(big_weight=0.5), dict(big_weight=float("nan"))])
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         CalculatorConfig(**bad)
@@ -233,6 +234,33 @@ def test_op_weights_skew_operators_and_default_data_is_unchanged():
     share = np.bincount(short["n_ops"], minlength=4)[1:] / 2000
     assert share[0] > 0.7 and 0 < share[1] < 0.2 and 0 < share[2] < 0.2
     assert CalculatorTask(CalculatorConfig(n_ops_weights="8,1,1")).max_length() == CalculatorTask().max_length()
+
+
+def big_reference(node, task: CalculatorTask) -> bool:
+    """Each operation is one step, on its operands' values (Python's, from the rendered text)."""
+    if isinstance(node, Num):
+        return False
+    sizes = [abs(evaluate_python(task.prompt_syntax.render(child))) for child in (node.left, node.right)]
+    here = node.op in "*/" and max(sizes) >= 10**task.config.max_digits
+    return here or big_reference(node.left, task) or big_reference(node.right, task)
+
+
+def test_big_weight_reweights_training_problems_only():
+    rng = lambda: np.random.default_rng(5)  # noqa: E731
+    plain, heavy = CalculatorTask(), CalculatorTask(CalculatorConfig(big_weight=4))
+    base = plain.problems(rng(), 3000, "train")
+    big = [big_reference(nd, plain) for nd in base["tree"]]
+    assert big == [has_big_step(nd, 2) for nd in base["tree"]]
+    assert any(big) and has_big_step(plain.parse_prompt("76*57/12"), 2)  # the docstring's 4,332 / 12
+    assert not has_big_step(plain.parse_prompt("5+76*57-96"), 2)  # 4,332 is only added to
+    p = heavy.problems(rng(), 3000, "train")
+    share, was = np.mean([big_reference(nd, plain) for nd in p["tree"]]), np.mean(big)
+    want = 4 * was / (4 * was + 1 - was)  # the odds of a big problem, times 4
+    assert abs(share - want) < 0.03, (share, want)
+    for split in ("test", "val"):  # evaluation is never reweighted
+        assert list(heavy.problems(rng(), 300, split)["expr"]) == list(plain.problems(rng(), 300, split)["expr"])
+    for expr, ans in zip(p["expr"][:200], heavy.solve(p.take(np.arange(200)))):
+        assert ans == python_value(expr, CalculatorConfig())
 
 
 def test_digit_weights_skew_operand_sizes():
