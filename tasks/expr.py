@@ -96,6 +96,7 @@ class Syntax:
     reverse: bool = False  # numbers least-significant digit first
     plain_division: bool = False  # long-division work (cot=full) in ordinary digit order regardless
     division_subtract: bool = False  # long-division items also show q*b subtracted: 195/115=1r195-115=80
+    hard_division_digits: int = 4  # cot=mixed: a division of a value with this many digits or more is hard
 
     # ---- printing ----------------------------------------------------------------------------
     def num(self, v: int) -> str:
@@ -336,11 +337,12 @@ def work(op: str, a: int, b: int, syn: Syntax) -> list[str]:
 WORK = ("none", "all", "hard")  # which steps of a trace carry digit-level work
 
 
-def hard(op: str, a: int, b: int) -> bool:
+def hard(op: str, a: int, b: int, division_digits: int = 4) -> bool:
     """A step a small model memorises instead of computing (issue 4's diagnosis of the calculator's
-    errors): a product of two multi-digit numbers, or a division of a 4+-digit value."""
+    errors): a product of two multi-digit numbers, or a division of a value of `division_digits`
+    digits or more (4 by default)."""
     a, b = abs(a), abs(b)
-    return (op == "*" and a >= 10 and b >= 10) or (op == "/" and a >= 1000)
+    return (op == "*" and a >= 10 and b >= 10) or (op == "/" and a >= 10 ** (division_digits - 1))
 
 
 def step_work(op: str, a: int, b: int, syn: Syntax, which: str) -> list[str]:
@@ -348,7 +350,7 @@ def step_work(op: str, a: int, b: int, syn: Syntax, which: str) -> list[str]:
     or only on the hard ones ("hard", cot=mixed)."""
     if which not in WORK:
         raise ValueError(f"digit-level work must be one of {', '.join(WORK)}, got {which!r}")
-    if which == "none" or (which == "hard" and not hard(op, a, b)):
+    if which == "none" or (which == "hard" and not hard(op, a, b, syn.hard_division_digits)):
         return []
     return work(op, a, b, syn)
 

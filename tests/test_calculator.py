@@ -26,6 +26,7 @@ configs = st.builds(
     reverse_numbers=st.booleans(),
     division_digits=st.sampled_from(["trace", "plain"]),
     division_work=st.sampled_from(["short", "subtract"]),
+    mixed_division_digits=st.integers(2, 4),
 )
 
 
@@ -135,6 +136,23 @@ def test_mixed_work_is_only_on_hard_steps_and_checked():
     assert full.target(full.parse_prompt("34*5+1")).startswith("[")  # full writes it there
 
 
+def test_mixed_division_digits_moves_where_long_division_starts():
+    """mixed_division_digits=3: a 3-digit dividend gets its rows (the schoolbook ones, from Python's
+    divmod), a 2-digit one none, products unchanged; the checker asks for exactly that work."""
+    t = traced("mixed", reverse_numbers=False, mixed_division_digits=3)
+    rows, rem = [], 0
+    for d in "870":  # 870/6 by hand: bring down a digit, divide, keep the remainder
+        q, rem = divmod(rem * 10 + int(d), 6)
+        rows.append(f"{(rem + q * 6)}/6={q}r{rem}")
+    assert t.target(t.parse_prompt("870/6")) == "[" + ",".join(rows) + "]145"
+    assert t.target(t.parse_prompt("96/8+1")) == "12+1=13"
+    assert t.target(t.parse_prompt("34*5+1")) == "170+1=171"
+    assert t.trace_errors("870/6=", "145")[0].startswith("step 1 work")  # rows missing
+    assert t.trace_errors("870/6=", t.target(t.parse_prompt("870/6"))) == []
+    four = traced("mixed", reverse_numbers=False)  # the default, 4: one step
+    assert four.target(four.parse_prompt("870/6")) == "145"
+
+
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_plain_long_division_is_schoolbook_long_division(seed):
@@ -212,7 +230,8 @@ def test_contract(cfg):
                                  dict(n_ops_weights="1,1"), dict(n_ops_weights="1,nan,1"),
                                  dict(digit_weights="1,1,1"), dict(digit_weights="0,0"), dict(digit_weights="-1,2"),
                                  dict(division_digits="reversed"), dict(division_work="long"),
-                                 dict(big_weight=0.5), dict(big_weight=float("nan"))])
+                                 dict(big_weight=0.5), dict(big_weight=float("nan")),
+                                 dict(mixed_division_digits=1)])
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         CalculatorConfig(**bad)
