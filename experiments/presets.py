@@ -164,9 +164,20 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "mul-lengthgen",
-            "N x 1 and N x 2 multiplication on N <= 10, tested to N = 20: coupled ids, b in fixed slots",
+            "N x 1 and N x 2 multiplication on N <= 10, tested to N = 20: the scratchpad with coupled ids",
             # as lengthgen, with the multiplier's digits in fixed position slots that every answer digit
-            # attends to (tasks/multiplication.py); 3 layers: a carry runs up to 17
+            # attends to (tasks/multiplication.py); the scratchpad's partial products and sums count up
+            # from their own "+" or "=", so every carry is at most 9 and local (docs/LOG.md 2026-12-01)
+            GPTConfig(block_size=96, n_layer=3, n_head=4, n_embd=128, dropout=0.0, pos="coupled_rel", max_pos=64),
+            dataclasses.replace(_SMALL_TRAIN, steps=6000, eval_interval=1000),
+            task_options=(("format", "scratchpad"), ("max_digits", 10), ("b_min_digits", 1), ("b_max_digits", 2),
+                          ("ood_max_digits", 20)),
+            for_tasks=("multiplication",),
+        ),
+        Preset(
+            "mul-lengthgen-reversed",
+            "mul-lengthgen before the scratchpad: the answer alone, reversed, kept so that its figures reproduce",
+            # 3 layers: a direct N x 2 carry runs up to 17
             GPTConfig(block_size=48, n_layer=3, n_head=4, n_embd=128, dropout=0.0, pos="coupled_rel", max_pos=64),
             dataclasses.replace(_SMALL_TRAIN, steps=10000, eval_interval=1000),
             task_options=(("format", "reversed"), ("max_digits", 10), ("b_min_digits", 1), ("b_max_digits", 2),

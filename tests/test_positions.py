@@ -214,7 +214,7 @@ def test_multiplication_ood_goes_past_int64_and_keeps_its_held_out_set():
 
 def test_a_multiplication_run_with_slots_trains_evaluates_ood_and_refuses_rope(tmp_path, capsys):
     out = tmp_path / "mul"
-    code, _, err = cli(capsys, "train", "--task", "multiplication", "--preset", "mul-lengthgen", *TINY,
+    code, _, err = cli(capsys, "train", "--task", "multiplication", "--preset", "mul-lengthgen-reversed", *TINY,
                        "--set", "model.block_size=48", "--set", "task.max_digits=4", "--set", "task.ood_max_digits=8",
                        "--steps", "3", "--out", out, "--quiet", "--device", "cpu")
     assert code == 0, err
@@ -225,7 +225,7 @@ def test_a_multiplication_run_with_slots_trains_evaluates_ood_and_refuses_rope(t
     assert {int(r["a_digits"]) for r in json.loads(table)[:-1]} <= set(range(5, 9))
     pad = tmp_path / "scratchpad"  # coupled ids restart at each "+" and "=", in training and in decoding
     code, _, err = cli(capsys, "train", "--task", "multiplication", "--preset", "mul-lengthgen", *TINY,
-                       "--set", "task.format=scratchpad", "--set", "model.block_size=64", "--set",
+                       "--set", "model.block_size=64", "--set",
                        "task.max_digits=4", "--set", "task.ood_max_digits=8", "--steps", "2", "--out", pad,
                        "--quiet", "--device", "cpu")
     assert code == 0, err
