@@ -113,15 +113,26 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "calculator",
-            "calculator chains, 1-3 ops on operands up to 2 digits, cot=mixed; RMSNorm, SwiGLU, QK-norm, RoPE, length-split batches",
+            "calculator chains, 1-3 ops on operands up to 2 digits, cot=mixed with long division from 3 digits, "
+            "hard steps 4x as likely in training; RMSNorm, SwiGLU, QK-norm, RoPE, length-split batches",
             # cot=mixed: digit-level work only on a product of two multi-digit numbers and a division of a
-            # 4+-digit value, the steps that cot=steps could not learn (docs/LOG.md 2026-12-01); the model
-            # is the best of ~20 recipes over sessions 2-6 (docs/benchmarks.md), at a step count that fits
-            # 20 minutes on 2 cores
+            # 3+-digit value, the steps that cot=steps could not learn; big_weight: problems that multiply
+            # or divide an intermediate value, the rarest and hardest, 4x as often in training (docs/LOG.md
+            # 2026-12-01). The model is the best of ~20 recipes over sessions 2-6 (docs/benchmarks.md); a
+            # weighted step costs 1.25x, so 10,000 steps fit 20 minutes on 2 cores
+            dataclasses.replace(_DEEP_MODEL, block_size=216, norm="rmsnorm", mlp="swiglu", qk_norm=True, pos="rope"),
+            dataclasses.replace(_DEEP_TRAIN, steps=10000, eval_interval=2500, length_chunks=4),
+            task_options=(("cot", "mixed"), ("mixed_division_digits", 3), ("big_weight", 4.0)),
+            for_tasks=("calculator",), default_for=("calculator",),
+        ),
+        Preset(
+            "calc-mixed",
+            "the calculator preset before weighting: cot=mixed, long division from 4 digits, 11,500 steps, "
+            "kept so that its figures reproduce",
             dataclasses.replace(_DEEP_MODEL, block_size=216, norm="rmsnorm", mlp="swiglu", qk_norm=True, pos="rope"),
             dataclasses.replace(_DEEP_TRAIN, steps=11500, eval_interval=2500, length_chunks=4),
             task_options=(("cot", "mixed"),),
-            for_tasks=("calculator",), default_for=("calculator",),
+            for_tasks=("calculator",),
         ),
         Preset(
             "calc-steps",
