@@ -43,6 +43,13 @@ _SMALL_TRAIN = TrainConfig(steps=3000, batch_size=128, lr=3e-3, min_lr=3e-4, war
 _DEEP_TRAIN = TrainConfig(steps=12000, batch_size=64, lr=2e-3, min_lr=2e-4, warmup_steps=200,
                           weight_decay=0.1, beta2=0.99, grad_clip=1.0, eval_interval=500, eval_iters=4)
 _DEEP_MODEL = GPTConfig(block_size=48, n_layer=3, n_head=4, n_embd=128, dropout=0.0)
+# the calculator's model since session 5, and its train settings less the step count
+_CALC_MODEL = dataclasses.replace(_DEEP_MODEL, block_size=216, norm="rmsnorm", mlp="swiglu", qk_norm=True, pos="rope")
+_CALC_TRAIN = dataclasses.replace(_DEEP_TRAIN, eval_interval=2500, length_chunks=4)
+# N x 1 and N x 2 multiplication for length generalisation: a of 1-10 digits, tested to 20
+_MUL_LENGTHGEN_MODEL = GPTConfig(block_size=48, n_layer=3, n_head=4, n_embd=128, dropout=0.0, pos="coupled_rel",
+                                 max_pos=64)
+_MUL_LENGTHGEN_TASK = (("max_digits", 10), ("b_min_digits", 1), ("b_max_digits", 2), ("ood_max_digits", 20))
 
 PRESETS: dict[str, Preset] = {
     p.name: p
@@ -120,8 +127,8 @@ PRESETS: dict[str, Preset] = {
             # or divide an intermediate value, the rarest and hardest, 4x as often in training (docs/LOG.md
             # 2026-12-01). The model is the best of ~20 recipes over sessions 2-6 (docs/benchmarks.md); a
             # weighted step costs 1.25x, so 10,000 steps fit 20 minutes on 2 cores
-            dataclasses.replace(_DEEP_MODEL, block_size=216, norm="rmsnorm", mlp="swiglu", qk_norm=True, pos="rope"),
-            dataclasses.replace(_DEEP_TRAIN, steps=10000, eval_interval=2500, length_chunks=4),
+            _CALC_MODEL,
+            dataclasses.replace(_CALC_TRAIN, steps=10000),
             task_options=(("cot", "mixed"), ("mixed_division_digits", 3), ("big_weight", 4.0)),
             for_tasks=("calculator",), default_for=("calculator",),
         ),
@@ -129,8 +136,8 @@ PRESETS: dict[str, Preset] = {
             "calc-mixed",
             "the calculator preset before weighting: cot=mixed, long division from 4 digits, 11,500 steps, "
             "kept so that its figures reproduce",
-            dataclasses.replace(_DEEP_MODEL, block_size=216, norm="rmsnorm", mlp="swiglu", qk_norm=True, pos="rope"),
-            dataclasses.replace(_DEEP_TRAIN, steps=11500, eval_interval=2500, length_chunks=4),
+            _CALC_MODEL,
+            dataclasses.replace(_CALC_TRAIN, steps=11500),
             task_options=(("cot", "mixed"),),
             for_tasks=("calculator",),
         ),
@@ -178,21 +185,19 @@ PRESETS: dict[str, Preset] = {
             "N x 1 and N x 2 multiplication on N <= 10, tested to N = 20: the scratchpad with coupled ids",
             # as lengthgen, with the multiplier's digits in fixed position slots that every answer digit
             # attends to (tasks/multiplication.py); the scratchpad's partial products and sums count up
-            # from their own "+" or "=", so every carry is at most 9 and local (docs/LOG.md 2026-12-01)
-            GPTConfig(block_size=96, n_layer=3, n_head=4, n_embd=128, dropout=0.0, pos="coupled_rel", max_pos=64),
+            # from their own "+" or "=", so every carry is at most 8 and local (docs/LOG.md 2026-12-01)
+            dataclasses.replace(_MUL_LENGTHGEN_MODEL, block_size=96),
             dataclasses.replace(_SMALL_TRAIN, steps=6000, eval_interval=1000),
-            task_options=(("format", "scratchpad"), ("max_digits", 10), ("b_min_digits", 1), ("b_max_digits", 2),
-                          ("ood_max_digits", 20)),
+            task_options=(("format", "scratchpad"), *_MUL_LENGTHGEN_TASK),
             for_tasks=("multiplication",),
         ),
         Preset(
             "mul-lengthgen-reversed",
             "mul-lengthgen before the scratchpad: the answer alone, reversed, kept so that its figures reproduce",
             # 3 layers: a direct N x 2 carry runs up to 17
-            GPTConfig(block_size=48, n_layer=3, n_head=4, n_embd=128, dropout=0.0, pos="coupled_rel", max_pos=64),
+            _MUL_LENGTHGEN_MODEL,
             dataclasses.replace(_SMALL_TRAIN, steps=10000, eval_interval=1000),
-            task_options=(("format", "reversed"), ("max_digits", 10), ("b_min_digits", 1), ("b_max_digits", 2),
-                          ("ood_max_digits", 20)),
+            task_options=(("format", "reversed"), *_MUL_LENGTHGEN_TASK),
             for_tasks=("multiplication",),
         ),
         Preset(

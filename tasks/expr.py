@@ -337,10 +337,10 @@ def work(op: str, a: int, b: int, syn: Syntax) -> list[str]:
 WORK = ("none", "all", "hard")  # which steps of a trace carry digit-level work
 
 
-def hard(op: str, a: int, b: int, division_digits: int = 4) -> bool:
+def hard(op: str, a: int, b: int, division_digits: int) -> bool:
     """A step a small model memorises instead of computing (issue 4's diagnosis of the calculator's
     errors): a product of two multi-digit numbers, or a division of a value of `division_digits`
-    digits or more (4 by default)."""
+    digits or more (Syntax.hard_division_digits)."""
     a, b = abs(a), abs(b)
     return (op == "*" and a >= 10 and b >= 10) or (op == "/" and a >= 10 ** (division_digits - 1))
 
