@@ -30,6 +30,12 @@ step, as in cot=steps:
 
     prompt "870/6="     target "[8/6=1r2,72/6=4r3,03/6=5r0]541$"
 
+`sign_work` (cot=mixed or full) writes a + or - whose result is negative as the positive
+difference first, then the result with its sign, so the sign is no longer a guess made
+before the digits that decide it:
+
+    prompt "63-70="     target "[07-36=7]-7$"
+
 Default format: every number in the target is written least-significant digit
 first (`reverse_numbers=True`).  That is the order in which addition,
 subtraction and multiplication produce digits, so each output digit depends
@@ -103,6 +109,7 @@ class CalculatorConfig(TaskConfig):
     division_digits: str = "trace"  # cot=full long division: trace (as the trace's numbers) | plain
     division_work: str = "short"  # cot=full long division: short (q and remainder) | subtract (also cur-q*b)
     mixed_division_digits: int = 4  # cot=mixed: long division for a dividend of this many digits or more
+    sign_work: bool = False  # cot=mixed|full: a negative sum or difference first writes the positive one
     mask_prompt: bool = True
 
     def __post_init__(self) -> None:
@@ -137,6 +144,8 @@ class CalculatorConfig(TaskConfig):
             raise ValueError(f"division_work must be 'short' or 'subtract', got {self.division_work!r}")
         if self.mixed_division_digits < 2:  # a 1-digit dividend has no rows to write
             raise ValueError(f"mixed_division_digits must be at least 2, got {self.mixed_division_digits}")
+        if self.sign_work and WORK_OF[self.cot] == "none":
+            raise ValueError(f"sign_work writes work in brackets, which cot={self.cot} has none of: use cot=mixed or full")
         if not 0.0 <= self.parens <= 1.0:
             raise ValueError(f"parens is a probability in [0, 1], got {self.parens}")
         if not self.big_weight >= 1.0:  # also refuses nan
@@ -169,7 +178,7 @@ class CalculatorTask(Task):
         super().__init__(config)
         c = self.config
         self.syntax = Syntax(c.precedence, c.reverse_numbers, c.division_digits == "plain",
-                             c.division_work == "subtract", c.mixed_division_digits)  # targets
+                             c.division_work == "subtract", c.mixed_division_digits, c.sign_work)  # targets
         self.prompt_syntax = Syntax(c.precedence, False)  # what users type
         self._max_length: int | None = None
 

@@ -14,7 +14,8 @@ from tasks.expr import Num, Syntax, render_trace, split_trace
 from tasks.testing import check_task
 
 configs = st.builds(
-    CalculatorConfig,
+    lambda sign_work, **kw: CalculatorConfig(sign_work=sign_work and kw["cot"] in ("mixed", "full"), **kw),
+    sign_work=st.booleans(),
     min_ops=st.integers(1, 2),
     max_ops=st.integers(2, 4),
     max_digits=st.integers(1, 3),
@@ -153,6 +154,33 @@ def test_mixed_division_digits_moves_where_long_division_starts():
     assert four.target(four.parse_prompt("870/6")) == "145"
 
 
+def test_sign_work_writes_the_positive_difference_before_a_negative_result():
+    """sign_work: a + or - whose terms have opposite signs and whose result is negative first writes
+    |larger| - |smaller| (checked against Python), then the result with its sign; other steps are
+    unchanged, and a trace without that work names its step."""
+    t = traced("mixed", mixed_division_digits=3, sign_work=True)
+    assert t.target(t.parse_prompt("63-70")) == "[07-36=7]-7"  # 70-63, reversed
+    assert t.target(t.parse_prompt("5-12+20")) == "[21-5=7]-7+02=31"
+    assert t.target(t.parse_prompt("85-36")) == "94"  # positive: one step
+    assert t.target(t.parse_prompt("-7-5")) == "-21"  # both terms negative: no sign to decide
+    assert t.trace_errors("63-70=", "-7")[0].startswith("step 1 work")
+    assert t.trace_errors("63-70=", "[07-36=8]-7")[0].startswith("step 1 work")
+    plain = traced("mixed", reverse_numbers=False, sign_work=True)
+    for a in range(-30, 31, 7):
+        for b in range(-30, 31, 5):
+            for op, v in (("+", a + b), ("-", a - b)):
+                prompt = f"{a}{op}({b})" if b < 0 else f"{a}{op}{b}"
+                steps = plain.target(plain.parse_prompt(prompt))
+                t_term = b if op == "+" else -b
+                if v < 0 and a != 0 and t_term != 0 and (a < 0) != (t_term < 0):
+                    big, small = max(abs(a), abs(t_term)), min(abs(a), abs(t_term))
+                    assert steps == f"[{big}-{small}={big - small}]{v}", prompt
+                else:
+                    assert steps == str(v), prompt
+    without = traced("mixed", reverse_numbers=False)
+    assert without.target(without.parse_prompt("63-70")) == "-7"
+
+
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_plain_long_division_is_schoolbook_long_division(seed):
@@ -231,7 +259,8 @@ def test_contract(cfg):
                                  dict(digit_weights="1,1,1"), dict(digit_weights="0,0"), dict(digit_weights="-1,2"),
                                  dict(division_digits="reversed"), dict(division_work="long"),
                                  dict(big_weight=0.5), dict(big_weight=float("nan")),
-                                 dict(mixed_division_digits=1)])
+                                 dict(mixed_division_digits=1), dict(sign_work=True),
+                                 dict(sign_work=True, cot="none")])
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         CalculatorConfig(**bad)
