@@ -16,6 +16,14 @@ intermediate results included):
 and the table gives each class's share of the problems and its exact-match accuracy. For
 `cot=steps`, which writes every operation's result in one step, it shows which results the
 model must compute without written work.
+
+    python benchmarks/calc_hardest_step.py --errors RUN SAMPLES.jsonl
+
+counts instead where the wrong traces first go wrong: each problem that is wrong or has an
+invalid trace is classed by the first step the trace checker rejects (with RUN's task options),
+as the operation that step should have performed and its operands' digit counts
+(`/ 4:2` a 4-digit value divided by a 2-digit one; `- neg` a + or - with a negative result),
+`work` when the step's result was right and its digit-level work was not, or `malformed`.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from pathlib import Path
 import pandas as pd
 
 from tasks.calculator import CalculatorConfig, CalculatorTask
-from tasks.expr import Node, canonical_steps
+from tasks.expr import ExprError, Node, canonical_steps, first_reduction, split_trace
 
 CLASSES = ("easy", "*1", "/", "*2x2", "*big", "/big")
 
@@ -61,10 +69,56 @@ def table(path: Path, task: CalculatorTask) -> pd.DataFrame:
     return pd.DataFrame({"share": g["size"] / len(df), "accuracy": g["mean"]}).T.assign(all=[1.0, df["correct"].mean()])
 
 
+def step_class(op: str, a: int, b: int) -> str:
+    if op in "+-" and (a + b if op == "+" else a - b) < 0:
+        return f"{op} neg"
+    return f"{op} {len(str(abs(a)))}:{len(str(abs(b)))}"
+
+
+def first_error(task: CalculatorTask, prompt: str, got: str) -> str | None:
+    """The class of the first step of `got` that the trace checker rejects; None for a valid trace."""
+    errors = task.trace_errors(prompt, got)
+    if not errors:
+        return None
+    head = errors[0]
+    if not head.startswith("step ") or "does not parse" in head:
+        return "malformed"
+    k = int(head.split()[1])
+    prev = task.parse_prompt(prompt)
+    try:
+        for _, text in split_trace(got)[: k - 1]:  # the model's own steps up to the wrong one
+            prev = task.syntax.parse(text)
+    except ExprError:
+        return "malformed"
+    r = first_reduction(prev, task.config.division)
+    if r is None:
+        return "malformed"  # a step after the answer
+    return step_class(r.op, r.a, r.b) + (" work" if " work " in head else "")
+
+
+def error_table(path: Path, task: CalculatorTask) -> pd.Series:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line]
+    classes = [first_error(task, r["prompt"], r["got"]) for r in rows
+               if not (r["correct"] and r.get("trace_valid", True))]
+    return pd.Series([c for c in classes if c is not None], dtype=object).value_counts()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("samples", nargs="+", type=Path)
+    ap.add_argument("--errors", type=Path, metavar="RUN",
+                    help="count the wrong traces' first wrong steps, with this calculator run's task options")
     args = ap.parse_args()
+    if args.errors:
+        config = json.loads((args.errors / "config.json").read_text())["task"]["config"]
+        task = CalculatorTask(CalculatorConfig(**config))
+        for path in args.samples:
+            counts = error_table(path, task)
+            print(f"\n{path.name}: {counts.sum()} wrong traces by their first wrong step\n")
+            print("| step | errors |\n|---|---|")
+            for name, count in counts.items():
+                print(f"| `{name}` | {count} |")
+        return
     task = CalculatorTask(CalculatorConfig(max_digits=9))  # parsing only
     for path in args.samples:
         t = table(path, task)

@@ -365,3 +365,22 @@ def test_hardest_step_table(tmp_path):
     t = mod.table(path, CalculatorTask(CalculatorConfig(max_digits=9)))
     assert list(t.columns) == ["easy", "*1", "*2x2", "all"]
     assert t.loc["share", "*2x2"] == 0.5 and t.loc["accuracy", "*2x2"] == 0.5 and t.loc["accuracy", "all"] == 0.75
+
+
+def test_first_error_names_the_step_a_wrong_trace_first_gets_wrong(tmp_path):
+    """--errors: each wrong trace is classed by the operation its first rejected step should have done."""
+    mod = _hardest_step_script()
+    t = traced("mixed", mixed_division_digits=3, sign_work=True)
+    assert mod.first_error(t, "63-70=", t.target(t.parse_prompt("63-70"))) is None
+    assert mod.first_error(t, "63-70=", "-7") == "- neg work"  # right result, its work missing
+    assert mod.first_error(t, "63-70=", "[07-36=7]7") == "- neg"
+    assert mod.first_error(t, "1+2*3=", "1+6=8") == "+ 1:1"  # step 2: the model's 1+6, not the prompt's
+    assert mod.first_error(t, "1904/56=", "[091/65=3r22,422/65=5r0]43") == "/ 4:2 work"  # 34, a wrong row
+    assert mod.first_error(t, "1904/56=", "[091/65=3r22,422/65=5r0]53") == "/ 4:2"  # the result wrong too
+    assert mod.first_error(t, "1+2=", "3]") == "malformed"
+    lines = [dict(prompt="63-70=", got="-7", correct=True, trace_valid=False),
+             dict(prompt="1+2=", got="3", correct=True, trace_valid=True),
+             dict(prompt="1+2*3=", got="1+6=8", correct=False, trace_valid=False)]
+    path = tmp_path / "s.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in lines))
+    assert mod.error_table(path, t).to_dict() == {"- neg work": 1, "+ 1:1": 1}
