@@ -161,7 +161,7 @@ PRESETS: dict[str, Preset] = {
             "big_weight=4) with sign_work, block 416, 8,000 steps",
             # cot=mixed keeps traces short enough (52.7 characters on average in training) for 8,000 steps
             # of 64 problems where cot=full's fit 12,500 of 32; sign_work halves the negative-result errors
-            # (docs/LOG.md 2026-12-02). 96.01% on 10,000; ~26 min on 2 cores, scaled from a slower machine
+            # (docs/LOG.md 2026-12-02). 96.01% on 10,000; an estimated 25-31 min on 2 cores (61 on a slower one)
             dataclasses.replace(_CALC_MODEL, block_size=416),
             dataclasses.replace(_CALC_TRAIN, steps=8000),
             task_options=(("max_digits", 3), ("cot", "mixed"), ("mixed_division_digits", 3), ("big_weight", 4.0),
