@@ -35,7 +35,8 @@ from pathlib import Path
 import pandas as pd
 
 from tasks.calculator import CalculatorConfig, CalculatorTask
-from tasks.expr import ExprError, Node, canonical_steps, first_reduction, split_trace
+from experiments.rundir import read_config
+from tasks.expr import ExprError, Node, Reduction, canonical_steps, first_reduction, split_trace
 
 CLASSES = ("easy", "*1", "/", "*2x2", "*big", "/big")
 
@@ -69,10 +70,10 @@ def table(path: Path, task: CalculatorTask) -> pd.DataFrame:
     return pd.DataFrame({"share": g["size"] / len(df), "accuracy": g["mean"]}).T.assign(all=[1.0, df["correct"].mean()])
 
 
-def step_class(op: str, a: int, b: int) -> str:
-    if op in "+-" and (a + b if op == "+" else a - b) < 0:
-        return f"{op} neg"
-    return f"{op} {len(str(abs(a)))}:{len(str(abs(b)))}"
+def step_class(r: Reduction) -> str:
+    if r.op in "+-" and r.value < 0:
+        return f"{r.op} neg"
+    return f"{r.op} {len(str(abs(r.a)))}:{len(str(abs(r.b)))}"
 
 
 def first_error(task: CalculatorTask, prompt: str, got: str) -> str | None:
@@ -93,7 +94,7 @@ def first_error(task: CalculatorTask, prompt: str, got: str) -> str | None:
     r = first_reduction(prev, task.config.division)
     if r is None:
         return "malformed"  # a step after the answer
-    return step_class(r.op, r.a, r.b) + (" work" if " work " in head else "")
+    return step_class(r) + (" work" if " work " in head else "")
 
 
 def error_table(path: Path, task: CalculatorTask) -> pd.Series:
@@ -110,8 +111,7 @@ def main() -> None:
                     help="count the wrong traces' first wrong steps, with this calculator run's task options")
     args = ap.parse_args()
     if args.errors:
-        config = json.loads((args.errors / "config.json").read_text())["task"]["config"]
-        task = CalculatorTask(CalculatorConfig(**config))
+        task = CalculatorTask(CalculatorConfig(**read_config(args.errors)["task"]["config"]))
         for path in args.samples:
             counts = error_table(path, task)
             print(f"\n{path.name}: {counts.sum()} wrong traces by their first wrong step\n")

@@ -46,6 +46,7 @@ _DEEP_MODEL = GPTConfig(block_size=48, n_layer=3, n_head=4, n_embd=128, dropout=
 # the calculator's model since session 5, and its train settings less the step count
 _CALC_MODEL = dataclasses.replace(_DEEP_MODEL, block_size=216, norm="rmsnorm", mlp="swiglu", qk_norm=True, pos="rope")
 _CALC_TRAIN = dataclasses.replace(_DEEP_TRAIN, eval_interval=2500, length_chunks=4)
+_CALC_TASK = (("cot", "mixed"), ("mixed_division_digits", 3), ("big_weight", 4.0))  # the default's trace and mix
 # N x 1 and N x 2 multiplication for length generalisation: a of 1-10 digits, tested to 20
 _MUL_LENGTHGEN_MODEL = GPTConfig(block_size=48, n_layer=3, n_head=4, n_embd=128, dropout=0.0, pos="coupled_rel",
                                  max_pos=64)
@@ -129,7 +130,7 @@ PRESETS: dict[str, Preset] = {
             # weighted step costs 1.25x, so 10,000 steps fit 20 minutes on 2 cores
             _CALC_MODEL,
             dataclasses.replace(_CALC_TRAIN, steps=10000),
-            task_options=(("cot", "mixed"), ("mixed_division_digits", 3), ("big_weight", 4.0)),
+            task_options=_CALC_TASK,
             for_tasks=("calculator",), default_for=("calculator",),
         ),
         Preset(
@@ -164,8 +165,7 @@ PRESETS: dict[str, Preset] = {
             # (docs/LOG.md 2026-12-02). 96.01% on 10,000; an estimated 25-31 min on 2 cores (61 on a slower one)
             dataclasses.replace(_CALC_MODEL, block_size=416),
             dataclasses.replace(_CALC_TRAIN, steps=8000),
-            task_options=(("max_digits", 3), ("cot", "mixed"), ("mixed_division_digits", 3), ("big_weight", 4.0),
-                          ("sign_work", True)),
+            task_options=(("max_digits", 3), *_CALC_TASK, ("sign_work", True)),
             for_tasks=("calculator",),
         ),
         Preset(

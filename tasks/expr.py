@@ -358,7 +358,7 @@ def sign_work(op: str, a: int, b: int, syn: Syntax) -> list[str]:
     if op not in "+-":
         return []
     t = b if op == "+" else -b  # a op b = a + t
-    if a + t >= 0 or a == 0 or t == 0 or (a < 0) == (t < 0):  # no sign to decide
+    if a + t >= 0 or a * t >= 0:  # no sign to decide: a positive result, a zero term or terms of one sign
         return []
     big, small = max(abs(a), abs(t)), min(abs(a), abs(t))
     return [f"{syn.num(big)}-{syn.num(small)}={syn.num(big - small)}"]
