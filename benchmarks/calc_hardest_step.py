@@ -35,6 +35,7 @@ from pathlib import Path
 import pandas as pd
 
 from tasks.calculator import CalculatorConfig, CalculatorTask
+from experiments.errors import UserError
 from experiments.rundir import read_config
 from tasks.expr import ExprError, Node, Reduction, canonical_steps, first_reduction, split_trace
 
@@ -111,7 +112,10 @@ def main() -> None:
                     help="count the wrong traces' first wrong steps, with this calculator run's task options")
     args = ap.parse_args()
     if args.errors:
-        task = CalculatorTask(CalculatorConfig(**read_config(args.errors)["task"]["config"]))
+        try:
+            task = CalculatorTask(CalculatorConfig(**read_config(args.errors)["task"]["config"]))
+        except (UserError, TypeError, ValueError) as e:  # not a run, or not a calculator run
+            ap.error(f"--errors {args.errors}: {e}")
         for path in args.samples:
             counts = error_table(path, task)
             print(f"\n{path.name}: {counts.sum()} wrong traces by their first wrong step\n")
