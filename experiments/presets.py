@@ -46,7 +46,7 @@ _DEEP_MODEL = GPTConfig(block_size=48, n_layer=3, n_head=4, n_embd=128, dropout=
 # the calculator's model since session 5, and its train settings less the step count
 _CALC_MODEL = dataclasses.replace(_DEEP_MODEL, block_size=216, norm="rmsnorm", mlp="swiglu", qk_norm=True, pos="rope")
 _CALC_TRAIN = dataclasses.replace(_DEEP_TRAIN, eval_interval=2500, length_chunks=4)
-_CALC_TASK = (("cot", "mixed"), ("mixed_division_digits", 3), ("big_weight", 4.0))  # the default's trace and mix
+_CALC_TASK = (("cot", "mixed"), ("mixed_division_digits", 3), ("big_weight", 4.0))  # calc-weighted's trace and mix
 # N x 1 and N x 2 multiplication for length generalisation: a of 1-10 digits, tested to 20
 _MUL_LENGTHGEN_MODEL = GPTConfig(block_size=48, n_layer=3, n_head=4, n_embd=128, dropout=0.0, pos="coupled_rel",
                                  max_pos=64)
@@ -121,17 +121,29 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "calculator",
-            "calculator chains, 1-3 ops on operands up to 2 digits, cot=mixed with long division from 3 digits, "
-            "hard steps 4x as likely in training; RMSNorm, SwiGLU, QK-norm, RoPE, length-split batches",
+            "calculator chains, 1-3 ops on operands up to 2 digits, cot=mixed with long division from 3 digits "
+            "whose rows write their subtraction, hard steps 4x as likely in training; RMSNorm, SwiGLU, QK-norm, "
+            "RoPE, length-split batches",
             # cot=mixed: digit-level work only on a product of two multi-digit numbers and a division of a
             # 3+-digit value, the steps that cot=steps could not learn; big_weight: problems that multiply
             # or divide an intermediate value, the rarest and hardest, 4x as often in training (docs/LOG.md
-            # 2026-12-01). The model is the best of ~20 recipes over sessions 2-6 (docs/benchmarks.md); a
-            # weighted step costs 1.25x, so 10,000 steps fit 20 minutes on 2 cores
+            # 2026-12-01); division_work=subtract: each long-division row writes cur-q*b, so its quotient
+            # digit is checked by a product the model can compute (docs/LOG.md 2026-12-02, second session).
+            # Rows with their subtraction make a step 1.14x as costly, so 8,800 steps cost what the
+            # previous default's 10,000 did; block 256 holds the longest trace (249 tokens)
+            dataclasses.replace(_CALC_MODEL, block_size=256),
+            dataclasses.replace(_CALC_TRAIN, steps=8800),
+            task_options=(*_CALC_TASK, ("division_work", "subtract")),
+            for_tasks=("calculator",), default_for=("calculator",),
+        ),
+        Preset(
+            "calc-weighted",
+            "the calculator preset before division_work=subtract: cot=mixed, long division from 3 digits, "
+            "big_weight=4, 10,000 steps, kept so that its figures reproduce",
             _CALC_MODEL,
             dataclasses.replace(_CALC_TRAIN, steps=10000),
             task_options=_CALC_TASK,
-            for_tasks=("calculator",), default_for=("calculator",),
+            for_tasks=("calculator",),
         ),
         Preset(
             "calc-mixed",
@@ -158,7 +170,7 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "calc3",
-            "3-digit calculator chains: the default's recipe (cot=mixed, long division from 3 digits, "
+            "3-digit calculator chains: calc-weighted's recipe (cot=mixed, long division from 3 digits, "
             "big_weight=4) with sign_work, block 416, 8,000 steps",
             # cot=mixed keeps traces short enough (52.7 characters on average in training) for 8,000 steps
             # of 64 problems where cot=full's fit 12,500 of 32; sign_work halves the negative-result errors

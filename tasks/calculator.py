@@ -107,7 +107,7 @@ class CalculatorConfig(TaskConfig):
     cot: str = "steps"  # none | steps | mixed | full
     reverse_numbers: bool = True
     division_digits: str = "trace"  # cot=full long division: trace (as the trace's numbers) | plain
-    division_work: str = "short"  # cot=full long division: short (q and remainder) | subtract (also cur-q*b)
+    division_work: str = "short"  # long-division rows: short (q and remainder) | subtract (also cur-q*b)
     mixed_division_digits: int = 4  # cot=mixed: long division for a dividend of this many digits or more
     sign_work: bool = False  # cot=mixed|full: a negative sum or difference first writes the positive one
     mask_prompt: bool = True
