@@ -130,9 +130,11 @@ PRESETS: dict[str, Preset] = {
             # 2026-12-01); division_work=subtract: each long-division row writes cur-q*b, so its quotient
             # digit is checked by a product the model can compute (docs/LOG.md 2026-12-02, second session).
             # Rows with their subtraction make a step 1.14x as costly, so 8,800 steps cost what the
-            # previous default's 10,000 did; block 256 holds the longest trace (249 tokens)
+            # previous default's 10,000 did; block 256 holds the longest trace (249 tokens). 8 length
+            # chunks: the same gradient as 4 at about 0.9x the cost; 7,500 steps were too few for
+            # one seed of two (docs/LOG.md 2026-12-02, third session)
             dataclasses.replace(_CALC_MODEL, block_size=256),
-            dataclasses.replace(_CALC_TRAIN, steps=8800),
+            dataclasses.replace(_CALC_TRAIN, steps=8800, length_chunks=8),
             task_options=(*_CALC_TASK, ("division_work", "subtract")),
             for_tasks=("calculator",), default_for=("calculator",),
         ),
