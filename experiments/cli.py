@@ -335,7 +335,7 @@ def tasks_cmd(include: list[str] = IncludeOpt,
 def run_cmd(
     spec_file: Path = typer.Argument(..., help="an experiment spec (experiments/specs/*.toml)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="output directory (default runs/spec-NAME)"),
-    only: Optional[str] = typer.Option(None, "--only", help="run only variants matching this name or glob"),
+    only: Optional[str] = typer.Option(None, "--only", help="run only this variant (an exact name), or those it prefixes or glob-matches"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list the runs and their commands; train nothing"),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="local: runs at a time (default: the spec's)"),
     log: list[str] = typer.Option([], "--log", help="each run also logs to tensorboard or wandb, tagged with the spec and variant"),

@@ -102,7 +102,9 @@ def _check_paths(spec: Spec, keys: list[RunKey], root: Path, real_root: Path) ->
 def plan(spec: Spec, only: str | None = None) -> list[RunKey]:
     keys = [RunKey(v, s) for v in spec.variants for s in v.seeds]
     if only:
-        keys = [k for k in keys if fnmatch.fnmatch(k.variant.name, only) or k.variant.name.startswith(only)]
+        # an exact name selects that variant alone: `pos.coupled` must not pull in `pos.coupled_rel`
+        exact = [k for k in keys if k.variant.name == only]
+        keys = exact or [k for k in keys if fnmatch.fnmatch(k.variant.name, only) or k.variant.name.startswith(only)]
         if not keys:
             names = ", ".join(v.name for v in spec.variants)
             raise UserError(f"--only {only!r} matches no variant; the variants are {names}")

@@ -2,11 +2,13 @@
 
 import json
 import textwrap
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from experiments.errors import UserError
+from experiments.grid import plan
 from experiments.spec import load_spec
 from helpers import TINY_SETS, cli
 
@@ -163,3 +165,15 @@ def test_an_interrupted_run_is_resumed_not_restarted(tmp_path, capsys):
     log = (out / "fmt.reverse_answer=true" / "seed1.log").read_text()
     assert log.count("workbench train") == 1  # trained once; the second pass only evaluated
     assert (run / "eval-test.json").is_file()
+
+
+def test_only_selects_an_exact_name_alone_else_prefix_or_glob() -> None:
+    # pos.coupled is a prefix of pos.coupled_rel and pos.coupled_rope: the exact name must win
+    spec = load_spec(Path(__file__).parent.parent / "experiments" / "specs" / "length_generalization.toml")
+    names = lambda only: sorted({k.variant.name for k in plan(spec, only)})  # noqa: E731
+    assert names("pos.coupled") == ["pos.coupled"]
+    assert len(plan(spec, "pos.coupled")) == len(spec.seeds)
+    assert names("pos.coupled_") == ["pos.coupled_rel", "pos.coupled_rope"]  # a prefix
+    assert names("*rope") == ["pos.coupled_rope"]  # a glob
+    with pytest.raises(UserError, match="matches no variant"):
+        plan(spec, "pos.nope")
