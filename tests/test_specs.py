@@ -2,7 +2,6 @@
 
 import json
 import textwrap
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from experiments.errors import UserError
 from experiments.grid import plan
 from experiments.spec import load_spec
-from helpers import TINY_SETS, cli
+from helpers import ROOT, TINY_SETS, cli
 
 
 SPEC = textwrap.dedent(f"""
@@ -169,8 +168,11 @@ def test_an_interrupted_run_is_resumed_not_restarted(tmp_path, capsys):
 
 def test_only_selects_an_exact_name_alone_else_prefix_or_glob() -> None:
     # pos.coupled is a prefix of pos.coupled_rel and pos.coupled_rope: the exact name must win
-    spec = load_spec(Path(__file__).parent.parent / "experiments" / "specs" / "length_generalization.toml")
-    names = lambda only: sorted({k.variant.name for k in plan(spec, only)})  # noqa: E731
+    spec = load_spec(ROOT / "experiments" / "specs" / "length_generalization.toml")
+
+    def names(only: str) -> list[str]:
+        return sorted({k.variant.name for k in plan(spec, only)})
+
     assert names("pos.coupled") == ["pos.coupled"]
     assert len(plan(spec, "pos.coupled")) == len(spec.seeds)
     assert names("pos.coupled_") == ["pos.coupled_rel", "pos.coupled_rope"]  # a prefix
