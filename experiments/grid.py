@@ -141,7 +141,7 @@ def run_grid(spec: Spec, root: Path, only: str | None = None, dry_run: bool = Fa
         _check_paths(spec, keys, root, _real_root(root))
         ex = executor() if executor is not None else LocalExecutor(jobs or spec.jobs)
         try:
-            done = _run_locked(spec, keys, root, ex, echo, trackers, timeout_s, retries)
+            done = _run_locked(spec, keys, root, ex, echo, trackers, timeout_s, retries, only)
         finally:
             ex.close()
         if then is not None:
@@ -172,7 +172,7 @@ def _dry_run(spec: Spec, keys: list[RunKey], root: Path, echo, trackers: Sequenc
 
 
 def _run_locked(spec: Spec, keys: list[RunKey], root: Path, ex: Executor, echo, trackers: Sequence[str],
-                timeout_s: float | None, retries: int) -> list[dict]:
+                timeout_s: float | None, retries: int, only: str | None = None) -> list[dict]:
     todo = _todo(keys, root)
     echo(_summary(spec, keys, todo, root, ex.describe()))
     if spec.path.resolve() != (root / "spec.toml").resolve():
@@ -229,7 +229,8 @@ def _run_locked(spec: Spec, keys: list[RunKey], root: Path, ex: Executor, echo, 
     total = time.time() - start
     with open(root / "timing.jsonl", "a", encoding="utf-8") as f:  # the report sums these
         f.write(json.dumps({"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(start)),
-                            "elapsed_s": round(total, 1), "runs": len(done), "how": ex.describe()}) + "\n")
+                            "elapsed_s": round(total, 1), "runs": len(done), "how": ex.describe(),
+                            "only": only}) + "\n")  # the report's "reproduce" line repeats --only
     over = total / 60 > spec.budget_minutes
     echo(f"{spec.name}: {sum(r['status'] == 'done' for r in done)} done, "
          f"{sum(r['status'] == 'failed' for r in done)} failed in {_fmt_s(total)} "

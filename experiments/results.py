@@ -128,7 +128,7 @@ def markdown(spec: Spec, df: pd.DataFrame, summary: pd.DataFrame, root: Path, pl
              f"- Stated budget: {spec.budget_minutes:g} min on this machine; `workbench run` took "
              f"{elapsed / 60:.1f} min of wall time ({len(sessions)} invocation(s)); the runs' own wall "
              f"times, evals included, sum to {wall / 60:.1f} min ({how}).",
-             f"- Reproduce: `workbench run {_source(spec, root)} --out {root}`; "
+             f"- Reproduce: {reproduce_commands(spec, root, sessions)}; "
              f"rebuild these tables: `workbench report {root}`.",
              f"- Seeds: {', '.join(map(str, spec.seeds))}. Cells are mean ± std over seeds (std needs two).", "",
              "## Summary", ""]
@@ -159,6 +159,15 @@ def _timing(root: Path) -> list[dict]:
         return [json.loads(x) for x in (root / "timing.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
     except (OSError, ValueError):
         return []
+
+
+def reproduce_commands(spec: Spec, root: Path, sessions: list[dict]) -> str:
+    """The `workbench run` command(s) that made root: one per distinct --only, if every invocation had one."""
+    onlys = list(dict.fromkeys(t.get("only") for t in sessions))
+    if not onlys or None in onlys:
+        onlys = [None]
+    return " then ".join(f"`workbench run {_source(spec, root)}{f' --only {o}' if o else ''} --out {root}`"
+                         for o in onlys)
 
 
 def _source(spec: Spec, root: Path) -> str:

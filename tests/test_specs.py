@@ -8,6 +8,7 @@ import pytest
 
 from experiments.errors import UserError
 from experiments.grid import plan
+from experiments.results import reproduce_commands
 from experiments.spec import load_spec
 from helpers import ROOT, TINY_SETS, cli
 
@@ -136,6 +137,7 @@ def test_run_resume_report_and_a_failed_variant(tmp_path, capsys):
     assert row["test.accuracy"] == pytest.approx(ev[-1]["accuracy"])
     md = (out / "results.md").read_text()
     assert "| fmt.reverse_answer=true | 2 |" in md and "## Failed runs" in md and "±" in md
+    assert f"Reproduce: `workbench run {spec} --out {out}`" in md  # no --only: the whole spec
     assert (out / "loss.png").is_file() and (out / "heatmap-test.png").is_file()
     assert (out / "by-len.png").read_bytes()[:4] == b"\x89PNG"  # one bucket column: a line per variant
 
@@ -179,3 +181,15 @@ def test_only_selects_an_exact_name_alone_else_prefix_or_glob() -> None:
     assert names("*rope") == ["pos.coupled_rope"]  # a glob
     with pytest.raises(UserError, match="matches no variant"):
         plan(spec, "pos.nope")
+
+
+def test_the_reproduce_line_repeats_each_only_unless_a_run_had_none(tmp_path) -> None:
+    spec = load_spec(ROOT / "experiments" / "specs" / "length_generalization.toml")
+    src = spec.path
+    one = reproduce_commands(spec, tmp_path, [{"only": "pos.abacus"}, {"only": "pos.abacus"}])
+    assert one == f"`workbench run {src} --only pos.abacus --out {tmp_path}`"
+    two = reproduce_commands(spec, tmp_path, [{"only": "pos.abacus"}, {"only": "index_hints"}])
+    assert two.count("workbench run") == 2 and "--only index_hints" in two
+    # a run without --only covered every variant; older timing files have no "only" key at all
+    assert "--only" not in reproduce_commands(spec, tmp_path, [{"only": "pos.abacus"}, {"jobs": 2}])
+    assert "--only" not in reproduce_commands(spec, tmp_path, [])
