@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -166,7 +167,7 @@ def reproduce_commands(spec: Spec, root: Path, sessions: list[dict]) -> str:
     onlys = list(dict.fromkeys(t.get("only") for t in sessions))
     if not onlys or None in onlys:
         onlys = [None]
-    return " then ".join(f"`workbench run {_source(spec, root)}{f' --only {o}' if o else ''} --out {root}`"
+    return " then ".join(f"`workbench run {_source(spec, root)}{f' --only {shlex.quote(o)}' if o else ''} --out {root}`"
                          for o in onlys)
 
 

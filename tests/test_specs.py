@@ -190,6 +190,7 @@ def test_the_reproduce_line_repeats_each_only_unless_a_run_had_none(tmp_path) ->
     assert one == f"`workbench run {src} --only pos.abacus --out {tmp_path}`"
     two = reproduce_commands(spec, tmp_path, [{"only": "pos.abacus"}, {"only": "index_hints"}])
     assert two.count("workbench run") == 2 and "--only index_hints" in two
+    assert "--only 'pos.couple[d]' --out" in reproduce_commands(spec, tmp_path, [{"only": "pos.couple[d]"}])  # quoted
     # a run without --only covered every variant; older timing files have no "only" key at all
     assert "--only" not in reproduce_commands(spec, tmp_path, [{"only": "pos.abacus"}, {"jobs": 2}])
     assert "--only" not in reproduce_commands(spec, tmp_path, [])
