@@ -17,6 +17,7 @@ import json
 import math
 import shlex
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -72,9 +73,22 @@ def eval_metrics(run: Path, spec: Spec) -> dict[str, float]:
     return out
 
 
+def grid_columns(spec: Spec) -> dict[str, dict[str, Any]]:
+    """Each variant's value of every key that some variant's grid or case varies: its own case or
+    grid value, else what its `set` (or the base's) fixes, so that a variant which fixes model.pos
+    in `set` shows it in the model.pos column instead of a gap. Absent: the preset's default."""
+    keys = list(dict.fromkeys(k for v in spec.variants for k, _ in v.params))
+    out = {}
+    for v in spec.variants:
+        sets = dict(v.run.sets)  # a case's or grid's values come last, so they win
+        out[v.name] = {k: sets[k] for k in keys if k in sets}
+    return out
+
+
 def collect(spec: Spec, root: Path) -> pd.DataFrame:
     """One row per (variant, seed) that has a result."""
     rows = []
+    columns = grid_columns(spec)
     for key in plan(spec):
         run = key.dir(root)
         res = read_result(run)
@@ -82,7 +96,7 @@ def collect(spec: Spec, root: Path) -> pd.DataFrame:
             continue
         row = {"variant": key.variant.name, "seed": key.seed, "status": res["status"],
                "wall_s": res.get("wall_s", math.nan), "error": res.get("error", "")}
-        row.update({k: v for k, v in key.variant.params})
+        row.update(columns[key.variant.name])
         row.update(log_metrics(read_metrics(run / "metrics.jsonl"), spec.metrics))
         row.update(eval_metrics(run, spec))
         rows.append(row)
@@ -122,9 +136,7 @@ def markdown(spec: Spec, df: pd.DataFrame, summary: pd.DataFrame, root: Path, pl
     wall = df["wall_s"].sum()
     sessions = _timing(root)
     elapsed = sum(t["elapsed_s"] for t in sessions)
-    # how the last invocation ran them (older timing.jsonl files have only a job count)
-    last = sessions[-1] if sessions else {}
-    how = last.get("how") or f"{last.get('jobs', spec.jobs)} at a time"
+    how = how_runs(spec, sessions)
     lines = [f"# {spec.name}", "", spec.description, "",
              f"- Stated budget: {spec.budget_minutes:g} min on this machine; `workbench run` took "
              f"{elapsed / 60:.1f} min of wall time ({len(sessions)} invocation(s)); the runs' own wall "
@@ -145,7 +157,8 @@ def markdown(spec: Spec, df: pd.DataFrame, summary: pd.DataFrame, root: Path, pl
     if len(failed):
         lines += ["", "## Failed runs", ""] + [f"- {r.variant} seed {r.seed}: {r.error}" for r in failed.itertuples()]
     cols = [c for c in df.columns if c not in ("error",)]
-    rows = [[_fmt(c, r[c]) if isinstance(r[c], float) and c in metrics else r[c] for c in cols] for _, r in df.iterrows()]
+    rows = [[_fmt(c, r[c]) if isinstance(r[c], float) and (c in metrics or r[c] != r[c]) else r[c] for c in cols]
+            for _, r in df.iterrows()]  # a gap (nan) prints as —
     lines += ["", "## Per-seed rows", "", markdown_table(cols, rows).rstrip("\n")]
     for e in spec.evals:
         if len(e.by) == 1:
@@ -153,6 +166,15 @@ def markdown(spec: Spec, df: pd.DataFrame, summary: pd.DataFrame, root: Path, pl
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def how_runs(spec: Spec, sessions: list[dict]) -> str:
+    """How the invocations of `workbench run` ran the runs, each way once: "3 at a time", or
+    "by invocation: 3 at a time; 1 at a time" (older timing.jsonl files have only a job count)."""
+    hows = list(dict.fromkeys(t.get("how") or f"{t.get('jobs', spec.jobs)} at a time" for t in sessions))
+    if not hows:
+        return f"{spec.jobs} at a time"
+    return hows[0] if len(hows) == 1 else "by invocation: " + "; ".join(hows)
 
 
 def _timing(root: Path) -> list[dict]:

@@ -8,7 +8,7 @@ import pytest
 
 from experiments.errors import UserError
 from experiments.grid import plan
-from experiments.results import reproduce_commands
+from experiments.results import grid_columns, how_runs, reproduce_commands
 from experiments.spec import load_spec
 from helpers import ROOT, TINY_SETS, cli
 
@@ -194,3 +194,35 @@ def test_the_reproduce_line_repeats_each_only_unless_a_run_had_none(tmp_path) ->
     # a run without --only covered every variant; older timing files have no "only" key at all
     assert "--only" not in reproduce_commands(spec, tmp_path, [{"only": "pos.abacus"}, {"jobs": 2}])
     assert "--only" not in reproduce_commands(spec, tmp_path, [])
+
+
+def test_the_report_says_how_every_invocation_ran_not_only_the_last() -> None:
+    spec = load_spec(ROOT / "experiments" / "specs" / "length_generalization.toml")
+    three = {"how": "3 at a time"}
+    assert how_runs(spec, [three, three]) == "3 at a time"
+    assert how_runs(spec, [three, {"jobs": 1}]) == "by invocation: 3 at a time; 1 at a time"
+    assert how_runs(spec, []) == f"{spec.jobs} at a time"
+
+
+def test_report_columns_show_a_variants_set_beside_the_cases_values(tmp_path):
+    # a variant that fixes model.pos in `set` shows it in the model.pos column the cases vary;
+    # a variant that leaves it to the preset shows a gap, not another variant's value
+    spec = load_spec(write(tmp_path, """
+        budget_minutes = 1
+        [base]
+        task = "addition"
+        [[variant]]
+        name = "pos"
+        cases = [{ "model.pos" = "rope" }, { "model.pos" = "none", "model.norm" = "rmsnorm" }]
+        [[variant]]
+        name = "hints"
+        set = { "model.pos" = "learned", "task.index_hints" = true }
+        [[variant]]
+        name = "plain"
+    """))
+    assert grid_columns(spec) == {
+        "pos.pos=rope": {"model.pos": "rope"},
+        "pos.pos=none.norm=rmsnorm": {"model.pos": "none", "model.norm": "rmsnorm"},
+        "hints": {"model.pos": "learned"},
+        "plain": {},
+    }
