@@ -177,8 +177,8 @@ PRESETS: dict[str, Preset] = {
             # cot=mixed keeps traces short enough (52.7 characters on average in training) for 10,000 steps
             # of 64 problems where cot=full's fit 12,500 of 32; sign_work halves the negative-result errors
             # (docs/LOG.md 2026-12-02). 8 chunks: 0.79x the step of 4 on these traces, whose lengths vary
-            # most. 8,000 steps left seed 1 at 94.41%; 10,000 give 96.66% and 95.21% on 10,000 (two seeds),
-            # an estimated 26-29 min on the reference machine (docs/LOG.md 2026-12-05)
+            # most. 8,000 steps left seed 1 at 94.41%; 10,000 give 96.66% and 95.21% on 10,000 (two seeds)
+            # in 41-42 min on 2 cores: over the 30 (docs/LOG.md 2026-12-05, fourth session)
             dataclasses.replace(_CALC_MODEL, block_size=416),
             dataclasses.replace(_CALC_TRAIN, steps=10000, length_chunks=8),
             task_options=(("max_digits", 3), *_CALC_TASK, ("sign_work", True)),

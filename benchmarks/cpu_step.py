@@ -1,0 +1,127 @@
+"""Time one preset's training step on the CPU as it is and with a cheaper-step idea switched on.
+
+The step is the trainer's: forward and backward over the batch's length chunks, gradient
+clipping, fused AdamW. 10 warm-up steps, then the median of 30. What `workbench bench` does not
+offer, this script switches on:
+
+    --compile        torch.compile(model, dynamic=True) (the chunks' widths vary every step)
+    --bf16           torch.autocast("cpu", bfloat16) around the forward
+    --sdpa-fp32      with --bf16: attention in fp32 (its bf16 backward is slow on CPU)
+    --round N        pad each chunk to a multiple of N columns (fewer distinct matmul shapes)
+    --profile        print torch.profiler's table of 10 more steps
+    --matmul         also time a lone matmul of the model's shapes in fp32 and bf16
+
+Figures and what they mean: docs/benchmarks.md ("the reference machine was a fast session").
+    python benchmarks/cpu_step.py --preset calc3 [--compile | --bf16 --sdpa-fp32 --round 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+
+from experiments.batches import make_batch_fn
+from experiments.build import build, position_ids
+from experiments.runspec import resolve_spec
+from gpt.model import GPT
+from gpt.train import length_chunks, make_optimizer
+
+
+def _ms(fn, n: int = 100) -> float:
+    for _ in range(10):
+        fn()
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t) / n * 1000
+
+
+def matmuls(m: int, k: int, n: int) -> None:
+    for dt in (torch.float32, torch.bfloat16):
+        x, w, g = torch.randn(m, k, dtype=dt), torch.randn(n, k, dtype=dt), torch.randn(m, n, dtype=dt)
+        times = [_ms(lambda: x @ w.t()), _ms(lambda: g @ w), _ms(lambda: g.t() @ x)]  # forward, dX, dW
+        print(f"matmul {m}x{k}x{n} {str(dt):15s} forward / dX / dW: " + " / ".join(f"{t:.3f}" for t in times) + " ms")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--task", default="calculator")
+    ap.add_argument("--preset", default=None)
+    ap.add_argument("--set", dest="sets", action="append", default=[])
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--bf16", action="store_true")
+    ap.add_argument("--sdpa-fp32", action="store_true")
+    ap.add_argument("--round", type=int, default=0)
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--matmul", action="store_true")
+    a = ap.parse_args()
+    if a.sdpa_fp32 and not a.bf16:
+        ap.error("--sdpa-fp32 only means something with --bf16")
+
+    spec = resolve_spec(a.task, a.preset, a.sets, seed=1337)
+    built = build(spec)
+    cfg, tr = built.model, spec.train
+    ids = position_ids(cfg)
+    if a.round and ids is not None:
+        ap.error("--round pads token columns only; this model also takes position ids")
+    torch.manual_seed(1337)
+    model = GPT(cfg)
+    opt = make_optimizer(model, tr)
+    fwd = torch.compile(model, dynamic=True) if a.compile else model
+    batch = make_batch_fn(built.task, spec.seed, tr.batch_size, cfg.block_size, torch.device("cpu"), ids=ids)
+    if a.sdpa_fp32:
+        sdpa = F.scaled_dot_product_attention
+
+        def sdpa_fp32(q, k, v, *args, **kw):
+            with torch.autocast("cpu", enabled=False):
+                return sdpa(q.float(), k.float(), v.float(), *args, **kw)
+
+        F.scaled_dot_product_attention = sdpa_fp32  # gpt/model.py calls it through F
+
+    def padded(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        w = x.size(1)
+        to = min(-(-w // a.round) * a.round, cfg.block_size) if a.round else w
+        return (x, y) if to == w else (F.pad(x, (0, to - w)), F.pad(y, (0, to - w), value=-1))
+
+    def step(i: int) -> int:
+        x, y = batch("train", i, 0)
+        for xc, yc, share in length_chunks(x, y, tr.length_chunks):
+            xc, yc = padded(xc, yc)
+            with torch.autocast("cpu", dtype=torch.bfloat16) if a.bf16 else contextlib.nullcontext():
+                _, loss = fwd(xc, yc)
+            (loss * share).backward()
+        if tr.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tr.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return x.size(1)
+
+    t = time.perf_counter()
+    for i in range(10):
+        step(i)
+    warm = time.perf_counter() - t
+    times, widths = [], []
+    for i in range(10, 40):
+        t = time.perf_counter()
+        widths.append(step(i))
+        times.append(1000 * (time.perf_counter() - t))
+    print(f"{a.task} / {a.preset or 'default'}: median {statistics.median(times):.1f} ms/step over 30 "
+          f"(warm-up {warm:.1f} s), batch width {statistics.mean(widths):.0f} before chunking")
+    if a.profile:
+        with profile(activities=[ProfilerActivity.CPU]) as p:
+            for i in range(40, 50):
+                step(i)
+        print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+    if a.matmul:
+        # a chunk's rows times the mean batch width: an upper bound on a chunk's tokens
+        matmuls(int(tr.batch_size // tr.length_chunks * statistics.mean(widths)), cfg.n_embd, 3 * cfg.n_embd)
+
+
+if __name__ == "__main__":
+    main()
