@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +34,7 @@ from gpt.model import GPT
 from gpt.train import length_chunks, make_optimizer
 
 
-def _ms(fn, n: int = 100) -> float:
+def _ms(fn: Callable[[], object], n: int = 100) -> float:
     for _ in range(10):
         fn()
     t = time.perf_counter()
@@ -43,6 +44,7 @@ def _ms(fn, n: int = 100) -> float:
 
 
 def matmuls(m: int, k: int, n: int) -> None:
+    """A linear layer's three matmuls (forward, input grad, weight grad) alone, fp32 then bf16."""
     for dt in (torch.float32, torch.bfloat16):
         x, w, g = torch.randn(m, k, dtype=dt), torch.randn(n, k, dtype=dt), torch.randn(m, n, dtype=dt)
         times = [_ms(lambda: x @ w.t()), _ms(lambda: g @ w), _ms(lambda: g.t() @ x)]  # forward, dX, dW
@@ -67,6 +69,8 @@ def main() -> None:
     spec = resolve_spec(a.task, a.preset, a.sets, seed=1337)
     built = build(spec)
     cfg, tr = built.model, spec.train
+    if tr.grad_accum > 1 or tr.curriculum != "off":
+        ap.error("this step is one micro-batch of the task as configured: no grad_accum, no curriculum")
     ids = position_ids(cfg)
     if a.round and ids is not None:
         ap.error("--round pads token columns only; this model also takes position ids")
@@ -79,6 +83,9 @@ def main() -> None:
         sdpa = F.scaled_dot_product_attention
 
         def sdpa_fp32(q, k, v, *args, **kw):
+            mask = kw.get("attn_mask")
+            if mask is not None and mask.is_floating_point():  # model.pos=coupled_rel's bias
+                kw["attn_mask"] = mask.float()
             with torch.autocast("cpu", enabled=False):
                 return sdpa(q.float(), k.float(), v.float(), *args, **kw)
 
@@ -119,7 +126,7 @@ def main() -> None:
                 step(i)
         print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
     if a.matmul:
-        # a chunk's rows times the mean batch width: an upper bound on a chunk's tokens
+        # a chunk's rows times the mean untrimmed batch width: about the largest chunk's tokens
         matmuls(int(tr.batch_size // tr.length_chunks * statistics.mean(widths)), cfg.n_embd, 3 * cfg.n_embd)
 
 

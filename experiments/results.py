@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import shlex
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +77,12 @@ def eval_metrics(run: Path, spec: Spec) -> dict[str, float]:
 def grid_columns(spec: Spec) -> dict[str, dict[str, Any]]:
     """Each variant's value of every key that some variant's grid or case varies: its own case or
     grid value, else what its `set` (or the base's) fixes, so that a variant which fixes model.pos
-    in `set` shows it in the model.pos column instead of a gap. Absent: the preset's default."""
+    in `set` shows it in the model.pos column instead of a gap. Absent: no `set` fixes it."""
     keys = list(dict.fromkeys(k for v in spec.variants for k, _ in v.params))
     out = {}
     for v in spec.variants:
-        sets = dict(v.run.sets)  # a case's or grid's values come last, so they win
+        # the base's set, then the variant's, then its case or grid values: the last one wins
+        sets = dict(v.run.sets)
         out[v.name] = {k: sets[k] for k in keys if k in sets}
     return out
 
@@ -89,6 +91,7 @@ def collect(spec: Spec, root: Path) -> pd.DataFrame:
     """One row per (variant, seed) that has a result."""
     rows = []
     columns = grid_columns(spec)
+    keys = list(dict.fromkeys(k for c in columns.values() for k in c))  # every row has them, in one order
     for key in plan(spec):
         run = key.dir(root)
         res = read_result(run)
@@ -96,7 +99,7 @@ def collect(spec: Spec, root: Path) -> pd.DataFrame:
             continue
         row = {"variant": key.variant.name, "seed": key.seed, "status": res["status"],
                "wall_s": res.get("wall_s", math.nan), "error": res.get("error", "")}
-        row.update(columns[key.variant.name])
+        row.update({k: columns[key.variant.name].get(k, math.nan) for k in keys})
         row.update(log_metrics(read_metrics(run / "metrics.jsonl"), spec.metrics))
         row.update(eval_metrics(run, spec))
         rows.append(row)
@@ -169,12 +172,15 @@ def markdown(spec: Spec, df: pd.DataFrame, summary: pd.DataFrame, root: Path, pl
 
 
 def how_runs(spec: Spec, sessions: list[dict]) -> str:
-    """How the invocations of `workbench run` ran the runs, each way once: "3 at a time", or
-    "by invocation: 3 at a time; 1 at a time" (older timing.jsonl files have only a job count)."""
-    hows = list(dict.fromkeys(t.get("how") or f"{t.get('jobs', spec.jobs)} at a time" for t in sessions))
+    """How the invocations of `workbench run` ran the runs: "3 at a time" when they all ran alike,
+    else each way with its count of invocations, "3 at a time ×2; 1 at a time ×1" (older
+    timing.jsonl files have only a job count)."""
+    hows = Counter(t.get("how") or f"{t.get('jobs', spec.jobs)} at a time" for t in sessions)
     if not hows:
         return f"{spec.jobs} at a time"
-    return hows[0] if len(hows) == 1 else "by invocation: " + "; ".join(hows)
+    if len(hows) == 1:
+        return next(iter(hows))
+    return "; ".join(f"{how} ×{n}" for how, n in hows.items())
 
 
 def _timing(root: Path) -> list[dict]:

@@ -138,6 +138,9 @@ def test_run_resume_report_and_a_failed_variant(tmp_path, capsys):
     md = (out / "results.md").read_text()
     assert "| fmt.reverse_answer=true | 2 |" in md and "## Failed runs" in md and "±" in md
     assert f"Reproduce: `workbench run {spec} --out {out}`" in md  # no --only: the whole spec
+    # the broken variant sets no task.reverse_answer, which the grid varies: a gap, not "nan"
+    broken_row = next(line for line in md.splitlines() if line.startswith("| broken | 1 |"))
+    assert "—" in broken_row and "nan" not in broken_row
     assert (out / "loss.png").is_file() and (out / "heatmap-test.png").is_file()
     assert (out / "by-len.png").read_bytes()[:4] == b"\x89PNG"  # one bucket column: a line per variant
 
@@ -200,11 +203,11 @@ def test_the_report_says_how_every_invocation_ran_not_only_the_last() -> None:
     spec = load_spec(ROOT / "experiments" / "specs" / "length_generalization.toml")
     three = {"how": "3 at a time"}
     assert how_runs(spec, [three, three]) == "3 at a time"
-    assert how_runs(spec, [three, {"jobs": 1}]) == "by invocation: 3 at a time; 1 at a time"
+    assert how_runs(spec, [three, {"jobs": 1}, three]) == "3 at a time ×2; 1 at a time ×1"
     assert how_runs(spec, []) == f"{spec.jobs} at a time"
 
 
-def test_report_columns_show_a_variants_set_beside_the_cases_values(tmp_path):
+def test_report_columns_show_a_variants_set_beside_the_cases_values(tmp_path) -> None:
     # a variant that fixes model.pos in `set` shows it in the model.pos column the cases vary;
     # a variant that leaves it to the preset shows a gap, not another variant's value
     spec = load_spec(write(tmp_path, """
@@ -226,3 +229,17 @@ def test_report_columns_show_a_variants_set_beside_the_cases_values(tmp_path):
         "hints": {"model.pos": "learned"},
         "plain": {},
     }
+    # the base's set fills a column too, and a case's value wins over the variant's own set
+    spec = load_spec(write(tmp_path, """
+        budget_minutes = 1
+        [base]
+        task = "addition"
+        set = { "model.pos" = "none" }
+        [[variant]]
+        name = "v"
+        set = { "model.pos" = "learned" }
+        cases = [{ "model.pos" = "rope" }]
+        [[variant]]
+        name = "base"
+    """))
+    assert grid_columns(spec) == {"v.pos=rope": {"model.pos": "rope"}, "base": {"model.pos": "none"}}
