@@ -96,10 +96,16 @@ def main() -> None:
         to = min(-(-w // a.round) * a.round, cfg.block_size) if a.round else w
         return (x, y) if to == w else (F.pad(x, (0, to - w)), F.pad(y, (0, to - w), value=-1))
 
-    def step(i: int) -> int:
+    def step(i: int) -> tuple[int, int, int]:
+        """One training step; returns the batch's width, its rows' real tokens (up to each
+        row's last target) and the tokens the chunks computed on, padding included."""
         x, y = batch("train", i, 0)
+        valid = y != -1
+        real = int(torch.where(valid.any(1), y.size(1) - valid.flip(1).int().argmax(1), 0).sum())
+        computed = 0
         for xc, yc, share in length_chunks(x, y, tr.length_chunks):
             xc, yc = padded(xc, yc)
+            computed += yc.numel()
             with torch.autocast("cpu", dtype=torch.bfloat16) if a.bf16 else contextlib.nullcontext():
                 _, loss = fwd(xc, yc)
             (loss * share).backward()
@@ -107,19 +113,23 @@ def main() -> None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), tr.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return x.size(1)
+        return x.size(1), real, computed
 
     t = time.perf_counter()
     for i in range(10):
         step(i)
     warm = time.perf_counter() - t
-    times, widths = [], []
+    times, shapes = [], []
     for i in range(10, 40):
         t = time.perf_counter()
-        widths.append(step(i))
+        shapes.append(step(i))
         times.append(1000 * (time.perf_counter() - t))
+    widths, real, computed = (statistics.mean(col) for col in zip(*shapes))
     print(f"{a.task} / {a.preset or 'default'}: median {statistics.median(times):.1f} ms/step over 30 "
-          f"(warm-up {warm:.1f} s), batch width {statistics.mean(widths):.0f} before chunking")
+          f"(warm-up {warm:.1f} s), batch width {widths:.0f} before chunking")
+    # what packing rows end to end could save at most: the padding the chunks still compute on
+    print(f"tokens a step: {real:,.0f} real, {computed:,.0f} computed in {tr.length_chunks} chunk(s) "
+          f"({computed / real:.2f}x)")
     if a.profile:
         with profile(activities=[ProfilerActivity.CPU]) as p:
             for i in range(40, 50):
@@ -127,7 +137,7 @@ def main() -> None:
         print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
     if a.matmul:
         # a chunk's rows times the mean untrimmed batch width: about the largest chunk's tokens
-        matmuls(int(tr.batch_size // tr.length_chunks * statistics.mean(widths)), cfg.n_embd, 3 * cfg.n_embd)
+        matmuls(int(tr.batch_size // tr.length_chunks * widths), cfg.n_embd, 3 * cfg.n_embd)
 
 
 if __name__ == "__main__":
