@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -29,6 +30,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from experiments.batches import make_batch_fn
 from experiments.build import build, position_ids
+from experiments.errors import UserError
 from experiments.runspec import resolve_spec
 from gpt.model import GPT
 from gpt.train import length_chunks, make_optimizer
@@ -141,4 +143,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as e:  # a bad task, preset or --set: one line, exit 2, as the CLI does
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
