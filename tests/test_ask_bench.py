@@ -1,6 +1,10 @@
 """`workbench ask` and `workbench bench`, and the calculator's bad inputs, through the CLI."""
 
 import json
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +83,25 @@ def test_bench_reports_and_writes_json(tmp_path, capsys, calc_run):
 def test_bench_bad_input(capsys):
     code, out, err = cli(capsys, "bench", "--task", "nope")
     assert code == 2 and "unknown task" in err
+
+
+CPU_STEP = Path(__file__).resolve().parents[1] / "benchmarks" / "cpu_step.py"
+
+
+def test_cpu_step_times_the_preset_step_and_counts_the_chunks_padding():
+    # a small model on the default calculator preset's batches: 8 length chunks of 8 rows
+    small = ["--set", "model.n_layer=1", "--set", "model.n_embd=32", "--set", "model.n_head=2"]
+    out = subprocess.run([sys.executable, str(CPU_STEP), "--task", "calculator", *small],
+                         capture_output=True, text=True, cwd=CPU_STEP.parents[1], timeout=600)
+    assert out.returncode == 0, out.stderr
+    m = re.search(r"tokens a step: ([\d,]+) real, ([\d,]+) computed in 8 chunk\(s\) \(([\d.]+)x\)", out.stdout)
+    assert m, out.stdout
+    real, computed = (int(g.replace(",", "")) for g in m.groups()[:2])
+    assert 0 < real < computed  # rows of different lengths: the chunks still pad some
+    assert "ms/step over 30" in out.stdout
+
+
+def test_cpu_step_bad_preset_is_one_line_and_exit_2():
+    out = subprocess.run([sys.executable, str(CPU_STEP), "--preset", "nope"], capture_output=True, text=True,
+                         cwd=CPU_STEP.parents[1], timeout=300)
+    assert out.returncode == 2 and "unknown preset 'nope'" in out.stderr and "Traceback" not in out.stderr
