@@ -33,7 +33,7 @@ from experiments.build import build, position_ids
 from experiments.errors import UserError
 from experiments.runspec import resolve_spec
 from gpt.model import GPT
-from gpt.train import length_chunks, make_optimizer
+from gpt.train import length_chunks, make_optimizer, row_lengths
 
 
 def _ms(fn: Callable[[], object], n: int = 100) -> float:
@@ -102,8 +102,7 @@ def main() -> None:
         """One training step; returns the batch's width, its rows' real tokens (up to each
         row's last target) and the tokens the chunks computed on, padding included."""
         x, y = batch("train", i, 0)
-        valid = y != -1
-        real = int(torch.where(valid.any(1), y.size(1) - valid.flip(1).int().argmax(1), 0).sum())
+        real = int(row_lengths(y).sum())
         computed = 0
         for xc, yc, share in length_chunks(x, y, tr.length_chunks):
             xc, yc = padded(xc, yc)

@@ -124,6 +124,13 @@ def autocast_for(device: torch.device):
     return contextlib.nullcontext()
 
 
+def row_lengths(y: torch.Tensor) -> torch.Tensor:
+    """(B, T) targets -> (B,) each row's length up to its last target: 1 + that index, 0 for none."""
+    valid = y != -1
+    return torch.where(valid.any(1), y.size(1) - valid.flip(1).int().argmax(1),
+                       torch.zeros_like(valid[:, 0], dtype=torch.long))
+
+
 def length_chunks(x: torch.Tensor, y: torch.Tensor, k: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | float]]:
     """Split a right-padded batch into k chunks of rows of similar length, each trimmed to its
     longest row, with each chunk's share of the batch's targets.
@@ -137,9 +144,7 @@ def length_chunks(x: torch.Tensor, y: torch.Tensor, k: int) -> list[tuple[torch.
     if k <= 1:
         return [(x, y, 1.0)]  # the default: the step is exactly what it was, at no extra cost
     valid = y != -1
-    T = y.size(1)
-    # length = 1 + index of the last target (0 for a row with none)
-    length = torch.where(valid.any(1), T - valid.flip(1).int().argmax(1), torch.zeros_like(valid[:, 0], dtype=torch.long))
+    length = row_lengths(y)
     total = valid.sum().clamp(min=1)
     out = []
     for rows in length.argsort().tensor_split(k):
