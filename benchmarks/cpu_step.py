@@ -8,6 +8,8 @@ offer, this script switches on:
     --bf16           torch.autocast("cpu", bfloat16) around the forward
     --sdpa-fp32      with --bf16: attention in fp32 (its bf16 backward is slow on CPU)
     --round N        pad each chunk to a multiple of N columns (fewer distinct matmul shapes)
+    --pack           the step as train.pack=on takes it (rows packed end to end, whatever the preset says)
+    --pack-width W   with --pack: packed rows of W columns (0: the batch's width)
     --profile        print torch.profiler's table of 10 more steps
     --matmul         also time a lone matmul of the model's shapes in fp32 and bf16
 
@@ -33,7 +35,7 @@ from experiments.build import build, position_ids
 from experiments.errors import UserError
 from experiments.runspec import resolve_spec
 from gpt.model import GPT
-from gpt.train import length_chunks, make_optimizer, row_lengths
+from gpt.train import length_chunks, make_optimizer, pack_rows, row_lengths
 
 
 def _ms(fn: Callable[[], object], n: int = 100) -> float:
@@ -62,6 +64,8 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--sdpa-fp32", action="store_true")
     ap.add_argument("--round", type=int, default=0)
+    ap.add_argument("--pack", action="store_true")
+    ap.add_argument("--pack-width", type=int, default=0)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--matmul", action="store_true")
     a = ap.parse_args()
@@ -104,11 +108,15 @@ def main() -> None:
         x, y = batch("train", i, 0)
         real = int(row_lengths(y).sum())
         computed = 0
-        for xc, yc, share in length_chunks(x, y, tr.length_chunks):
+        if a.pack:
+            parts = pack_rows(x, y, a.pack_width)
+        else:
+            parts = [(xc, yc, share, None) for xc, yc, share in length_chunks(x, y, tr.length_chunks)]
+        for xc, yc, share, seg in parts:
             xc, yc = padded(xc, yc)
             computed += yc.numel()
             with torch.autocast("cpu", dtype=torch.bfloat16) if a.bf16 else contextlib.nullcontext():
-                _, loss = fwd(xc, yc)
+                _, loss = fwd(xc, yc, segments=seg)
             (loss * share).backward()
         if tr.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), tr.grad_clip)
@@ -129,7 +137,8 @@ def main() -> None:
     print(f"{a.task} / {a.preset or 'default'}: median {statistics.median(times):.1f} ms/step over 30 "
           f"(warm-up {warm:.1f} s), batch width {widths:.0f} before chunking")
     # what packing rows end to end could save at most: the padding the chunks still compute on
-    print(f"tokens a step: {real:,.0f} real, {computed:,.0f} computed in {tr.length_chunks} chunk(s) "
+    how = "packed rows" if a.pack else f"{tr.length_chunks} chunk(s)"
+    print(f"tokens a step: {real:,.0f} real, {computed:,.0f} computed in {how} "
           f"({computed / real:.2f}x)")
     if a.profile:
         with profile(activities=[ProfilerActivity.CPU]) as p:

@@ -123,18 +123,19 @@ PRESETS: dict[str, Preset] = {
             "calculator",
             "calculator chains, 1-3 ops on operands up to 2 digits, cot=mixed with long division from 3 digits "
             "whose rows write their subtraction, hard steps 4x as likely in training; RMSNorm, SwiGLU, QK-norm, "
-            "RoPE, length-split batches",
+            "RoPE, packed batches",
             # cot=mixed: digit-level work only on a product of two multi-digit numbers and a division of a
             # 3+-digit value, the steps that cot=steps could not learn; big_weight: problems that multiply
             # or divide an intermediate value, the rarest and hardest, 4x as often in training (docs/LOG.md
             # 2026-12-01); division_work=subtract: each long-division row writes cur-q*b, so its quotient
             # digit is checked by a product the model can compute (docs/LOG.md 2026-12-02, second session).
             # Rows with their subtraction make a step 1.14x as costly, so 8,800 steps cost what the
-            # previous default's 10,000 did; block 256 holds the longest trace (249 tokens). 8 length
-            # chunks: the same gradient as 4 at about 0.9x the cost; 7,500 steps were too few for
-            # one seed of two (docs/LOG.md 2026-12-02, third session)
+            # previous default's 10,000 did; block 256 holds the longest trace (249 tokens). 7,500 steps
+            # were too few for one seed of two (docs/LOG.md 2026-12-02, third session). Packed rows: the
+            # same gradient as 8 length chunks at about 0.6x the step, so 10,000 steps fit the time that
+            # 8,800 in chunks could not; packed, 8,800 gave 99.03%, 10,000 99.56% (docs/LOG.md 2026-12-06)
             dataclasses.replace(_CALC_MODEL, block_size=256),
-            dataclasses.replace(_CALC_TRAIN, steps=8800, length_chunks=8),
+            dataclasses.replace(_CALC_TRAIN, steps=10000, length_chunks=1, pack=True),
             task_options=(*_CALC_TASK, ("division_work", "subtract")),
             for_tasks=("calculator",), default_for=("calculator",),
         ),
@@ -173,14 +174,18 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "calc3",
             "3-digit calculator chains: calc-weighted's recipe (cot=mixed, long division from 3 digits, "
-            "big_weight=4) with sign_work, block 416, batch 64 in 8 length-sorted chunks, 10,000 steps",
+            "big_weight=4) with sign_work, block 416, batch 64 packed, 10,000 steps, torch.compile",
             # cot=mixed keeps traces short enough (52.7 characters on average in training) for 10,000 steps
             # of 64 problems where cot=full's fit 12,500 of 32; sign_work halves the negative-result errors
             # (docs/LOG.md 2026-12-02). 8 chunks: 0.79x the step of 4 on these traces, whose lengths vary
             # most. 8,000 steps left seed 1 at 94.41%; 10,000 give 96.66% and 95.21% on 10,000 (two seeds)
-            # in 41-42 min on 2 cores: over the 30 (docs/LOG.md 2026-12-05, fourth session)
+            # in 41-42 min on 2 cores: over the 30 (docs/LOG.md 2026-12-05, fourth session).
+            # Packed rows (the same gradient at 0.75x the step of 8 chunks) and torch.compile (0.81x the
+            # packed step) together: 29 min 17 s and 30 min 4 s on two seeds with evals every 2,500 steps,
+            # so evals every 5,000: each costs about 10 s (docs/LOG.md 2026-12-06)
             dataclasses.replace(_CALC_MODEL, block_size=416),
-            dataclasses.replace(_CALC_TRAIN, steps=10000, length_chunks=8),
+            dataclasses.replace(_CALC_TRAIN, steps=10000, eval_interval=5000, length_chunks=1, pack=True,
+                                compile="on"),
             task_options=(("max_digits", 3), *_CALC_TASK, ("sign_work", True)),
             for_tasks=("calculator",),
         ),

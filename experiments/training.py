@@ -80,6 +80,12 @@ def make_eval_fn(task: Task, n: int, seed: int = 0):
     return evaluate
 
 
+def compile_failed(e: BaseException) -> bool:
+    """An error of torch.compile's machinery (dynamo, inductor), such as no C++ compiler to build
+    its CPU kernels with: the environment's, not the run's, and train.compile=off avoids it."""
+    return type(e).__module__.startswith(("torch._dynamo", "torch._inductor"))
+
+
 def start_run(spec: RunSpec, opts: TrainOptions) -> Path:
     """Train a new run from spec into opts.out (absent or empty).  Under torchrun every rank
     calls this; rank 0 owns the run directory."""
@@ -245,6 +251,14 @@ def _train_locked(spec: RunSpec, opts: TrainOptions, task: Task, model_cfg, devi
         progress.close()
         raise TrainFailed(f"training stopped: writing to {out} failed ({e}); the previous checkpoint is intact",
                           code=2 if e.errno in USER_ERRNOS else 1) from None
+    except Exception as e:
+        if not compile_failed(e):
+            raise
+        progress.close()
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise TrainFailed(
+            f"training stopped: torch.compile failed ({first[:200]}); on the CPU it needs a working C++ "
+            f"compiler. Pass --set train.compile=off to train without it", code=2) from None
     finally:
         close_batches()
     progress.close()

@@ -91,17 +91,18 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
         self.q_norm, self.k_norm = make_qk_norm(config), make_qk_norm(config)  # Identity when off
 
-    def forward(self, x: torch.Tensor, positions: nn.Module, start: int = 0, cache=None,
+    def forward(self, x: torch.Tensor, positions: nn.Module, index: torch.Tensor, cache=None,
                 layer: int = 0, attention: list[torch.Tensor] | None = None,
                 pos_ids: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
-        """bias (B, H, T, S): added to the attention scores (model.pos=coupled_rel), or None."""
+        """index (1 or B, T): each token's position.  bias (B, H or 1, T, S): added to the
+        attention scores (model.pos=coupled_rel, packed rows), or None."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         # (B, T, C) -> (B, H, T, D): the heads become a batch dimension
         q = self.q_norm(q.view(B, T, self.n_head, self.head_size)).transpose(1, 2)
         k = self.k_norm(k.view(B, T, self.n_head, self.head_size)).transpose(1, 2)
         v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)
-        q, k = positions.rotate(q, k, start, pos_ids)  # RoPE rotates; every other encoding returns them as is
+        q, k = positions.rotate(q, k, index, pos_ids)  # RoPE rotates; every other encoding returns them as is
         scale = 1.0 / math.sqrt(self.head_size)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, H, T_past + T, D)
@@ -135,10 +136,10 @@ class Block(nn.Module):
         self.ln_2 = make_norm(config)
         self.mlp = make_mlp(config)
 
-    def forward(self, x: torch.Tensor, positions: nn.Module, start: int = 0, cache=None,
+    def forward(self, x: torch.Tensor, positions: nn.Module, index: torch.Tensor, cache=None,
                 layer: int = 0, attention: list[torch.Tensor] | None = None,
                 pos_ids: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), positions, start, cache, layer, attention, pos_ids, bias)
+        x = x + self.attn(self.ln_1(x), positions, index, cache, layer, attention, pos_ids, bias)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -180,7 +181,7 @@ class GPT(nn.Module):
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache=None,
-        attention: list[torch.Tensor] | None = None,
+        attention: list[torch.Tensor] | None = None, segments: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T) int64 -> logits (B, T, V); loss is a scalar when targets are given.
 
@@ -193,6 +194,10 @@ class GPT(nn.Module):
         attention: a list to record the attention weights in.  Each layer appends its
         (B, H, T, T_keys) softmax probabilities, computed explicitly in this very forward pass;
         None (the default, and all that training uses) keeps the fused SDPA kernel.
+
+        segments (B, T) int: packed rows (gpt/train.py's pack_rows), several problems per row.
+        A token attends only to earlier tokens of its own segment, and its position counts from
+        its segment's first token, so each problem is computed as if it had a row of its own.
         """
         idx, pos_ids = (idx[..., 0], idx[..., 1]) if idx.dim() == 3 else (idx, None)
         B, T = idx.shape
@@ -201,11 +206,18 @@ class GPT(nn.Module):
             raise ValueError(
                 f"sequence of length {start + T} exceeds block_size {self.config.block_size}"
             )
-        x = self.drop(self.wte(idx) + self.pos.embed(idx, start, cache, pos_ids))  # (B, T, C)
+        index = torch.arange(start, start + T, device=idx.device)[None]  # (1, T)
+        if segments is not None:
+            if cache is not None:
+                raise ValueError("packed rows (segments) are for training; decoding takes one problem per row")
+            index = segment_positions(segments)  # (B, T)
+        x = self.drop(self.wte(idx) + self.pos.embed(idx, index, cache, pos_ids))  # (B, T, C)
         key_ids = pos_ids if cache is None or pos_ids is None else cache.update_ids(pos_ids)  # (B, S)
         bias = self.pos.attn_bias(pos_ids, key_ids)  # (B, H, T, S) or None: the same in every layer
+        if segments is not None:
+            bias = segment_bias(segments, bias)  # (B, H or 1, T, T)
         for i, block in enumerate(self.blocks):
-            x = block(x, self.pos, start, cache, i, attention, pos_ids, bias)
+            x = block(x, self.pos, index, cache, i, attention, pos_ids, bias)
         x = self.ln_f(x)
         if targets is None:
             if cache is not None:
@@ -218,6 +230,24 @@ class GPT(nn.Module):
 def causal_mask(T: int, S: int, device) -> torch.Tensor:
     """(T, S) bool: query i (token S - T + i) sees keys 0 .. S - T + i."""
     return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
+
+
+def segment_positions(segments: torch.Tensor) -> torch.Tensor:
+    """(B, T) segment ids, equal along each segment -> each token's index within its segment."""
+    B, T = segments.shape
+    t = torch.arange(T, device=segments.device).expand(B, T)
+    new = torch.ones_like(segments, dtype=torch.bool)
+    new[:, 1:] = segments[:, 1:] != segments[:, :-1]  # a segment's first token
+    first = torch.where(new, t, torch.zeros_like(t)).cummax(dim=1).values  # (B, T) its segment's start
+    return t - first
+
+
+def segment_bias(segments: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Hide every key of another segment: -inf there, added to the encoding's bias (or 0).
+    The causal part is left to the attention, which masks it in every case."""
+    other = (segments[:, :, None] != segments[:, None, :])[:, None]  # (B, 1, T, T)
+    base = torch.zeros(other.shape, device=segments.device) if bias is None else bias
+    return base.masked_fill(other, float("-inf"))
 
 
 def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,

@@ -3,13 +3,14 @@
     model.pos = learned | none | rope | abacus | coupled | coupled_rope | coupled_rel
 
 Every encoding answers two questions, so the model has no branches:
-    embed(idx, start, cache, pos_ids) -> what to add to the token embeddings (or 0)
-    rotate(q, k, start, pos_ids)      -> queries and keys, rotated or as they were
+    embed(idx, index, cache, pos_ids) -> what to add to the token embeddings (or 0)
+    rotate(q, k, index, pos_ids)      -> queries and keys, rotated or as they were
     attn_bias(pos_ids, key_ids)       -> what to add to the attention scores (or None)
 
-`start` is the position of idx's first token (non-zero while decoding with a
-KV cache).  abacus, coupled and coupled_rope read position ids that come with
-the data instead (`pos_ids`, (B, T)), which the task decides (tasks/positions.py).
+`index` (1 or B, T) is each token's position: 0, 1, 2, ... from the row's start (from
+cache.pos while decoding with a KV cache), or from its problem's start in a packed row.
+abacus, coupled and coupled_rope read position ids that come with the data instead
+(`pos_ids`, (B, T)), which the task decides (tasks/positions.py).
 
 Given ids mean: 1, 2, 3, ... positions (training shifts them by a random offset); 0, no
 position; -1 .. -config.pos_slots, fixed slots, never shifted: a token every position
@@ -36,11 +37,11 @@ class NoPositions(nn.Module):
     def __init__(self, config):
         super().__init__()
 
-    def embed(self, idx: torch.Tensor, start: int, cache=None, pos_ids: torch.Tensor | None = None
+    def embed(self, idx: torch.Tensor, index: torch.Tensor, cache=None, pos_ids: torch.Tensor | None = None
               ) -> torch.Tensor | float:
         return 0.0
 
-    def rotate(self, q: torch.Tensor, k: torch.Tensor, start: int, pos_ids: torch.Tensor | None = None
+    def rotate(self, q: torch.Tensor, k: torch.Tensor, index: torch.Tensor, pos_ids: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
         return q, k
 
@@ -55,9 +56,9 @@ class LearnedPositions(NoPositions):
         super().__init__(config)
         self.wpe = nn.Embedding(config.block_size, config.n_embd)
 
-    def embed(self, idx: torch.Tensor, start: int, cache=None, pos_ids: torch.Tensor | None = None) -> torch.Tensor:
-        pos = torch.arange(start, start + idx.size(1), dtype=torch.long, device=idx.device)
-        return self.wpe(pos)  # (T, C), broadcast over the batch
+    def embed(self, idx: torch.Tensor, index: torch.Tensor, cache=None, pos_ids: torch.Tensor | None = None
+              ) -> torch.Tensor:
+        return self.wpe(index)  # (1 or B, T, C)
 
 
 class RotaryPositions(NoPositions):
@@ -73,10 +74,9 @@ class RotaryPositions(NoPositions):
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def rotate(self, q: torch.Tensor, k: torch.Tensor, start: int, pos_ids: torch.Tensor | None = None
+    def rotate(self, q: torch.Tensor, k: torch.Tensor, index: torch.Tensor, pos_ids: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        T = q.size(2)
-        cos, sin = self.cos[start : start + T], self.sin[start : start + T]  # (T, D/2)
+        cos, sin = self.cos[index][:, None], self.sin[index][:, None]  # (1 or B, 1, T, D/2): over the heads
         return _rotate(q, cos, sin), _rotate(k, cos, sin)
 
 
@@ -111,7 +111,7 @@ class GivenPositions(NoPositions):
         self.max_pos = config.max_pos
         self.wpe = nn.Embedding(config.max_pos + 1 + config.pos_slots, config.n_embd)
 
-    def embed(self, idx: torch.Tensor, start: int, cache=None, pos_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def embed(self, idx: torch.Tensor, index: torch.Tensor, cache=None, pos_ids: torch.Tensor | None = None) -> torch.Tensor:
         ids = required(pos_ids)
         row = torch.where(ids < 0, self.max_pos - ids, ids.clamp(0, self.max_pos))
         return self.wpe(row.clamp(0, self.wpe.num_embeddings - 1))  # (B, T, C)
@@ -129,11 +129,11 @@ class GivenRotary(NoPositions):
         self.register_buffer("inv_freq", 1.0 / base ** (torch.arange(0, d, 2, dtype=torch.float32) / d),
                              persistent=False)
 
-    def embed(self, idx: torch.Tensor, start: int, cache=None, pos_ids: torch.Tensor | None = None) -> float:
+    def embed(self, idx: torch.Tensor, index: torch.Tensor, cache=None, pos_ids: torch.Tensor | None = None) -> float:
         required(pos_ids)
         return 0.0
 
-    def rotate(self, q: torch.Tensor, k: torch.Tensor, start: int, pos_ids: torch.Tensor | None = None
+    def rotate(self, q: torch.Tensor, k: torch.Tensor, index: torch.Tensor, pos_ids: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
         angles = (pos_ids.float()[..., None] * self.inv_freq)[:, None]  # (B, 1, T, D/2), broadcast over heads
         cos, sin = angles.cos(), angles.sin()
@@ -165,7 +165,7 @@ class GivenRelative(NoPositions):
         self.slots = config.pos_slots
         self.rel = nn.Embedding(2 * self.clip + 2 + self.slots, config.n_head)
 
-    def embed(self, idx: torch.Tensor, start: int, cache=None, pos_ids: torch.Tensor | None = None) -> float:
+    def embed(self, idx: torch.Tensor, index: torch.Tensor, cache=None, pos_ids: torch.Tensor | None = None) -> float:
         required(pos_ids)
         return 0.0
 

@@ -55,6 +55,8 @@ class TrainConfig:
     time_budget_s: float = 0.0  # stop after this much training time; 0: no limit
     target_acc: float = 0.0  # stop once the eval's val_acc reaches this; 0: never
     length_chunks: int = 1  # >1: split each micro-batch by length into this many trimmed chunks
+    pack: bool = False  # pack each micro-batch's rows end to end, one attention segment a problem (pack_rows)
+    pack_width: int = 0  # with pack: the packed rows' columns; 0: the micro-batch's width
     # a curriculum through the task's levels of difficulty (the workbench runs it: experiments/curriculum.py)
     curriculum: str = "off"  # off | auto: move up a level when accuracy on it reaches the threshold
     curriculum_threshold: float = 0.99  # accuracy on the current level's eval problems that moves it up
@@ -78,6 +80,13 @@ class TrainConfig:
             raise ValueError("train.beta1 and train.beta2 must be in [0, 1)")
         if self.compile not in ("auto", "on", "off"):
             raise ValueError(f"train.compile must be auto, on or off, got {self.compile!r}")
+        if not isinstance(self.pack, bool):
+            raise ValueError(f"train.pack must be true or false, got {self.pack!r}")
+        if not isinstance(self.pack_width, int) or self.pack_width < 0:
+            raise ValueError(f"train.pack_width must be a non-negative integer, got {self.pack_width!r}")
+        if self.pack and self.length_chunks > 1:
+            raise ValueError("train.pack and train.length_chunks > 1 are two ways to skip padding: "
+                             "set train.length_chunks=1 with train.pack=true")
         if self.time_budget_s < 0:
             raise ValueError(f"train.time_budget_s must be >= 0, got {self.time_budget_s!r}")
         if not 0 <= self.target_acc <= 1:
@@ -154,6 +163,56 @@ def length_chunks(x: torch.Tensor, y: torch.Tensor, k: int) -> list[tuple[torch.
         yc = y[rows, :w]
         out.append((x[rows, :w], yc, (yc != -1).sum() / total))
     return out or [(x, y, 1.0)]
+
+
+Part = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | float", "torch.Tensor | None"]
+
+
+def pack_rows(x: torch.Tensor, y: torch.Tensor, width: int = 0) -> list[Part]:
+    """Pack a right-padded batch's rows end to end: (B, T[, 2]) tokens and (B, T) targets ->
+    parts (tokens, targets, share of the batch's targets, segment ids or None), as length_chunks.
+
+    Each row is cut after its last target (columns after it change no loss) and placed, longest
+    first, in the first packed row of `width` columns (0: T) with room (first-fit decreasing).
+    Segment ids number the problems of a packed row 0, 1, ...; its padding gets an id of its
+    own. GPT.forward(..., segments=) lets no token see another segment and counts positions from
+    each segment's start, so the parts' share-weighted mean loss is the batch's, computed with
+    almost no padding. Attention costs width^2 a packed row whatever its problems, so rows
+    longer than `width` are not packed: they make one more part, trimmed, one problem a row.
+    Rows without targets are dropped; a batch with none at all stays as it is.
+    """
+    width = width or x.size(1)
+    length = row_lengths(y).tolist()
+    total = (y != -1).sum().clamp(min=1)
+    long = [r for r in range(len(length)) if length[r] > width]
+    bins: list[list[int]] = []
+    room: list[int] = []
+    for r in sorted((r for r in range(len(length)) if 0 < length[r] <= width), key=lambda r: -length[r]):
+        b = next((i for i, free in enumerate(room) if free >= length[r]), len(bins))
+        if b == len(bins):
+            bins.append([])
+            room.append(width)
+        bins[b].append(r)
+        room[b] -= length[r]
+    parts: list[Part] = []
+    if bins:
+        w = width - min(room)
+        xp = x.new_zeros((len(bins), w, *x.shape[2:]))
+        yp = y.new_full((len(bins), w), -1)
+        seg = torch.empty((len(bins), w), dtype=torch.long, device=y.device)
+        for i, rows in enumerate(bins):
+            at = 0
+            for j, r in enumerate(rows):
+                n = length[r]
+                xp[i, at : at + n], yp[i, at : at + n], seg[i, at : at + n] = x[r, :n], y[r, :n], j
+                at += n
+            seg[i, at:] = len(rows)
+        parts.append((xp, yp, (yp != -1).sum() / total, seg))
+    if long:
+        rows = torch.tensor(long, device=y.device)
+        yl = y[rows, : max(length[r] for r in long)]
+        parts.append((x[rows, : yl.size(1)], yl, (yl != -1).sum() / total, None))
+    return parts or [(x, y, 1.0, None)]
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -417,13 +476,14 @@ class Trainer:
             loss_sum = torch.zeros((), device=self.device)
             for micro in range(cfg.grad_accum):
                 x, y = self.batch("train", step, micro)
-                chunks = length_chunks(x, y, cfg.length_chunks)
-                for c, (xc, yc, share) in enumerate(chunks):
+                chunks = (pack_rows(x, y, cfg.pack_width) if cfg.pack else
+                          [(*chunk, None) for chunk in length_chunks(x, y, cfg.length_chunks)])
+                for c, (xc, yc, share, segments) in enumerate(chunks):
                     tokens += yc.numel()  # x may carry position ids beside the tokens
                     # gradients are all-reduced on the last backward of the step only
                     sync = self.ddp is None or (micro == cfg.grad_accum - 1 and c == len(chunks) - 1)
                     with autocast_for(self.device), (contextlib.nullcontext() if sync else self.ddp.no_sync()):
-                        _, loss = self.fwd(xc, yc)
+                        _, loss = self.fwd(xc, yc, segments=segments)
                         (loss * share / cfg.grad_accum).backward()
                     loss_sum += loss.detach() * share
             loss_val = loss_sum / cfg.grad_accum

@@ -86,7 +86,7 @@ def test_weights_are_a_causal_softmax_equal_to_a_naive_recomputation(pos, qk_nor
                     for t, n in ((q, block.attn.q_norm), (k, block.attn.k_norm)))
         q, k = q.transpose(1, 2), k.transpose(1, 2)  # (B, H, T, D)
         unrotated = naive_attention(q, k, causal, D)
-        want = naive_attention(*model.pos.rotate(q, k, 0), causal, D)
+        want = naive_attention(*model.pos.rotate(q, k, torch.arange(T)[None]), causal, D)
         torch.testing.assert_close(att, want, atol=1e-5, rtol=0)
         assert att.amax(-1)[..., 2:].mean() > 0.5  # peaked, so a wrong q or k would show
         if pos == "rope":  # and it would: the recomputation without the rotation is far off

@@ -62,7 +62,7 @@ def test_batched_attention_equals_per_head_loop_on_gpu():
     attn = model.blocks[0].attn
     x = torch.randn(3, 10, CFG.n_embd, device="cuda")
     with torch.no_grad():
-        got = attn(x, model.pos)
+        got = attn(x, model.pos, torch.arange(10, device="cuda")[None])
         ref = naive_attention(attn.cpu().double(), x.cpu().double())  # float64 on the CPU
     torch.testing.assert_close(got.cpu().double(), ref, atol=1e-5, rtol=1e-5)
 
@@ -118,9 +118,8 @@ def test_resume_after_kill_on_gpu_continues_the_same_run(tmp_path, capsys):
     torch.testing.assert_close(b, a, atol=2e-2, rtol=2e-2)
 
 
-@pytest.mark.parametrize("k", [2, 4])
-def test_length_chunks_give_the_whole_batch_gradient_on_gpu(k):
-    from gpt.train import length_chunks
+def _ragged_batch_gradient() -> tuple[GPT, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """A RoPE model, a right-padded batch of rows 4..T long, and the padded batch's gradient."""
     torch.manual_seed(0)
     model = GPT(dataclasses.replace(CFG, pos="rope")).cuda()
     B, T = 16, CFG.block_size
@@ -133,9 +132,27 @@ def test_length_chunks_give_the_whole_batch_gradient_on_gpu(k):
     loss.backward()
     want = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
+    return model, x, y, want
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_length_chunks_give_the_whole_batch_gradient_on_gpu(k):
+    from gpt.train import length_chunks
+    model, x, y, want = _ragged_batch_gradient()
     for xc, yc, share in length_chunks(x, y, k):
         _, lc = model(xc, yc)
         (lc * share).backward()
+    for p, g in zip(model.parameters(), want):
+        torch.testing.assert_close(p.grad, g, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("width", [0, 16])
+def test_packed_rows_give_the_whole_batch_gradient_on_gpu(width):
+    from gpt.train import pack_rows
+    model, x, y, want = _ragged_batch_gradient()
+    for xp, yp, share, seg in pack_rows(x, y, width):
+        _, lp = model(xp, yp, segments=seg)
+        (lp * share).backward()
     for p, g in zip(model.parameters(), want):
         torch.testing.assert_close(p.grad, g, atol=1e-5, rtol=1e-4)
 

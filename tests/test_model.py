@@ -30,7 +30,7 @@ def test_batched_attention_equals_per_head_loop():
     model = GPT(CFG).eval()
     attn = model.blocks[0].attn
     x = torch.randn(3, 10, CFG.n_embd)
-    torch.testing.assert_close(attn(x, model.pos), naive_attention(attn, x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(attn(x, model.pos, torch.arange(10)[None]), naive_attention(attn, x), atol=1e-5, rtol=1e-5)
 
 
 def test_causality_future_tokens_do_not_change_past_logits():

@@ -238,8 +238,8 @@ def test_nan_loss_stops_with_step_and_keeps_checkpoint(tmp_path, capsys, monkeyp
     def poisoned(self, cfg, model):
         fwd = self.fwd
 
-        def f(x, y):
-            logits, loss = fwd(x, y)
+        def f(x, y, **kw):
+            logits, loss = fwd(x, y, **kw)
             if model.training and self.state.step == 14:  # update 15 (every chunk of it)
                 loss = loss * float("nan")
             return logits, loss

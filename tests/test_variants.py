@@ -87,7 +87,7 @@ def test_slots_get_their_own_bias_from_any_distance_and_their_own_vector():
     assert bias[:, 1].tolist() == [none + 2, none + 2, none + 2, none, none]
     assert bias[1, 3] == c and bias[1, 4] == c + 1 and bias[0, 3] == float("-inf")  # positions: by difference
     learned = GPT(dataclasses.replace(BASE, pos="coupled", pos_slots=2)).pos
-    rows = learned.embed(None, 0, None, torch.tensor([[-2, -1, 0, 5, BASE.max_pos]]))
+    rows = learned.embed(None, torch.arange(5)[None], None, torch.tensor([[-2, -1, 0, 5, BASE.max_pos]]))
     assert torch.equal(rows[0], learned.wpe.weight[[BASE.max_pos + 2, BASE.max_pos + 1, 0, 5, BASE.max_pos]])
     with pytest.raises(ValueError, match="no slot position ids"):
         dataclasses.replace(BASE, pos="coupled_rope", pos_slots=1)
@@ -97,7 +97,7 @@ def test_given_positions_embed_the_ids_they_are_given():
     model = GPT(dataclasses.replace(BASE, pos="coupled")).eval()
     x = torch.tensor([[1, 2, 10, 3, 11]])
     ids = torch.tensor([[2, 1, 0, 1, 1]])
-    assert torch.equal(model.pos.embed(x, 0, None, ids), model.pos.wpe(ids))
+    assert torch.equal(model.pos.embed(x, torch.arange(5)[None], None, ids), model.pos.wpe(ids))
     with pytest.raises(ValueError, match="position ids"):
         model(x)  # tokens alone: the ids must come with the data
 
