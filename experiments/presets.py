@@ -182,7 +182,7 @@ PRESETS: dict[str, Preset] = {
             # in 41-42 min on 2 cores: over the 30 (docs/LOG.md 2026-12-05, fourth session).
             # Packed rows (the same gradient at 0.75x the step of 8 chunks) and torch.compile (0.81x the
             # packed step) together: 29 min 17 s and 30 min 4 s on two seeds with evals every 2,500 steps,
-            # so evals every 5,000: each costs about 10 s (docs/LOG.md 2026-12-06)
+            # so evals every 5,000: seed 1 then took 28 min 40 s, 95.27% (docs/LOG.md 2026-12-06)
             dataclasses.replace(_CALC_MODEL, block_size=416),
             dataclasses.replace(_CALC_TRAIN, steps=10000, eval_interval=5000, length_chunks=1, pack=True,
                                 compile="on"),
