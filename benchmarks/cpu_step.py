@@ -8,7 +8,7 @@ offer, this script switches on:
     --bf16           torch.autocast("cpu", bfloat16) around the forward
     --sdpa-fp32      with --bf16: attention in fp32 (its bf16 backward is slow on CPU)
     --round N        pad each chunk to a multiple of N columns (fewer distinct matmul shapes)
-    --pack           the step as train.pack=on takes it (rows packed end to end, whatever the preset says)
+    --pack           the step as train.pack=true takes it (rows packed end to end; on where the preset packs)
     --pack-width W   with --pack: packed rows of W columns (0: the batch's width)
     --profile        print torch.profiler's table of 10 more steps
     --matmul         also time a lone matmul of the model's shapes in fp32 and bf16
@@ -108,8 +108,8 @@ def main() -> None:
         x, y = batch("train", i, 0)
         real = int(row_lengths(y).sum())
         computed = 0
-        if a.pack:
-            parts = pack_rows(x, y, a.pack_width)
+        if a.pack or tr.pack:
+            parts = pack_rows(x, y, a.pack_width or tr.pack_width)
         else:
             parts = [(xc, yc, share, None) for xc, yc, share in length_chunks(x, y, tr.length_chunks)]
         for xc, yc, share, seg in parts:
@@ -137,7 +137,7 @@ def main() -> None:
     print(f"{a.task} / {a.preset or 'default'}: median {statistics.median(times):.1f} ms/step over 30 "
           f"(warm-up {warm:.1f} s), batch width {widths:.0f} before chunking")
     # what packing rows end to end could save at most: the padding the chunks still compute on
-    how = "packed rows" if a.pack else f"{tr.length_chunks} chunk(s)"
+    how = "packed rows" if a.pack or tr.pack else f"{tr.length_chunks} chunk(s)"
     print(f"tokens a step: {real:,.0f} real, {computed:,.0f} computed in {how} "
           f"({computed / real:.2f}x)")
     if a.profile:

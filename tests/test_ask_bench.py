@@ -90,7 +90,8 @@ CPU_STEP = Path(__file__).resolve().parents[1] / "benchmarks" / "cpu_step.py"
 
 def test_cpu_step_times_the_preset_step_and_counts_the_chunks_padding():
     # a small model on the default calculator preset's batches: 8 length chunks of 8 rows
-    small = ["--set", "model.n_layer=1", "--set", "model.n_embd=32", "--set", "model.n_head=2"]
+    small = ["--set", "model.n_layer=1", "--set", "model.n_embd=32", "--set", "model.n_head=2",
+             "--set", "train.pack=false", "--set", "train.length_chunks=8"]  # the preset packs
     out = subprocess.run([sys.executable, str(CPU_STEP), "--task", "calculator", *small],
                          capture_output=True, text=True, cwd=CPU_STEP.parents[1], timeout=600)
     assert out.returncode == 0, out.stderr
