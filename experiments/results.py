@@ -122,16 +122,28 @@ def summarise(df: pd.DataFrame, spec: Spec) -> pd.DataFrame:
     return out
 
 
+_RATES = ("accuracy", "trace_valid", "_acc")  # metrics shown as percentages
+
+
 def _fmt(metric: str, v: float) -> str:
     if v != v:
         return "—"
-    if metric.endswith(("accuracy", "trace_valid", "_acc")):
+    if metric.endswith(_RATES):
         return f"{100 * v:.2f}%"
     if metric.endswith("loss"):
         return f"{v:.4f}"
     if metric == "train_time":
         return f"{v:.0f} s"
     return f"{v:.0f}"
+
+
+def per_seed_table(df: pd.DataFrame, metrics: list[str]) -> str:
+    """One row per run: the metrics formatted, every rate (trace_valid too) as a percentage, a gap as —."""
+    cols = [c for c in df.columns if c not in ("error",)]
+    rows = [[_fmt(c, r[c]) if isinstance(r[c], float) and (c in metrics or c.endswith(_RATES) or r[c] != r[c])
+             else r[c] for c in cols]
+            for _, r in df.iterrows()]
+    return markdown_table(cols, rows)
 
 
 def markdown(spec: Spec, df: pd.DataFrame, summary: pd.DataFrame, root: Path, plots: list[str]) -> str:
@@ -159,10 +171,7 @@ def markdown(spec: Spec, df: pd.DataFrame, summary: pd.DataFrame, root: Path, pl
     failed = df[df["status"] != "done"]
     if len(failed):
         lines += ["", "## Failed runs", ""] + [f"- {r.variant} seed {r.seed}: {r.error}" for r in failed.itertuples()]
-    cols = [c for c in df.columns if c not in ("error",)]
-    rows = [[_fmt(c, r[c]) if isinstance(r[c], float) and (c in metrics or r[c] != r[c]) else r[c] for c in cols]
-            for _, r in df.iterrows()]  # a gap (nan) prints as —
-    lines += ["", "## Per-seed rows", "", markdown_table(cols, rows).rstrip("\n")]
+    lines += ["", "## Per-seed rows", "", per_seed_table(df, metrics).rstrip("\n")]
     for e in spec.evals:
         if len(e.by) == 1:
             lines += ["", f"## {e.name}: accuracy by {e.by[0]} (mean over seeds)", "", bucket_table(spec, root, e).rstrip("\n")]

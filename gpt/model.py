@@ -35,14 +35,14 @@ class GPTConfig:
     n_embd: int = 384
     dropout: float = 0.0
     bias: bool = False  # bias in Linear and LayerNorm layers; False is a little faster and as good
-    pos: str = "learned"  # learned | none | rope | abacus | coupled | coupled_rope | coupled_rel (gpt/positions.py)
+    pos: str = "learned"  # learned | none | rope | abacus | coupled | coupled_rope | coupled_rel | coupled_local (gpt/positions.py)
     norm: str = "layernorm"  # layernorm | rmsnorm          (gpt/layers.py)
     mlp: str = "gelu"  # gelu | swiglu | relu2
     qk_norm: bool = False
     tie_weights: bool = True  # lm_head shares the token embedding matrix
     max_pos: int = 64  # pos=abacus|coupled|coupled_rope: the largest position id; training offsets reach it
-    pos_slots: int = 0  # pos=coupled|coupled_rel: fixed-slot ids -1..-pos_slots the task uses (build fits it)
-    rel_clip: int = 2  # pos=coupled_rel: keys within this id difference are seen, each difference its own bias
+    pos_slots: int = 0  # pos=coupled|coupled_rel|coupled_local: fixed-slot ids -1..-pos_slots the task uses (build fits it)
+    rel_clip: int = 2  # pos=coupled_rel|coupled_local: keys within this id difference are seen, each difference its own bias
 
     def __post_init__(self) -> None:
         for name, allowed in (("pos", POSITIONS), ("norm", NORMS), ("mlp", MLPS)):

@@ -1,6 +1,6 @@
 """Position encodings, one class each, chosen once at construction.
 
-    model.pos = learned | none | rope | abacus | coupled | coupled_rope | coupled_rel
+    model.pos = learned | none | rope | abacus | coupled | coupled_rope | coupled_rel | coupled_local
 
 Every encoding answers two questions, so the model has no branches:
     embed(idx, index, cache, pos_ids) -> what to add to the token embeddings (or 0)
@@ -14,8 +14,8 @@ abacus, coupled and coupled_rope read position ids that come with the data inste
 
 Given ids mean: 1, 2, 3, ... positions (training shifts them by a random offset); 0, no
 position; -1 .. -config.pos_slots, fixed slots, never shifted: a token every position
-needs to find, wherever it is (the multiplier's digits in N x 2 multiplication).  coupled
-and coupled_rel embed slots; the others have none (GPTConfig refuses pos_slots there).
+needs to find, wherever it is (the multiplier's digits in N x 2 multiplication).  coupled,
+coupled_rel and coupled_local embed slots; the others have none (GPTConfig refuses pos_slots there).
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-POSITIONS = ("learned", "none", "rope", "abacus", "coupled", "coupled_rope", "coupled_rel")
+POSITIONS = ("learned", "none", "rope", "abacus", "coupled", "coupled_rope", "coupled_rel", "coupled_local")
 # encodings whose position ids come with the data, and the task's numbering each one reads
-GIVEN = {"abacus": "abacus", "coupled": "coupled", "coupled_rope": "coupled", "coupled_rel": "coupled"}
-SLOTTED = ("coupled", "coupled_rel")  # encodings that embed slot ids (< 0)
+GIVEN = {"abacus": "abacus", "coupled": "coupled", "coupled_rope": "coupled", "coupled_rel": "coupled",
+         "coupled_local": "coupled"}
+SLOTTED = ("coupled", "coupled_rel", "coupled_local")  # encodings that embed slot ids (< 0)
 
 
 class NoPositions(nn.Module):
@@ -181,9 +182,25 @@ class GivenRelative(NoPositions):
         return bias.masked_fill(far[:, None], float("-inf"))
 
 
+class GivenLocal(GivenRelative):
+    """coupled_rel, and a token without a position (id 0 or a slot) sees no token with one.
+
+    Under coupled_rel those tokens see every key: "*" and the multiplier's slots read the
+    whole of a, and every answer digit reads them back.  What they carry then depends on a's
+    length (an average over 10 digits in training, over 20 in the test), the one channel by
+    which a longer problem reaches a digit.  Seeds that used it failed at length.  Cut it,
+    and a digit sees the ids near its own, through each layer, and tokens whose state is the
+    same at every length (docs/LOG.md, 2026-12-06)."""
+
+    def attn_bias(self, pos_ids: torch.Tensor | None, key_ids: torch.Tensor | None) -> torch.Tensor:
+        bias = super().attn_bias(pos_ids, key_ids)
+        blind = (pos_ids[:, :, None] <= 0) & (key_ids[:, None, :] > 0)  # (B, T, S)
+        return bias.masked_fill(blind[:, None], float("-inf"))
+
+
 _CLASSES = {"learned": LearnedPositions, "none": NoPositions, "rope": RotaryPositions,
             "abacus": GivenPositions, "coupled": GivenPositions, "coupled_rope": GivenRotary,
-            "coupled_rel": GivenRelative}
+            "coupled_rel": GivenRelative, "coupled_local": GivenLocal}
 
 
 def make_positions(config) -> nn.Module:

@@ -25,7 +25,7 @@ Buckets: a_digits, b_digits.  Scratchpad traces are checked step by step
 (`trace_valid`): the partial products must be the right ones and every
 addition one correct reduction (tasks/expr.py).
 
-Position ids (model.pos=coupled|coupled_rel, reversed format, Cho et al. 2024):
+Position ids (model.pos=coupled|coupled_rel|coupled_local, reversed format, Cho et al. 2024):
 a's digits get their significance and the answer counts up from "=" (id 1), as
 in addition; b's digits go in fixed slots, b's units in slot -1, its tens in -2,
 because every digit of the answer needs all of b:

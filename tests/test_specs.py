@@ -8,7 +8,7 @@ import pytest
 
 from experiments.errors import UserError
 from experiments.grid import plan
-from experiments.results import grid_columns, how_runs, reproduce_commands
+from experiments.results import grid_columns, how_runs, per_seed_table, reproduce_commands
 from experiments.spec import load_spec
 from helpers import ROOT, TINY_SETS, cli
 
@@ -243,3 +243,12 @@ def test_report_columns_show_a_variants_set_beside_the_cases_values(tmp_path) ->
         name = "base"
     """))
     assert grid_columns(spec) == {"v.pos=rope": {"model.pos": "rope"}, "base": {"model.pos": "none"}}
+
+
+def test_per_seed_rows_show_every_rate_as_a_percentage() -> None:
+    # n2.trace_valid is not among the spec's metrics, and used to print as 0.9762
+    df = pd.DataFrame([{"variant": "v", "seed": 1, "n2.accuracy": 0.9794, "n2.trace_valid": 0.9762, "steps": 6000.0,
+                        "wall_s": 1638.3, "model.pos": float("nan"), "error": ""}])
+    row = per_seed_table(df, ["n2.accuracy"]).splitlines()[-1]
+    assert row == "| v | 1 | 97.94% | 97.62% | 6000.0 | 1638.3 | — |", row
+

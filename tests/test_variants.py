@@ -93,6 +93,30 @@ def test_slots_get_their_own_bias_from_any_distance_and_their_own_vector():
         dataclasses.replace(BASE, pos="coupled_rope", pos_slots=1)
 
 
+@pytest.mark.parametrize("pos", ["coupled_local", "coupled_rel"])
+def test_coupled_local_tokens_without_a_position_do_not_read_the_number(pos):
+    """Under coupled_local, "*" (id 0) and the multiplier's slots (ids -2, -1) compute the same
+    whatever digits, and however many, come before them, so every digit reading them sees the
+    same thing at every length.  Under coupled_rel they read the whole number: the reference
+    that the test can tell the two apart."""
+    torch.manual_seed(3)
+    model = GPT(dataclasses.replace(BASE, pos=pos, pos_slots=2)).eval()
+    star, b1, b0 = 10, 4, 5
+
+    def tail(digits: list[int]) -> torch.Tensor:
+        """a's digits (ids n..1), "*", then b's two digits in slots -2, -1: the last three outputs."""
+        x = torch.tensor([[*digits, star, b1, b0]])
+        ids = torch.tensor([[*range(len(digits), 0, -1), 0, -2, -1]])
+        return model(torch.stack([x, ids], dim=-1))[0][0, -3:]
+
+    short, other, longer = tail([1, 2, 3]), tail([7, 0, 9]), tail([1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2, 3])
+    if pos == "coupled_local":
+        torch.testing.assert_close(short, other, rtol=0, atol=1e-6)
+        torch.testing.assert_close(short, longer, rtol=0, atol=1e-6)
+    else:
+        assert (short - other).abs().max() > 1e-3 and (short - longer).abs().max() > 1e-3
+
+
 def test_given_positions_embed_the_ids_they_are_given():
     model = GPT(dataclasses.replace(BASE, pos="coupled")).eval()
     x = torch.tensor([[1, 2, 10, 3, 11]])
