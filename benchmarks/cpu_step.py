@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import statistics
 import sys
 import time
@@ -35,7 +36,7 @@ from experiments.build import build, position_ids
 from experiments.errors import UserError
 from experiments.runspec import resolve_spec
 from gpt.model import GPT
-from gpt.train import length_chunks, make_optimizer, pack_rows, row_lengths
+from gpt.train import batch_parts, make_optimizer, row_lengths
 
 
 def _ms(fn: Callable[[], object], n: int = 100) -> float:
@@ -75,6 +76,10 @@ def main() -> None:
     spec = resolve_spec(a.task, a.preset, a.sets, seed=1337)
     built = build(spec)
     cfg, tr = built.model, spec.train
+    packed = a.pack or tr.pack
+    # the step as the trainer takes it, packed where --pack or the preset asks
+    step_cfg = (dataclasses.replace(tr, pack=True, pack_width=a.pack_width or tr.pack_width, length_chunks=1)
+                if packed else tr)
     if tr.grad_accum > 1 or tr.curriculum != "off":
         ap.error("this step is one micro-batch of the task as configured: no grad_accum, no curriculum")
     ids = position_ids(cfg)
@@ -108,11 +113,7 @@ def main() -> None:
         x, y = batch("train", i, 0)
         real = int(row_lengths(y).sum())
         computed = 0
-        if a.pack or tr.pack:
-            parts = pack_rows(x, y, a.pack_width or tr.pack_width)
-        else:
-            parts = [(xc, yc, share, None) for xc, yc, share in length_chunks(x, y, tr.length_chunks)]
-        for xc, yc, share, seg in parts:
+        for xc, yc, share, seg in batch_parts(x, y, step_cfg):
             xc, yc = padded(xc, yc)
             computed += yc.numel()
             with torch.autocast("cpu", dtype=torch.bfloat16) if a.bf16 else contextlib.nullcontext():
@@ -137,7 +138,7 @@ def main() -> None:
     print(f"{a.task} / {a.preset or 'default'}: median {statistics.median(times):.1f} ms/step over 30 "
           f"(warm-up {warm:.1f} s), batch width {widths:.0f} before chunking")
     # what packing rows end to end could save at most: the padding the chunks still compute on
-    how = "packed rows" if a.pack or tr.pack else f"{tr.length_chunks} chunk(s)"
+    how = "packed rows" if packed else f"{tr.length_chunks} chunk(s)"
     print(f"tokens a step: {real:,.0f} real, {computed:,.0f} computed in {how} "
           f"({computed / real:.2f}x)")
     if a.profile:

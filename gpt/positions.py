@@ -178,8 +178,12 @@ class GivenRelative(NoPositions):
         slot = none + (-k).clamp(0, self.slots)  # k > 0 and k == 0 give `none`, k = -s gives none + s
         bucket = torch.where(both, diff.clamp(-self.clip, self.clip) + self.clip, torch.where(q > 0, slot, none))
         bias = self.rel(bucket).permute(0, 3, 1, 2)  # (B, H, T, S)
-        far = (diff.abs() > self.clip) & both
-        return bias.masked_fill(far[:, None], float("-inf"))
+        return bias.masked_fill(self.hidden(q, k)[:, None], float("-inf"))
+
+    def hidden(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """(B, T, 1) query ids, (B, 1, S) key ids -> (B, T, S) True where the key is cut off:
+        two positions further apart than the clip."""
+        return ((q - k).abs() > self.clip) & (q > 0) & (k > 0)
 
 
 class GivenLocal(GivenRelative):
@@ -192,10 +196,8 @@ class GivenLocal(GivenRelative):
     and a digit sees the ids near its own, through each layer, and tokens whose state is the
     same at every length (docs/LOG.md, 2026-12-06)."""
 
-    def attn_bias(self, pos_ids: torch.Tensor | None, key_ids: torch.Tensor | None) -> torch.Tensor:
-        bias = super().attn_bias(pos_ids, key_ids)
-        blind = (pos_ids[:, :, None] <= 0) & (key_ids[:, None, :] > 0)  # (B, T, S)
-        return bias.masked_fill(blind[:, None], float("-inf"))
+    def hidden(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return super().hidden(q, k) | ((q <= 0) & (k > 0))  # and every position, from no position
 
 
 _CLASSES = {"learned": LearnedPositions, "none": NoPositions, "rope": RotaryPositions,

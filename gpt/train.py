@@ -215,6 +215,14 @@ def pack_rows(x: torch.Tensor, y: torch.Tensor, width: int = 0) -> list[Part]:
     return parts or [(x, y, 1.0, None)]
 
 
+def batch_parts(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig) -> list[Part]:
+    """A micro-batch as the training step computes it: packed rows (train.pack) or length chunks,
+    each part (tokens, targets, share of the batch's targets, segment ids or None)."""
+    if cfg.pack:
+        return pack_rows(x, y, cfg.pack_width)
+    return [(*chunk, None) for chunk in length_chunks(x, y, cfg.length_chunks)]
+
+
 def step_seed(seed: int, step: int) -> int:
     # a Python int before the shift: numpy 1.x has no uint64 >> int (it would cast to float)
     return int(np.random.SeedSequence([seed, 0xD0, step]).generate_state(1, np.uint64)[0]) >> 1
@@ -476,8 +484,7 @@ class Trainer:
             loss_sum = torch.zeros((), device=self.device)
             for micro in range(cfg.grad_accum):
                 x, y = self.batch("train", step, micro)
-                chunks = (pack_rows(x, y, cfg.pack_width) if cfg.pack else
-                          [(*chunk, None) for chunk in length_chunks(x, y, cfg.length_chunks)])
+                chunks = batch_parts(x, y, cfg)
                 for c, (xc, yc, share, segments) in enumerate(chunks):
                     tokens += yc.numel()  # x may carry position ids beside the tokens
                     # gradients are all-reduced on the last backward of the step only
