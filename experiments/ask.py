@@ -21,11 +21,11 @@ class Answer:
 
 
 def ask(run_path: Path, prompts: list[str], device: str = "auto", checkpoint: str = "ckpt.pt",
-        tokens: int = 200) -> list[Answer]:
+        tokens: int = 200, trust_code: bool = False) -> list[Answer]:
     """The run's completion of each prompt, scored against the task's own answer where the task
     can read its prompts (problems_from_prompts).  A task without an end token (a text corpus)
     is continued for `tokens` characters instead."""
-    run = load_run(run_path, device=device, checkpoint=checkpoint)
+    run = load_run(run_path, device=device, checkpoint=checkpoint, trust_code=trust_code)
     task = run.task
     if task.end_id is None:
         return [Answer(p, c) for p, c in zip(prompts, run.complete([p or "\n" for p in prompts], tokens))]

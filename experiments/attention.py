@@ -20,7 +20,7 @@ import torch
 from experiments.build import rendered_positions
 from experiments.errors import UserError
 from experiments.load import Run, load_run
-from experiments.outputs import check_writable, write_output
+from experiments.outputs import check_output, write_output
 from experiments.plots import pyplot
 from gpt.generate import with_positions
 from gpt.model import GPT
@@ -108,9 +108,9 @@ def attention_of(run: Run, prompt: str, tokens: int = 32) -> AttentionMaps:
 
 
 def attention_maps(run_path: Path, prompt: str, checkpoint: str = "ckpt.pt", device: str = "auto",
-                   tokens: int = 32) -> AttentionMaps:
+                   tokens: int = 32, trust_code: bool = False) -> AttentionMaps:
     """Load a run and record its attention over prompt + greedy completion."""
-    run = load_run(run_path, device=device, checkpoint=checkpoint)
+    run = load_run(run_path, device=device, checkpoint=checkpoint, trust_code=trust_code)
     maps = attention_of(run, prompt, tokens)
     maps.source = f"{Path(run_path).name}, {checkpoint} step {run.step}"
     return maps
@@ -174,10 +174,10 @@ def write_maps(maps: AttentionMaps, out: Path, fmt: str) -> None:
 
 
 def attention_command(run_path: Path, prompt: str, checkpoint: str, out: Path | None, fmt: str | None,
-                      device: str, tokens: int) -> tuple[Path, AttentionMaps]:
+                      device: str, tokens: int, trust_code: bool = False) -> tuple[Path, AttentionMaps]:
     """`workbench attention`: check the output first, then load, record and write; -> (file, maps)."""
     fmt, out = output_choice(fmt, out)
-    check_writable(out, "--out")
-    maps = attention_maps(run_path, prompt, checkpoint, device, tokens)
+    check_output(out, "--out")
+    maps = attention_maps(run_path, prompt, checkpoint, device, tokens, trust_code)
     write_maps(maps, out, fmt)
     return out, maps

@@ -31,7 +31,6 @@ from experiments.load import load_run
 from experiments.runspec import resolve_spec
 from experiments.batches import make_batch_fn
 from experiments.training import TrainOptions, start_run
-from gpt.atomic import atomic_write_text
 from gpt.checkpoint import read_metrics
 
 
@@ -57,7 +56,8 @@ def _sync(device: torch.device) -> None:
 
 
 def bench(task_name: str, preset_name: str | None, device_name: str = "auto", steps: int = 60,
-          warmup: int = 10, run: Path | None = None, decode_n: int = 2000, sets: list[str] = ()) -> dict[str, Any]:
+          warmup: int = 10, run: Path | None = None, decode_n: int = 2000, sets: list[str] = (),
+          trust_code: bool = False) -> dict[str, Any]:
     if steps <= 0 or warmup < 0 or decode_n < 0:
         raise UserError("--steps must be positive, --warmup and --decode-n non-negative")
     if run is not None and decode_n == 0:  # refused, not silently ignored
@@ -106,7 +106,7 @@ def bench(task_name: str, preset_name: str | None, device_name: str = "auto", st
     if task.metric == "accuracy" and decode_n > 0:  # decoding is how such a task is scored
         decoder, label = trained.model, "untrained model, full-length decode"
         if run is not None:
-            r = load_run(run, device=device_name)
+            r = load_run(run, device=device_name, trust_code=trust_code)
             if r.task.name != task.name:
                 raise UserError(f"--run {run} is a {r.task.name!r} run, not {task.name!r}")
             decoder, task, label = r.model, r.task, f"trained run {run}"
@@ -162,5 +162,6 @@ def format_result(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_json(r: dict[str, Any], path: Path) -> None:
-    atomic_write_text(path, json.dumps(r, indent=1) + "\n")
+def json_dumps(r: dict[str, Any]) -> str:
+    """`bench --json`'s file: the figures, one key each."""
+    return json.dumps(r, indent=1) + "\n"

@@ -7,11 +7,15 @@ not expect ends in one line too, `internal error: ...`; `WORKBENCH_DEBUG=1` show
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
@@ -30,16 +34,16 @@ from experiments.ask import format_answer
 from experiments.attention import attention_command
 from experiments.bench import bench as run_bench
 from experiments.batches import check_workers
-from experiments.bench import format_result, write_json
+from experiments.bench import format_result, json_dumps
 from experiments.build import build_task
-from experiments.display import eval_plot, format_eval, list_presets, list_tasks, print_eval, print_examples
+from experiments.display import check_plot_path, eval_plot, format_eval, list_presets, list_tasks, print_eval, print_examples
 from experiments.errors import MAX_TOKENS, USER_ERRNOS, UserError, check_count, check_seed, check_steps
 from experiments.eval_runs import eval_runs
-from experiments.export import check_exportable, export_run, export_task, table_format
+from experiments.export import FORMATS, check_exportable, export_run, export_task, table_format
 from experiments.executors import Placement, check_placement, make_executor, parse_gpus
 from experiments.grid import run_grid
 from experiments.load import load_run
-from experiments.outputs import check_writable, write_output
+from experiments.outputs import REPLACES, check_output, per_run_paths, refuse_protected, write_output
 from experiments.registry import task_class
 from experiments.results import build_report
 from experiments.rundir import new_run_dir
@@ -58,10 +62,15 @@ app = typer.Typer(
 )
 
 
+def one_line(msg: str) -> str:
+    """A message as one printable line: control characters (a newline in a path) escaped, and lone
+    surrogates (a path typed in another encoding), which a strict UTF-8 stream cannot write."""
+    msg = "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in msg)
+    return msg.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def fail(msg: str, code: int = 2) -> None:
-    # a path typed in another encoding holds lone surrogates, which a strict UTF-8 stream cannot
-    # write: show them escaped rather than fail with the error we are reporting
-    typer.echo("error: " + msg.encode("utf-8", "backslashreplace").decode("utf-8"), err=True)
+    typer.echo("error: " + one_line(msg), err=True)
     raise typer.Exit(code)
 
 
@@ -85,6 +94,8 @@ def user_errors(fn):
 SetOpt = typer.Option([], "--set", "-s", help="override a config field: task.KEY=V, model.KEY=V or train.KEY=V")
 IncludeOpt = typer.Option([], "--include", help="a Python file defining extra task classes")
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | mps")
+TrustOpt = typer.Option(False, "--trust-code", help="run the task code kept in a run folder that was not trained "
+                        "on this machine (a downloaded export, say); only for folders you trust")
 # ---- train ---------------------------------------------------------------------------------
 
 @app.command("train")
@@ -109,6 +120,7 @@ def train_cmd(
     tags: list[str] = typer.Option([], "--tag", help="KEY=VALUE label for --log's trackers (repeatable)"),
     batch_workers: Optional[int] = typer.Option(
         None, "--batch-workers", help="processes building training batches ahead (default: 0 on a CPU; on a GPU up to 4)"),
+    trust_code: bool = TrustOpt,
 ) -> None:
     """Train a GPT on a task; resumable, with a run directory of config, metrics and checkpoints."""
     if not 1 <= nproc <= 1024:
@@ -126,7 +138,8 @@ def train_cmd(
     bad_tag = next((t for t in tags if not t.partition("=")[0] or "=" not in t), None)
     if bad_tag is not None:
         raise UserError(f"--tag expects KEY=VALUE, got {bad_tag!r}")
-    trackers = dict(log=check_sinks(log), tags=tuple(tags), batch_workers=check_workers(batch_workers))
+    trackers = dict(log=check_sinks(log), tags=tuple(tags), batch_workers=check_workers(batch_workers),
+                    trust_code=trust_code)
     if resume:
         if out is None:
             raise UserError("--resume needs --out RUN_DIR")
@@ -150,6 +163,7 @@ def sample(
     top_k: Optional[int] = typer.Option(200, "--top-k"),
     seed: int = typer.Option(1337, "--seed"),
     device: str = DeviceOpt,
+    trust_code: bool = TrustOpt,
 ) -> None:
     """Stream sampled text from a run."""
 
@@ -158,7 +172,7 @@ def sample(
     check_count(tokens, "--tokens", MAX_TOKENS)
     if not (0 < temperature < float("inf")) or (top_k is not None and top_k <= 0):
         raise UserError("--temperature must be a positive finite number and --top-k positive")
-    r = load_run(run, device)
+    r = load_run(run, device, trust_code=trust_code)
     if prompt is None:  # a newline where the vocabulary has one (text), else the first token
         prompt = "\n" if "\n" in r.task.vocab.chars else ""
     ids = r.encode_prompt(prompt) if prompt else [0]
@@ -181,13 +195,17 @@ def eval_cmd(
     by: Optional[str] = typer.Option(None, "--by", help="bucket columns, comma-separated (e.g. a_digits,b_digits)"),
     sets: list[str] = typer.Option([], "--set", "-s", help="task.KEY=V: change the task for evaluation only"),
     fmt: str = typer.Option("table", "--format", help="table | csv | markdown | json"),
-    out: Optional[Path] = typer.Option(None, "--out", help="also write the table here (format by --format)"),
-    samples: Optional[Path] = typer.Option(None, "--samples", help="write one JSON line per problem"),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="PNG: accuracy by the --by column, a line per run; with two --by columns a heatmap per run (needs matplotlib)"),
+    out: Optional[Path] = typer.Option(None, "--out", help=f"also write the table here (format by --format); {REPLACES}"),
+    samples: Optional[Path] = typer.Option(None, "--samples", help="write one JSON line per problem; with several runs "
+                                           f"one file per run, STEM.0.SUFFIX, STEM.1.SUFFIX, ...; {REPLACES}"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="PNG (or any format matplotlib writes, by the suffix): "
+                                        "accuracy by the --by column, a line per run; with two --by columns a heatmap "
+                                        f"per run (needs matplotlib); {REPLACES}"),
     batch_size: int = typer.Option(1024, "--batch-size"),
     seed: int = typer.Option(0, "--seed", help="which fixed evaluation set"),
     checkpoint: str = typer.Option("ckpt.pt", "--checkpoint", help="ckpt.pt (latest) or best.pt"),
     device: str = DeviceOpt,
+    trust_code: bool = TrustOpt,
 ) -> None:
     """Exact-match accuracy of runs on held-out problems, by bucket, with 95% Wilson intervals."""
     check_seed(seed)
@@ -196,14 +214,14 @@ def eval_cmd(
     if fmt not in ("table", "csv", "markdown", "json"):
         raise UserError(f"--format must be table, csv, markdown or json, got {fmt!r}")
     options = task_sets_only(sets, "eval")
-    # one --samples file per run; an unwritable output path fails now, not after minutes of decoding
-    sample_paths = [samples if len(runs) == 1 or samples is None else samples.with_suffix(f".{i}{samples.suffix}")
-                    for i in range(len(runs))]
-    for path, flag in [(out, "--out"), (plot, "--plot"), *[(s, "--samples") for s in sample_paths]]:
-        if path is not None:
-            check_writable(path, flag)
+    # every output path is checked now, not after minutes of decoding (experiments/outputs.py)
+    sample_paths = per_run_paths(samples, len(runs), "--samples")
+    if out is not None:
+        check_output(out, "--out")
+    if plot is not None:
+        check_plot_path(plot)
     result = eval_runs(runs, n=n, split=split, by=by, task_options=options, samples=sample_paths, plot=plot is not None,
-                       batch_size=batch_size, seed=seed, checkpoint=checkpoint, device=device)
+                       batch_size=batch_size, seed=seed, checkpoint=checkpoint, device=device, trust_code=trust_code)
     print_eval(result, fmt, f"{split} accuracy, n={n}")
     if out:
         write_output(out, format_eval(result, "markdown" if fmt == "table" else fmt), "--out")
@@ -221,10 +239,11 @@ def ask(
     checkpoint: str = typer.Option("ckpt.pt", "--checkpoint", help="ckpt.pt (latest) or best.pt"),
     tokens: int = typer.Option(200, "--tokens", "-n", help="characters to generate for text runs"),
     device: str = DeviceOpt,
+    trust_code: bool = TrustOpt,
 ) -> None:
     """Ask a run: its completion, the parsed and the true answer, and any wrong trace steps."""
     check_count(tokens, "--tokens", MAX_TOKENS)
-    answers = ask_run(run, prompts, device=device, checkpoint=checkpoint, tokens=tokens)
+    answers = ask_run(run, prompts, device=device, checkpoint=checkpoint, tokens=tokens, trust_code=trust_code)
     typer.echo("\n\n".join(format_answer(a) for a in answers))
 
 
@@ -283,17 +302,20 @@ def bench(
     warmup: int = typer.Option(10, "--warmup"),
     run: Optional[Path] = typer.Option(None, "--run", help="a trained run of the task, for realistic decode numbers"),
     decode_n: int = typer.Option(2000, "--decode-n", help="problems decoded, with and without the KV cache"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the figures here as JSON"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help=f"also write the figures here as JSON; {REPLACES}"),
     device: str = DeviceOpt,
+    trust_code: bool = TrustOpt,
 ) -> None:
     """Benchmark a task and preset: ms/step, tokens/s, MFU, data share, decode problems/s."""
     check_count(steps, "--steps", 100_000)
     if not (0 <= warmup <= 100_000 and 0 <= decode_n <= 10**7):
         raise UserError("--warmup must be between 0 and 100,000 and --decode-n between 0 and 10,000,000")
-    result = run_bench(task, preset, device, steps, warmup, run, decode_n, sets)
+    if json_out is not None:
+        check_output(json_out, "--json")
+    result = run_bench(task, preset, device, steps, warmup, run, decode_n, sets, trust_code)
     typer.echo(format_result(result))
     if json_out:
-        write_json(result, json_out)
+        write_output(json_out, json_dumps(result), "--json")
 
 
 # ---- show / tasks / presets -----------------------------------------------------------------
@@ -358,6 +380,7 @@ def run_cmd(
     placement = check_placement(Placement(executor, jobs, parse_gpus(gpus) if gpus is not None else (), per_gpu,
                                           address))
     root = out or Path("runs") / f"spec-{spec.name}"
+    refuse_protected(root / "spec.toml", "--out")  # a spec's folder holds runs; it is never one
     run_grid(spec, root, only=only, dry_run=dry_run, echo=typer.echo, trackers=check_sinks(log),
              executor=lambda: make_executor(placement, spec.jobs), timeout_s=timeout, retries=retries,
              then=lambda: build_report(root, spec, echo=typer.echo))
@@ -371,6 +394,7 @@ def report(
     """Rebuild a spec's tables and plots (results.md, results.csv, *.png) from its finished runs."""
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} is not a directory")
+    refuse_protected(run_dir / "results.md", "report")  # a run folder is no spec's output folder
     build_report(run_dir, echo=typer.echo)
 
 
@@ -390,10 +414,11 @@ def attention(
     prompt: str = typer.Argument(..., help='a problem as `workbench ask` takes it, e.g. "123+456"; text for a text run'),
     checkpoint: str = typer.Option("ckpt.pt", "--checkpoint", help="ckpt.pt (latest) or best.pt"),
     out: Optional[Path] = typer.Option(None, "--out", "-o",
-                                       help="output file (default: attention.png or attention.json in the current folder)"),
+                                       help=f"output file (default: attention.png or attention.json in the current folder); {REPLACES}"),
     fmt: Optional[str] = typer.Option(None, "--format", help="png | json (default: json if --out ends in .json, else png)"),
     tokens: int = typer.Option(32, "--tokens", "-n", help="characters to generate for text runs"),
     device: str = DeviceOpt,
+    trust_code: bool = TrustOpt,
 ) -> None:
     """Draw every layer x head's attention weights over PROMPT and the run's greedy completion.
 
@@ -401,7 +426,7 @@ def attention(
     it predicts token i + 1; the completion is marked in red. JSON holds the tokens, prompt_len
     and weights[layer][head][query][key]."""
     check_count(tokens, "--tokens", MAX_TOKENS)
-    path, maps = attention_command(run, prompt, checkpoint, out, fmt, device, tokens)
+    path, maps = attention_command(run, prompt, checkpoint, out, fmt, device, tokens, trust_code)
     L, H = maps.weights.shape[:2]
     typer.echo(f"wrote {path}: {L} x {H} (layers x heads) over {maps.prompt!r} + completion {maps.completion!r}")
 
@@ -417,7 +442,7 @@ app.add_typer(export_app, name="export")
 @user_errors
 def export_task_cmd(
     task: str = typer.Argument(..., help="task name (see `workbench tasks`)"),
-    out: Path = typer.Option(..., "--out", "-o", help="FILE.jsonl or FILE.parquet (the suffix picks the format)"),
+    out: Path = typer.Option(..., "--out", "-o", help=f"FILE.jsonl or FILE.parquet (the suffix picks the format); {REPLACES}"),
     sets: list[str] = typer.Option([], "--set", "-s", help="task.KEY=V: a task option"),
     split: str = typer.Option("train", "--split", help="train | test | ood (the task's splits)"),
     n: Optional[int] = typer.Option(None, "--n", help="rows (default 10,000; the whole pool with task.train_size)"),
@@ -431,7 +456,7 @@ def export_task_cmd(
     check_seed(seed)
     task_sets_only(sets, "export task")
     check_exportable(task_class(task, include))  # a text task is refused before its corpus is loaded
-    check_writable(out, "--out")
+    check_output(out, "--out", tuple(FORMATS))
     spec = resolve_spec(task, preset, sets, include=include)  # the task `workbench train` builds
     t = build_task(spec)
     pool = t.train_size if split == "train" else 0
@@ -450,12 +475,14 @@ def export_run_cmd(
     eval_n: int = typer.Option(1000, "--eval-n", help="held-out problems for the model card's eval table (0: none)"),
     batch_size: int = typer.Option(1024, "--batch-size"),
     device: str = DeviceOpt,
+    trust_code: bool = TrustOpt,
 ) -> None:
     """Write a run as model.safetensors, config.json, vocab.json and a README.md model card."""
     if not 0 <= eval_n <= 10**8:
         raise UserError(f"--eval-n must be between 0 and 100,000,000, got {eval_n}")
     check_count(batch_size, "--batch-size", 2**16)
-    r = export_run(run, out, checkpoint=checkpoint, eval_n=eval_n, device=device, batch_size=batch_size)
+    r = export_run(run, out, checkpoint=checkpoint, eval_n=eval_n, device=device, batch_size=batch_size,
+                   trust_code=trust_code)
     typer.echo(f"wrote {out}: model.safetensors, config.json, vocab.json, README.md ({r.task.name}, step {r.step:,}); "
                f"load_run({str(out)!r}) loads it, huggingface_hub.upload_folder uploads it as is")
 
@@ -483,13 +510,46 @@ def launch_torchrun(nproc: int, out: Path) -> None:
         raise typer.Exit(code)
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM outside training (which checkpoints on them itself): raised where the
+    process is, so that every write under way removes its temp file on the way out.  A
+    BaseException, so that no `except Exception` on the way swallows it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, frame) -> None:
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def signals_raise() -> Iterator[None]:
+    """SIGINT and SIGTERM raise Interrupted while a command runs; the old handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    old = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: click's usage errors become one line and exit code 2 as well."""
     global _ARGV
     _ARGV = list(sys.argv[1:] if argv is None else argv)
     try:
-        rv = app(args=argv, standalone_mode=False, prog_name="workbench")
+        with signals_raise():
+            rv = app(args=argv, standalone_mode=False, prog_name="workbench")
         return rv if isinstance(rv, int) else 0
+    except Interrupted as e:
+        name = signal.Signals(e.signum).name
+        typer.echo(f"error: interrupted by {name}; nothing was left half-written", err=True)
+        return 128 + e.signum
     except typer.Exit as e:
         return e.exit_code
     except click_exc.UsageError as e:

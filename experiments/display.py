@@ -20,8 +20,8 @@ from rich.text import Text
 
 from experiments.errors import UserError
 from experiments.eval_runs import EvalTable
-from experiments.outputs import write_output
-from experiments.plots import heatmap_image, lines_image
+from experiments.outputs import check_output, write_output
+from experiments.plots import heatmap_image, lines_image, pyplot
 from experiments.presets import PRESETS, Preset
 from experiments.registry import known_tasks, task_class
 from experiments.tables import markdown_table, pct
@@ -177,6 +177,17 @@ def _accuracy_table(t: pd.DataFrame, by: list[str], runs: list[str], title: str 
                       f"{pct(s['ci_low'])}–{pct(s['ci_high'])}", *[pct(s[c]) for c in extra]]
         table.add_row(*map(Text, label), *map(Text, cells), style="bold" if "all" in label else None)
     return table
+
+
+def check_plot_path(path: Path) -> Path:
+    """`eval --plot`'s file, refused before the evaluation: matplotlib installed, a format it
+    writes (by the suffix), and a path outputs.check_output accepts."""
+    plt = pyplot()
+    if plt is None:
+        raise UserError("--plot needs matplotlib: pip install 'workbench[plot]'")
+    formats = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    return check_output(path, "--plot", tuple(sorted(f".{f}" for f in formats)))
 
 
 def eval_plot(result: EvalTable, path: Path) -> None:

@@ -28,12 +28,12 @@ class EvalTable:
 
 def eval_runs(runs: Sequence[Path], n: int, split: str, by: str | None, task_options: dict[str, Any],
               samples: Sequence[Path | None], plot: bool, batch_size: int, seed: int, checkpoint: str,
-              device: str) -> EvalTable:
+              device: str, trust_code: bool = False) -> EvalTable:
     """Score each run on n problems (or windows) of a split; samples[i] receives run i's rows."""
     parts: list[tuple[pd.DataFrame, list[str]]] = []
     metrics = set()
     for i, path in enumerate(runs):
-        run = load_run(path, device=device, checkpoint=checkpoint, task_overrides=task_options)
+        run = load_run(path, device=device, checkpoint=checkpoint, task_overrides=task_options, trust_code=trust_code)
         score = _SCORERS[run.task.metric]
         t, cols = score(run, path, n=n, split=split, by=by, plot=plot, batch_size=batch_size, seed=seed,
                         samples=samples[i])
@@ -46,10 +46,13 @@ def eval_runs(runs: Sequence[Path], n: int, split: str, by: str | None, task_opt
     return EvalTable(pd.concat([t for t, _ in parts], ignore_index=True), parts[0][1], metrics.pop())
 
 
-def _score_loss(run: Run, path: Path, n: int, split: str, seed: int, **_: Any) -> tuple[pd.DataFrame, list[str]]:
+def _score_loss(run: Run, path: Path, n: int, split: str, seed: int, by: str | None, **_: Any
+                ) -> tuple[pd.DataFrame, list[str]]:
     """A language-modelling run: the loss on n fixed windows, not accuracy."""
     if split not in ("train", "val"):
         raise UserError(f"run {path} is a text run ({run.task.name}): --split must be train or val")
+    if by:  # a text run's windows have no buckets: an ignored --by would read as if it applied
+        raise UserError(f"--by {by!r}: run {path} is a text run ({run.task.name}), whose loss has no bucket columns")
     return evaluate_loss(run.model, run.task, split=split, n=n, seed=seed), []
 
 

@@ -11,6 +11,9 @@ and hands back a concurrent.futures.Future of its result record.
             instance started here or on a cluster (--address).  Ray sets CUDA_VISIBLE_DEVICES
             for each task: to its GPUs, or to none for a task that reserved none.
 
+The flags are checked before anything is made (check_placement): --gpus against the GPUs torch
+sees, --address for its form and, with a short TCP probe, for something answering there.
+
 Adding one (say, SLURM job arrays) means a class with `submit`, `close` and a `describe` line.
 """
 
@@ -18,15 +21,23 @@ from __future__ import annotations
 
 import os
 import queue
+import re
+import socket
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
+import torch
+
 from experiments.errors import UserError, optional_module
 from experiments.runjob import Job
 
 EXECUTORS = ("local", "ray")
+# --address HOST:PORT (or Ray Client's ray://HOST:PORT); a host is a name, an IPv4 address or a
+# bracketed IPv6 one.  Anything else is refused before Ray starts, which would retry it for minutes.
+_ADDRESS = re.compile(r"(?:ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):([0-9]{1,5})")
+REACH_TIMEOUT_S = 5.0  # how long the TCP probe of --address HOST:PORT waits for an answer
 NO_RAY_CHILD_KILL = "RAY_kill_child_processes_on_worker_exit"
 Execute = Callable[[Job, dict[str, str], bool], dict]  # runjob.execute(job, env, own_group)
 
@@ -69,6 +80,49 @@ def parse_gpus(text: str) -> tuple[int, ...]:
     return gpus
 
 
+def parse_address(address: str) -> tuple[str, int] | None:
+    """--address: None for auto (Ray finds the cluster this machine belongs to), else (HOST, PORT)
+    from HOST:PORT or ray://HOST:PORT; one line for anything else or a port outside 1-65535."""
+    if address == "auto":
+        return None
+    m = _ADDRESS.fullmatch(address)
+    if m is None:
+        raise UserError(f"--address {address!r}: expected auto or HOST:PORT (e.g. 10.0.0.5:6379)")
+    port = int(m.group(2))
+    if not 1 <= port <= 65535:
+        raise UserError(f"--address {address!r}: the port must be between 1 and 65535, got {port}")
+    return m.group(1).strip("[]"), port
+
+
+def check_reachable(address: str) -> None:
+    """Refuse a HOST:PORT where nothing answers, in seconds: ray.init would log warnings and
+    retry it for minutes.  A TCP connection is all it tries (Ray's port is plain TCP)."""
+    where = parse_address(address)
+    if where is None:
+        return
+    try:
+        socket.create_connection(where, timeout=REACH_TIMEOUT_S).close()
+    except OSError as e:  # refused, timed out, unknown host, no route
+        why = "timed out" if isinstance(e, TimeoutError) else (e.strerror or type(e).__name__)
+        raise UserError(f"--address {address}: no Ray cluster answers there ({why}); start one with "
+                        f"`ray start --head`, or check the host and port") from None
+
+
+def cuda_gpus() -> int:
+    """How many CUDA GPUs torch sees here (CUDA_VISIBLE_DEVICES applied)."""
+    return torch.cuda.device_count()
+
+
+def _check_gpus(gpus: tuple[int, ...]) -> None:
+    """--gpus must name GPUs this machine has: a missing one would train on the CPU in silence."""
+    seen = cuda_gpus()
+    missing = [g for g in gpus if g >= seen]
+    if missing:
+        have = f"indices 0 to {seen - 1}" if seen else "so no index is valid"
+        raise UserError(f"--gpus {','.join(map(str, gpus))}: torch sees {seen} CUDA GPU{'' if seen == 1 else 's'} "
+                        f"on this machine ({have}); GPU {missing[0]} is not one of them")
+
+
 def check_placement(p: Placement) -> Placement:
     if p.executor not in EXECUTORS:
         raise UserError(f"--executor {p.executor!r}: choose from {', '.join(EXECUTORS)}")
@@ -81,6 +135,8 @@ def check_placement(p: Placement) -> Placement:
             raise UserError("--per-gpu needs --gpus (the GPU indices to share out), e.g. --gpus 0 --per-gpu 4")
         if p.gpus and p.jobs is not None:
             raise UserError("--jobs and --gpus: with GPU slots, --gpus and --per-gpu set how many run at a time")
+        if p.gpus:
+            _check_gpus(p.gpus)
     else:
         optional_module("ray", "ray", "--executor ray")  # before anything is made
         if p.gpus:
@@ -89,6 +145,8 @@ def check_placement(p: Placement) -> Placement:
         if p.jobs is not None:
             raise UserError("--jobs is for --executor local; Ray runs as many as the cluster's CPUs allow "
                             "(set resources.num_cpus in the spec to give each run more)")
+        if p.address is not None:
+            check_reachable(p.address)  # before anything is made; ray.init would retry for minutes
     return p
 
 

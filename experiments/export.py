@@ -31,6 +31,7 @@ import copy
 import json
 import os
 import secrets
+import shlex
 import shutil
 import time
 from collections.abc import Iterable, Iterator
@@ -45,8 +46,9 @@ from experiments.errors import UserError, optional_module
 from experiments.eval_runs import EvalTable
 from experiments.evaluate import EVAL_SEED, evaluate, evaluate_loss
 from experiments.load import WEIGHTS, WEIGHTS_META, Run, load_run
-from experiments.outputs import atomic_text_file, output_target
-from experiments.rundir import CONFIG
+from experiments.trust import seal
+from experiments.outputs import atomic_text_file, check_name, output_target, refuse_protected
+from experiments.rundir import CONFIG, RUN_FORMAT, copy_includes, training_pid
 from experiments.runspec import to_jsonable
 from gpt.atomic import atomic_open, atomic_write_text
 from tasks.base import Problems, Task
@@ -241,8 +243,14 @@ def export_task(task: Task, out: Path, split: str = "train", n: int = 10_000, se
 
 def check_out_dir(out: Path) -> None:
     """Refuse an --out that holds anything, or whose folder does not exist: export never mixes
-    its files with others, and never overwrites a folder."""
+    its files with others, and never overwrites a folder.  Nor does it write inside a run or
+    another exported folder, or over the current folder (or one above it)."""
     out = Path(out)
+    check_name(out, "--out")
+    here = Path.cwd().resolve()
+    if out.exists() and (out.resolve() == here or out.resolve() in here.parents):
+        raise UserError(f"--out {out} is the current folder or holds it; give a new folder's name")
+    refuse_protected(out.absolute().parent / ".", "--out")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a new (or empty) folder")
     if out.is_dir() and any(out.iterdir()):
@@ -251,10 +259,13 @@ def check_out_dir(out: Path) -> None:
         raise UserError(f"--out {out}: folder {out.absolute().parent} does not exist")
 
 
-def export_record(run: Run, checkpoint: str) -> dict[str, Any]:
+def export_record(run: Run, checkpoint: str, copies: dict[str, str]) -> dict[str, Any]:
     """config.json for the folder: the run's own record (so read_run_spec and load_run read it),
-    plus where the weights came from."""
-    return {**run.config, "export": {"source": str(Path(run.path).resolve()), "checkpoint": checkpoint,
+    its task files as the folder's own copies (sealed as made here: the run was loaded, so its
+    code was trusted), plus where the weights came from."""
+    task = {**run.config["task"], "include": list(copies), "include_sha256": copies,
+            "include_seal": seal(run.task.name, copies) if copies else None}
+    return {**run.config, "format": RUN_FORMAT, "task": task, "export": {"source": str(Path(run.path).resolve()), "checkpoint": checkpoint,
                                  "step": run.step, "weights": WEIGHTS, "end_token": _end_token(run.task),
                                  "exported": time.strftime("%Y-%m-%dT%H:%M:%S")}}
 
@@ -355,8 +366,9 @@ def model_card(run: Run, folder_name: str, eval_table: str | None, eval_n: int) 
         "The weights are in `model.safetensors`; `config.json` is the run's own record and `vocab.json` maps "
         f"each character to its token id.{_end_note(task)}", "",
         "```python", "from experiments import load_run  # pip install workbench", "",
-        f'run = load_run("{folder_name}")', ask, "```", "",
-        f"`workbench eval {folder_name}` scores it again; `workbench ask {folder_name} PROMPT` answers one prompt.", "",
+        f"run = load_run({folder_name!r})", ask, "```", "",
+        f"`workbench eval {shlex.quote(folder_name)}` scores it again; `workbench ask {shlex.quote(folder_name)} PROMPT` "
+        "answers one prompt.", "",
     ]
     return "\n".join(lines)
 
@@ -369,6 +381,8 @@ def _end_note(task: Task) -> str:
 def _sync_folder(folder: Path) -> None:
     """fsync every file and the folder itself, so the rename publishes complete files."""
     for p in folder.iterdir():
+        if not p.is_file():  # tasks/: its files were written (and fsynced) by the atomic writer
+            continue
         with open(p, "rb") as f:
             os.fsync(f.fileno())
     fd = os.open(folder, os.O_RDONLY)
@@ -379,19 +393,25 @@ def _sync_folder(folder: Path) -> None:
 
 
 def export_run(run_path: Path, out: Path, checkpoint: str = "ckpt.pt", eval_n: int = 1000,
-               device: str = "auto", batch_size: int = 1024) -> Run:
+               device: str = "auto", batch_size: int = 1024, trust_code: bool = False) -> Run:
     """Write the run's model folder to out (see the module docstring); eval_n=0 leaves out the
     eval table.  Returns the run as loaded."""
     out = Path(out)
     check_out_dir(out)
-    run = load_run(run_path, device=device, checkpoint=checkpoint)
+    pid = training_pid(run_path)
+    if pid is not None:
+        raise UserError(f"{run_path} is still training (pid {pid or 'unknown'}): its checkpoint changes as you export "
+                        "it; export it when it has finished")
+    run = load_run(run_path, device=device, checkpoint=checkpoint, trust_code=trust_code)
     table = eval_markdown(run, eval_n, batch_size) if eval_n > 0 else None
-    # os.mkdir, not mkdtemp (0700): the published folder gets the usual mode, umask applied
-    tmp = out.absolute().parent / f".{out.absolute().name}.{secrets.token_hex(6)}.tmp"
+    # os.mkdir, not mkdtemp (0700): the published folder gets the usual mode, umask applied;
+    # a short name, so that it fits wherever --out's own name just fits
+    tmp = out.absolute().parent / f".wb-export.{secrets.token_hex(6)}.tmp"
     os.mkdir(tmp)
     try:
         write_weights(run, tmp / WEIGHTS)
-        atomic_write_text(tmp / CONFIG, json.dumps(export_record(run, checkpoint), indent=2) + "\n")
+        copies = copy_includes(tmp, run.spec.include if run.spec is not None else ())
+        atomic_write_text(tmp / CONFIG, json.dumps(export_record(run, checkpoint, copies), indent=2) + "\n")
         atomic_write_text(tmp / VOCAB, vocab_json(run.task))
         atomic_write_text(tmp / CARD, model_card(run, out.absolute().name, table, eval_n))
         _sync_folder(tmp)

@@ -14,7 +14,9 @@ from pathlib import Path
 import torch
 
 from experiments.errors import UserError
-from experiments.runspec import read_run_spec
+from experiments.load import WEIGHTS, exported_state, is_exported, load_weights, read_weights_meta
+from experiments.rundir import read_config
+from experiments.runspec import model_of
 from gpt.checkpoint import CheckpointError, load_checkpoint
 from gpt.model import GPT, GPTConfig, rename_legacy_keys
 from tasks.encode import END
@@ -45,18 +47,26 @@ def vocab_map(source_chars: str, target_chars: str, run: Path) -> list[int]:
     return [source_chars.index(c) if c in source_chars else -1 for c in target_chars]
 
 
-def init_from(model: GPT, run: Path, target_chars: str) -> str:
-    """Load run's latest weights into model (in place), mapping the vocabulary; returns a summary."""
-    run = Path(run)
-    spec, record = read_run_spec(run)
-    source = spec.model
-    check_shapes(source, model.config, run)
-    index = torch.tensor(vocab_map(record["task"].get("vocab", ""), target_chars, run))
+def source_weights(run: Path, source: GPTConfig) -> tuple[dict[str, torch.Tensor], int]:
+    """The source's latest weights and their step: a run's ckpt.pt, or an exported folder's
+    model.safetensors."""
+    if is_exported(run):
+        return dict(exported_state(run / WEIGHTS, source)), int(read_weights_meta(run / WEIGHTS)["step"])
     try:
         ckpt = load_checkpoint(run / "ckpt.pt")
     except CheckpointError as e:
         raise UserError(f"--init-from: {e}") from None
-    state = dict(ckpt["model"])
+    return dict(ckpt["model"]), ckpt["step"]
+
+
+def init_from(model: GPT, run: Path, target_chars: str) -> str:
+    """Load run's latest weights into model (in place), mapping the vocabulary; returns a summary."""
+    run = Path(run)
+    record = read_config(run)  # the weights and their shape only: the source's task code never runs
+    source = model_of(record, run)
+    check_shapes(source, model.config, run)
+    index = torch.tensor(vocab_map(record["task"].get("vocab") or "", target_chars, run))
+    state, step = source_weights(run, source)
     rename_legacy_keys(state)
     own = model.state_dict()
     mapped = index >= 0
@@ -69,9 +79,6 @@ def init_from(model: GPT, run: Path, target_chars: str) -> str:
         state["pos.wpe.weight"] = state["pos.wpe.weight"][: model.pos.wpe.num_embeddings]
     if model.config.tie_weights:
         state["lm_head.weight"] = state["wte.weight"]
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise UserError(f"--init-from {run}: weights do not fit: {str(e).splitlines()[0]}") from None
-    return (f"initialised from {run} (step {int(ckpt['step'])}; {int(mapped.sum())} of this task's "
+    load_weights(model, state, run, record)
+    return (f"initialised from {run} (step {step}; {int(mapped.sum())} of this task's "
             f"{len(index)} tokens mapped from its {source.vocab_size})")

@@ -14,6 +14,8 @@ Each run is a `workbench train` subprocess, then one `workbench eval` subprocess
 [[eval]] (runjob.py), so a crash or a bad variant is recorded as failed and the grid goes on.
 Re-running skips runs whose result.json says done, resumes runs that were interrupted
 (their checkpoint is kept) and retries failed ones; `retries` retries a failed run at once.
+A result.json that is not such a record (read_run_result) counts as not done: the run is redone
+and its record rewritten.  Planning is linear in the number of runs (spec.MAX_RUNS at most).
 
 This module decides what runs and when; an executor (executors.py: a local pool, or Ray)
 only runs each job.  A fine-tuning run is handed over once the run it starts from is done.
@@ -29,15 +31,17 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
+from typing import Any
 
 from experiments.errors import UserError
 from experiments.executors import Executor, LocalExecutor
-from experiments.runjob import (BEFORE_CONFIG, Job, RunKey, exclusive_lock, execute, init_dir, read_result,
+from experiments.runjob import (BEFORE_CONFIG, Job, RunKey, exclusive_lock, execute, init_dir,
                                 write_result)
 from experiments.spec import Spec, eval_args, tracker_args, train_args
 from gpt.atomic import atomic_write_bytes, atomic_write_text
@@ -100,15 +104,26 @@ def _check_paths(spec: Spec, keys: list[RunKey], root: Path, real_root: Path) ->
 
 
 def plan(spec: Spec, only: str | None = None) -> list[RunKey]:
+    """The spec's runs (variant x seed) in order; with `only`, those of one variant (an exact name),
+    else of the variants it prefixes or glob-matches.  An empty `only` is refused: it would
+    prefix-match, and so select, every variant."""
     keys = [RunKey(v, s) for v in spec.variants for s in v.seeds]
-    if only:
+    if only is not None:
+        if not only.strip():
+            raise UserError(f"--only {only!r} is empty; name a variant, a prefix or a glob "
+                            f"(the variants are {_some_names(spec)})")
         # an exact name selects that variant alone: `pos.coupled` must not pull in `pos.coupled_rel`
         exact = [k for k in keys if k.variant.name == only]
         keys = exact or [k for k in keys if fnmatch.fnmatch(k.variant.name, only) or k.variant.name.startswith(only)]
         if not keys:
-            names = ", ".join(v.name for v in spec.variants)
-            raise UserError(f"--only {only!r} matches no variant; the variants are {names}")
+            raise UserError(f"--only {only!r} matches no variant; the variants are {_some_names(spec)}")
     return keys
+
+
+def _some_names(spec: Spec, most: int = 20) -> str:
+    """The variants' names for an error line: the first `most`, and how many more."""
+    names = [v.name for v in spec.variants]
+    return ", ".join(names[:most]) + (f" and {len(names) - most:,} more" if len(names) > most else "")
 
 
 def _fmt_s(s: float) -> str:
@@ -149,8 +164,76 @@ def run_grid(spec: Spec, root: Path, only: str | None = None, dry_run: bool = Fa
         return done
 
 
+def read_run_result(run: Path) -> dict[str, Any] | None:
+    """RUN/result.json, checked: None when there is none; UserError naming the file when it is not
+    the record runjob.write_result makes ({"status": "done" | "failed", "error": "...",
+    "wall_s": seconds, "variant", "seed"}).  Every reader of result.json here uses it."""
+    path = run / "result.json"
+    res = read_json(path)
+    why = None if res is None else _result_problem(res)
+    if why:
+        raise UserError(f"{path}: {why}; remove it and `workbench run` redoes what the run lacks")
+    return res
+
+
+def _result_problem(res: Any) -> str | None:
+    if not isinstance(res, dict):
+        return f"expected a JSON object, got {json_type(res)}"
+    if res.get("status") not in ("done", "failed"):
+        return f'"status" must be "done" or "failed", got {json_short(res.get("status"))}'
+    for key, types, what in (("error", str, "a string"), ("variant", str, "a string"),
+                             ("seed", int, "an integer"), ("wall_s", (int, float), "a number of seconds")):
+        v = res.get(key, "" if types is str else 0)
+        if not isinstance(v, types) or isinstance(v, bool):
+            return f'"{key}" must be {what}, got {json_short(v)}'
+    if not 0 <= res.get("wall_s", 0) < math.inf:
+        return f'"wall_s" must be a number of seconds, got {res["wall_s"]}'
+    return None
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's value, or None when there is no such file; UserError naming the file (and
+    line) when it cannot be read as UTF-8 JSON."""
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        raise UserError(f"{path}: cannot be read: {e.strerror}") from None
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise UserError(f"{path}:{line}: not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    except RecursionError:  # json nests recursively too: thousands of [ are refused, not a crash
+        raise UserError(f"{path}: not a record workbench writes (JSON nested too deep)") from None
+
+
+def json_type(value: Any) -> str:
+    """A JSON value's kind, for an error line: "an array", "a string", ..."""
+    kinds = ((bool, "a boolean"), (dict, "an object"), (list, "an array"), (str, "a string"),
+             ((int, float), "a number"))
+    return next((name for t, name in kinds if isinstance(value, t)), "null")
+
+
+def json_short(value: Any) -> str:
+    """A JSON value as JSON, cut short for an error line."""
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:50] + "..."
+
+
+def _done(run: Path) -> bool:
+    try:
+        res = read_run_result(run)
+    except UserError:  # a damaged record: the run is redone, and its new record replaces it
+        return False
+    return res is not None and res["status"] == "done"
+
+
 def _todo(keys: list[RunKey], root: Path) -> list[RunKey]:
-    return [k for k in keys if (read_result(k.dir(root)) or {}).get("status") != "done"]
+    return [k for k in keys if not _done(k.dir(root))]
 
 
 def _summary(spec: Spec, keys: list[RunKey], todo: list[RunKey], root: Path, how: str = "") -> str:
@@ -160,10 +243,11 @@ def _summary(spec: Spec, keys: list[RunKey], todo: list[RunKey], root: Path, how
 
 def _dry_run(spec: Spec, keys: list[RunKey], root: Path, echo, trackers: Sequence[str] = ()) -> None:
     todo = _todo(keys, root)
+    pending = set(todo)  # a set: `k in todo` on the list made a dry run quadratic in the runs
     echo(_summary(spec, keys, todo, root))
     for k in keys:
         run = k.dir(root)
-        state = ("done" if k not in todo else "resume" if (run / "config.json").exists() else "new")
+        state = ("done" if k not in pending else "resume" if (run / "config.json").exists() else "new")
         src = init_dir(spec, k, root)
         args = train_args(k.variant, k.seed, run, src) + tracker_args(spec.name, k.variant, k.seed, trackers)
         echo(f"  [{state:6}] workbench {' '.join(args)}")
@@ -199,33 +283,7 @@ def _run_locked(spec: Spec, keys: list[RunKey], root: Path, ex: Executor, echo, 
             echo(f"[{len(done):>3}/{len(todo)}] {status:6} {k.variant.name} seed {k.seed} "
                  f"({_fmt_s(res['wall_s'])}; elapsed {_fmt_s(elapsed)}, ~{_fmt_s(left)} left){extra}")
 
-    # A fine-tuning run is handed over once the run it starts from has ended (done or failed:
-    # execute records a failed source as the reason it could not start).
-    waiting = list(todo)
-    running: dict[Future, tuple[RunKey, int]] = {}
-
-    def ready(k: RunKey) -> bool:
-        src = init_dir(spec, k, root)
-        return src is None or all(kk.dir(root) != src for kk in [*waiting, *(r[0] for r in running.values())])
-
-    while waiting or running:
-        for k in [k for k in waiting if ready(k)]:
-            waiting.remove(k)
-            running[ex.submit(execute, job(k))] = (k, 0)
-        if not running:  # cannot happen: init_from only names earlier variants
-            raise RuntimeError(f"no run can start: {[k.variant.name for k in waiting]}")
-        finished, _ = wait(running, return_when=FIRST_COMPLETED)
-        for f in finished:
-            k, attempt = running.pop(f)
-            try:
-                res = f.result()
-            except Exception as e:  # the executor lost it (a Ray worker died) or cannot place it: record, retry
-                res = {"variant": k.variant.name, "seed": k.seed, "status": "failed",
-                       "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", "wall_s": 0.0}
-                write_result(k.dir(root), res)
-            report(k, res, attempt)
-            if res["status"] != "done" and attempt < retries:
-                running[ex.submit(execute, job(k))] = (k, attempt + 1)
+    _schedule(spec, todo, root, ex, job, report, retries)
     total = time.time() - start
     with open(root / "timing.jsonl", "a", encoding="utf-8") as f:  # the report sums these
         f.write(json.dumps({"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(start)),
@@ -237,3 +295,48 @@ def _run_locked(spec: Spec, keys: list[RunKey], root: Path, ex: Executor, echo, 
          f"({'over' if over else 'within'} the {spec.budget_minutes:g}-minute budget)")
     return done
 
+
+def _schedule(spec: Spec, todo: list[RunKey], root: Path, ex: Executor, job: Callable[[RunKey], Job],
+              report: Callable[[RunKey, dict, int], None], retries: int) -> None:
+    """Hand every run to the executor and wait for them all; a failed attempt is retried up to
+    `retries` times.  A fine-tuning run is handed over once the run it starts from has ended
+    (done or failed: execute records a failed source as the reason it could not start)."""
+    waiting = list(todo)
+    running: dict[Future, tuple[RunKey, int]] = {}
+    unfinished = {k.dir(root) for k in todo}  # a set: one lookup per run, not a scan of the others
+
+    def ready(k: RunKey) -> bool:
+        src = init_dir(spec, k, root)
+        return src is None or src not in unfinished
+
+    while waiting or running:
+        later = []
+        for k in waiting:
+            if ready(k):
+                running[ex.submit(execute, job(k))] = (k, 0)
+            else:
+                later.append(k)
+        waiting = later
+        if not running:  # cannot happen: init_from only names earlier variants
+            raise RuntimeError(f"no run can start: {[k.variant.name for k in waiting]}")
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for f in finished:
+            k, attempt = running.pop(f)
+            res = _outcome(f, k, root)
+            report(k, res, attempt)
+            if res["status"] != "done" and attempt < retries:
+                running[ex.submit(execute, job(k))] = (k, attempt + 1)
+            else:
+                unfinished.discard(k.dir(root))
+
+
+def _outcome(f: Future, k: RunKey, root: Path) -> dict:
+    """A finished attempt's result record; one the executor lost (a Ray worker died) or could not
+    place is recorded failed, with why."""
+    try:
+        return f.result()
+    except Exception as e:  # noqa: BLE001 - any failure of the attempt is the run's, recorded
+        res = {"variant": k.variant.name, "seed": k.seed, "status": "failed",
+               "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", "wall_s": 0.0}
+        write_result(k.dir(root), res)
+        return res

@@ -22,8 +22,9 @@ import torch
 from experiments.build import build_task, decode_positions
 from experiments.devices import resolve_device
 from experiments.errors import UserError, optional_module
+from experiments.rundir import RUN_FORMAT, read_config
 from experiments.runspec import RunSpec, read_run_spec, to_jsonable
-from gpt.checkpoint import CheckpointError, load_checkpoint
+from gpt.checkpoint import CheckpointError, load_checkpoint, state_mismatch
 from gpt.generate import greedy_complete
 from gpt.model import GPT, GPTConfig
 from tasks.base import Task
@@ -71,10 +72,14 @@ class Run:
 
 
 def load_run(path: str | os.PathLike, device: str = "auto", checkpoint: str = "ckpt.pt",
-             task_overrides: dict[str, Any] | None = None) -> Run:
-    """Load a run's task and model.  task_overrides change the task for evaluation only."""
+             task_overrides: dict[str, Any] | None = None, trust_code: bool = False) -> Run:
+    """Load a run's task and model.  task_overrides change the task for evaluation only.
+
+    A run whose task is defined by a Python file (`--include`) runs the copy of that file kept in
+    its folder; a folder not trained on this machine (a downloaded export, an edited config.json)
+    runs it only with trust_code=True (experiments/trust.py)."""
     path = Path(path)
-    spec, record = read_run_spec(path)
+    spec, record = read_run_spec(path, trust_code)
     vocab = record["task"].get("vocab")
     task = build_task(spec.with_task_options(task_overrides or {}))
     if vocab is not None and task.vocab.chars != vocab:
@@ -89,10 +94,7 @@ def load_run(path: str | os.PathLike, device: str = "auto", checkpoint: str = "c
         raise UserError(str(e)) from None
     check_checkpoint(ckpt, task, spec.model, path / checkpoint, vocab)
     model = GPT(spec.model)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
-        raise UserError(f"{path / checkpoint} does not match the run's model config: {str(e).splitlines()[0]}") from None
+    load_weights(model, ckpt["model"], path / checkpoint, record)
     model.to(dev).eval()
     return Run(path, record, task, model, int(ckpt["step"]), spec)
 
@@ -120,9 +122,56 @@ def read_weights_meta(file: Path) -> dict[str, Any]:
     except Exception as e:  # noqa: BLE001 - safetensors' own error types vary by version
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UserError(f"{file} is not a readable safetensors file (corrupt or truncated?): {first[:200]}") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or not isinstance(meta.get("step"), int):
-        raise UserError(f"{file} was not written by `workbench export run` (no {WEIGHTS_META!r} metadata)")
+    step = meta.get("step") if isinstance(meta, dict) else None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or type(step) is not int or step < 0:
+        raise UserError(f"{file} was not written by `workbench export run` (no valid {WEIGHTS_META!r} metadata)")
     return meta
+
+
+def exported_state(file: Path, model_cfg: GPTConfig) -> dict[str, torch.Tensor]:
+    """An exported model.safetensors as a state dict, the tied lm_head weight restored."""
+    st = optional_module("safetensors.torch", "export", f"loading an exported model ({WEIGHTS})")
+    try:
+        state = st.load_file(str(file))
+    except Exception as e:  # noqa: BLE001 - safetensors' own error types vary by version
+        raise UserError(f"{file} is not a readable safetensors file (corrupt or truncated?): "
+                        f"{type(e).__name__}") from None
+    if model_cfg.tie_weights:  # save_model kept one name of the two for the one tensor
+        shared = state.get("wte.weight", state.get("lm_head.weight"))
+        if shared is not None:
+            state.setdefault("wte.weight", shared)
+            state.setdefault("lm_head.weight", shared)
+    return state
+
+
+def check_vocab_file(path: Path, vocab: str | None) -> None:
+    """An exported folder's vocab.json must map the run's own characters to their ids: a folder
+    whose vocab.json says otherwise was edited, and tokenizers reading it would disagree with us."""
+    file = path / "vocab.json"
+    if vocab is None or not file.exists():
+        return
+    try:
+        mapping = json.loads(file.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        raise UserError(f"{file} is corrupt (not UTF-8 JSON)") from None
+    if mapping != {c: i for i, c in enumerate(vocab)}:
+        raise UserError(f"{file} does not match the vocabulary in {path / 'config.json'}; the folder was edited")
+
+
+def load_weights(model: GPT, state: dict[str, Any], file: Path, record: dict[str, Any]) -> None:
+    """state into model, or one line saying what does not fit, and for a run written by an older
+    workbench (an older run format) that this is why."""
+    try:
+        model.load_state_dict(state)
+        return
+    except (RuntimeError, KeyError, TypeError, ValueError):
+        pass
+    msg = f"{file} does not fit the run's model config: {state_mismatch(model, state)}"
+    fmt = record.get("format") or 1
+    if fmt < RUN_FORMAT:
+        msg += (f". The run was made by an older workbench (run format {fmt}, now {RUN_FORMAT}; commit "
+                f"{record.get('git') or 'unknown'}), whose model code differed: retrain it, or load it with that version")
+    raise UserError(msg)
 
 
 def _load_exported(path: Path, task: Task, model_cfg: GPTConfig, vocab: str | None,
@@ -131,15 +180,12 @@ def _load_exported(path: Path, task: Task, model_cfg: GPTConfig, vocab: str | No
     file = path / WEIGHTS
     meta = read_weights_meta(file)
     check_checkpoint(meta, task, model_cfg, file, vocab)
-    st = optional_module("safetensors.torch", "export", f"loading an exported model ({WEIGHTS})")
+    check_vocab_file(path, vocab)
     model = GPT(model_cfg)
-    try:
-        # load_model, not load_file + load_state_dict: it restores the tied lm_head/wte weight
-        # that export wrote once (safetensors stores no shared tensors).  Onto the CPU, then to
-        # the device: safetensors 0.4 (the lowest supported) has no device argument here
-        st.load_model(model, str(file), strict=True)
-    except RuntimeError as e:
-        raise UserError(f"{file} does not match the run's model config: {str(e).splitlines()[0]}") from None
+    # load_file, then the tied lm_head/wte weight restored from wte: export wrote it once
+    # (safetensors stores no shared tensors).  Onto the CPU, then to the device: safetensors 0.4
+    # (the lowest supported) has no device argument here
+    load_weights(model, exported_state(file, model_cfg), file, read_config(path))
     model.to(dev).eval()
     return model, int(meta["step"])
 

@@ -10,11 +10,22 @@ from experiments.errors import UserError
 from tasks.base import Task, check_contract
 
 
-def task_class(name: str, include: Sequence[str] = ()) -> type[Task]:
-    """The task class called `name`, after importing the --include files; checked against the contract."""
+def include_all(include: Sequence[str], sha256: Sequence[str | None] = ()) -> None:
+    """Import --include files (each of a known hash, where given); two of them defining one
+    task name is an error."""
+    seen: dict[str, str] = {}
+    for path, want in zip(include, [*sha256, *[None] * (len(include) - len(sha256))]):
+        for name in task_registry.include_file(path, want):
+            if name in seen and seen[name] != str(path):
+                raise task_registry.TaskLoadError(f"two included tasks are named {name!r}: {seen[name]} and {path}")
+            seen[name] = str(path)
+
+
+def task_class(name: str, include: Sequence[str] = (), sha256: Sequence[str | None] = ()) -> type[Task]:
+    """The task class called `name`, after importing the --include files (each of a known hash,
+    where given: nothing else runs); checked against the contract."""
     try:
-        for path in include:
-            task_registry.include_file(path)
+        include_all(include, sha256)
         cls = task_registry.get_task_class(name)
         check_contract(cls)
         return cls
@@ -27,8 +38,7 @@ def task_class(name: str, include: Sequence[str] = ()) -> type[Task]:
 def known_tasks(include: Sequence[str] = ()) -> dict[str, str]:
     """name -> origin (built-in, plugin, include) of every task, after importing the --include files."""
     try:
-        for path in include:
-            task_registry.include_file(path)
+        include_all(include)
         return {name: origin for name, (origin, _) in task_registry.available().items()}
     except (task_registry.TaskNotFound, task_registry.TaskLoadError) as e:
         raise UserError(str(e)) from None
@@ -54,3 +64,9 @@ def include_hashes(include: Sequence[str]) -> dict[str, str]:
 
 def file_sha256(path: str) -> str:
     return task_registry.file_sha256(path)
+
+
+def included_source(path: str) -> bytes:
+    """The bytes this process executed for an --include file (loaded first if it was not)."""
+    include_hashes([path])
+    return task_registry.included_source(path)

@@ -17,19 +17,40 @@ import json
 import math
 import shlex
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from experiments import plots
-from experiments.errors import UserError
-from experiments.grid import plan
-from experiments.runjob import read_result
-from experiments.spec import LOG_METRICS, Spec, load_spec, steps_to
+from experiments.errors import MAX_STEPS, UserError
+from experiments.grid import json_short, json_type, plan, read_json, read_run_result
+from experiments.spec import LOG_METRICS, EvalSpec, Spec, load_spec, steps_to
 from experiments.tables import bucket_order, markdown_table
 from gpt.atomic import atomic_write_bytes, atomic_write_text
-from gpt.checkpoint import read_metrics
+from gpt.checkpoint import check_metrics
+
+# metrics.jsonl values the report computes with: each must be a number where a record has it
+LOG_NUMBERS = ("loss", "train_loss", "val_loss", "train_acc", "val_acc", "train_time")
+# eval-E.json columns the report computes with (accuracy and trace_valid are shares, 0 to 1)
+EVAL_NUMBERS = ("accuracy", "loss", "trace_valid", "n", "correct", "ci_low", "ci_high", "ppl", "tokens")
+EVAL_SHARES = ("accuracy", "trace_valid")
+
+
+def read_log(path: Path, numbers: Iterable[str] = LOG_NUMBERS) -> list[dict[str, Any]]:
+    """A run's metrics.jsonl, every record checked (gpt.checkpoint.check_metrics: a whole-number
+    step, numbers where it has any of `numbers`, only a torn last line skipped); anything wrong is
+    a UserError naming file:line.  No file: no records.  Every reader of metrics.jsonl in the
+    report uses this (plots.curves reads only the runs this has checked)."""
+    try:
+        return check_metrics(path, tuple(numbers))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def log_metrics(records: list[dict], names: tuple[str, ...]) -> dict[str, float]:
@@ -54,17 +75,44 @@ def log_metrics(records: list[dict], names: tuple[str, ...]) -> dict[str, float]
     return out
 
 
-def read_eval(run: Path, name: str) -> pd.DataFrame | None:
-    try:
-        return pd.DataFrame(json.loads((run / f"eval-{name}.json").read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        return None
+def read_eval(run: Path, e: EvalSpec) -> pd.DataFrame | None:
+    """A run's eval-E.json as a table, checked: a non-empty array of objects (rows) holding
+    "accuracy" (then a column for each of the eval's `by`) or "loss", numbers where the report
+    computes with them.  None when the run has none; UserError naming the file when it is not
+    such a table.  Every reader of eval files in the report uses this."""
+    path = run / f"eval-{e.name}.json"
+    rows = read_json(path)
+    why = None if rows is None else _eval_problem(rows, e.by)
+    if why:
+        raise UserError(f"{path}: {why}; remove the run's result.json and `workbench run` evaluates it again")
+    return None if rows is None else pd.DataFrame(rows)
+
+
+def _eval_problem(rows: Any, by: tuple[str, ...]) -> str | None:
+    if not isinstance(rows, list) or not rows:
+        return f"expected a non-empty array of rows, got {json_type(rows) if rows != [] else 'an empty array'}"
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            return f"row {i + 1} is {json_type(row)}, not an object"
+        if "accuracy" not in row and "loss" not in row:
+            return f'row {i + 1} has neither "accuracy" nor "loss"'
+        missing = [b for b in by if b not in row] if "accuracy" in row else []
+        if missing:
+            return f"row {i + 1} has no column {missing[0]!r}, which the spec's [[eval]] `by` names"
+        bad = next((k for k, v in row.items() if isinstance(v, (dict, list))), None) or next(
+            (k for k in EVAL_NUMBERS if k in row and not _is_number(row[k])), None)
+        if bad:
+            return f'row {i + 1}: "{bad}" must be a number, got {json_short(row[bad])}'
+        share = next((k for k in EVAL_SHARES if k in row and not 0 <= row[k] <= 1), None)
+        if share:
+            return f'row {i + 1}: "{share}" must be between 0 and 1, got {json_short(row[share])}'
+    return None
 
 
 def eval_metrics(run: Path, spec: Spec) -> dict[str, float]:
     out = {}
     for e in spec.evals:
-        t = read_eval(run, e.name)
+        t = read_eval(run, e)
         if t is None or t.empty:
             continue
         row = t.iloc[-1]  # the 'all' row (or the single loss row)
@@ -92,15 +140,17 @@ def collect(spec: Spec, root: Path) -> pd.DataFrame:
     rows = []
     columns = grid_columns(spec)
     keys = list(dict.fromkeys(k for c in columns.values() for k in c))  # every row has them, in one order
+    # every number steps_to:M>=x compares, besides the ones the report always reads
+    numbers = LOG_NUMBERS + tuple(t[0] for t in map(steps_to, spec.metrics) if t)
     for key in plan(spec):
         run = key.dir(root)
-        res = read_result(run)
+        res = read_run_result(run)
         if res is None:
             continue
         row = {"variant": key.variant.name, "seed": key.seed, "status": res["status"],
                "wall_s": res.get("wall_s", math.nan), "error": res.get("error", "")}
         row.update({k: columns[key.variant.name].get(k, math.nan) for k in keys})
-        row.update(log_metrics(read_metrics(run / "metrics.jsonl"), spec.metrics))
+        row.update(log_metrics(read_log(run / "metrics.jsonl", numbers), spec.metrics))
         row.update(eval_metrics(run, spec))
         rows.append(row)
     if not rows:
@@ -193,10 +243,27 @@ def how_runs(spec: Spec, sessions: list[dict]) -> str:
 
 
 def _timing(root: Path) -> list[dict]:
+    """timing.jsonl's records, for the report's header: a line that is not such a record (a torn
+    append, bytes from elsewhere) is left out, as a missing file is; no figure depends on it."""
     try:
-        return [json.loads(x) for x in (root / "timing.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
-    except (OSError, ValueError):
+        lines = (root / "timing.jsonl").read_bytes().splitlines()
+    except OSError:
         return []
+    out = []
+    for raw in lines:
+        try:
+            t = json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError):
+            continue
+        if _is_session(t):
+            out.append(t)
+    return out
+
+
+def _is_session(t: Any) -> bool:
+    """A timing.jsonl record with the types the header reads (older ones have "jobs", not "how")."""
+    return (isinstance(t, dict) and _is_number(t.get("elapsed_s")) and _is_number(t.get("jobs", 1))
+            and all(isinstance(t.get(k), (str, type(None))) for k in ("how", "only")))
 
 
 def reproduce_commands(spec: Spec, root: Path, sessions: list[dict]) -> str:
@@ -211,7 +278,7 @@ def reproduce_commands(spec: Spec, root: Path, sessions: list[dict]) -> str:
 def _source(spec: Spec, root: Path) -> str:
     try:
         return (root / "spec.source").read_text(encoding="utf-8").strip()
-    except OSError:
+    except (OSError, ValueError):  # missing, or not text: the spec's own path says as much
         return str(spec.path)
 
 
@@ -219,8 +286,10 @@ def bucket_means(spec: Spec, root: Path, e) -> pd.DataFrame:
     """Accuracy per bucket of an eval, mean over each variant's finished seeds."""
     parts = []
     for key in plan(spec):
-        t = read_eval(key.dir(root), e.name)
-        if t is None or "accuracy" not in t.columns or (read_result(key.dir(root)) or {}).get("status") != "done":
+        t = read_eval(key.dir(root), e)
+        if t is None or "accuracy" not in t.columns:
+            continue
+        if (read_run_result(key.dir(root)) or {}).get("status") != "done":
             continue
         t = t[[*e.by, "accuracy"]].copy()
         t["variant"] = key.variant.name

@@ -2,6 +2,7 @@
 
 A run directory holds
     config.json     the run's settings and provenance (runspec.py decides what it says)
+    tasks/          copies of its --include task files, the only code loading the run executes
     metrics.jsonl   one JSON object per logged step
     ckpt.pt         the latest checkpoint        best.pt   the best val loss
     .lock           flock'ed by the process writing it, which also writes its pid there
@@ -11,16 +12,19 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import subprocess
 import time
-from pathlib import Path
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from experiments.errors import UserError
-from experiments.registry import file_sha256
-from gpt.atomic import atomic_write_text
+from experiments.registry import file_sha256, included_source
+from experiments.trust import HOW, sealed_here
+from gpt.atomic import atomic_write_bytes, atomic_write_text
 
 CONFIG = "config.json"
 
@@ -29,43 +33,123 @@ def is_run(path: Path) -> bool:
     return (Path(path) / CONFIG).is_file()
 
 
+RUN_FORMAT = 2  # config.json's "format": 2 keeps --include files in RUN/tasks (1: none recorded, files outside)
+INCLUDE_DIR = "tasks"  # a run's copies of its --include task files
+_SECTIONS = {"task": dict, "model": dict, "train": dict}
+_FIELDS = {"seed": int, "preset": str, "init_from": str, "world_size": int, "format": int}  # checked where present
+
+
 def read_config(path: Path) -> dict[str, Any]:
+    """config.json, checked: bad bytes, bad JSON, absurd nesting and wrong types are one user
+    error naming the file and the key, before anything reads a value."""
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"{path} is not a directory")
     if not is_run(path):
         raise UserError(f"{path} is not a run directory (no config.json)")
+    where = path / CONFIG
     try:
-        cfg = json.loads((path / CONFIG).read_text(encoding="utf-8"))
-        if not isinstance(cfg, dict) or not {"task", "model", "train"} <= cfg.keys():
-            raise ValueError("missing sections")
-        return cfg
+        cfg = json.loads(where.read_bytes().decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}/config.json is corrupt: {e}") from None
+        raise UserError(f"{where} is corrupt: {e}") from None
+    except RecursionError:
+        raise UserError(f"{where} is corrupt: nested too deeply") from None
+    except OSError as e:
+        raise UserError(f"cannot read {where}: {e.strerror or e}") from None
+    check_record(cfg, where)
+    return cfg
+
+
+def _type_error(where: Path, key: str, want: type, got: Any) -> UserError:
+    return UserError(f"{where} is corrupt: {key} should be {want.__name__}, not {type(got).__name__}")
+
+
+def check_record(cfg: Any, where: Path) -> None:
+    """The shape of a run record: every reader may then index it without a type check of its own."""
+    if not isinstance(cfg, dict):
+        raise UserError(f"{where} is corrupt: expected an object, got {type(cfg).__name__}")
+    for key, want in _SECTIONS.items():
+        if key not in cfg:
+            raise UserError(f"{where} is corrupt: no {key!r} section")
+        if not isinstance(cfg[key], want):
+            raise _type_error(where, key, want, cfg[key])
+    for key, want in _FIELDS.items():
+        v = cfg.get(key)
+        if v is not None and (not isinstance(v, want) or isinstance(v, bool)):
+            raise _type_error(where, key, want, v)
+    task = cfg["task"]
+    if not isinstance(task.get("name"), str):
+        raise _type_error(where, "task.name", str, task.get("name"))
+    for key, want in (("include", list), ("include_sha256", dict), ("config", dict), ("vocab", str)):
+        if task.get(key) is not None and not isinstance(task[key], want):
+            raise _type_error(where, f"task.{key}", want, task[key])
+    if not all(isinstance(p, str) for p in task.get("include") or []):
+        raise UserError(f"{where} is corrupt: task.include should be a list of file names")
+    if not all(isinstance(v, str) for v in (task.get("include_sha256") or {}).values()):
+        raise UserError(f"{where} is corrupt: task.include_sha256 should map file names to hashes")
 
 
 def write_config(path: Path, record: dict[str, Any]) -> None:
     atomic_write_text(Path(path) / CONFIG, json.dumps(record, indent=2) + "\n")
 
 
-def check_includes(run: Path, task_record: dict[str, Any]) -> None:
-    """Refuse a run whose --include files changed since it was trained: its checkpoint was made
-    by other task code.  Checked before the file runs.  Runs recorded before hashes were kept
-    have none to compare, and load as before."""
+def copy_includes(run: Path, include: Sequence[str]) -> dict[str, str]:
+    """Copy each --include file into RUN/tasks/ (the bytes this process executed) and return
+    {the copy's path relative to RUN: its sha256}: what config.json records and loads from."""
+    out: dict[str, str] = {}
+    for i, p in enumerate(include):
+        name = Path(p).name if Path(p).name not in {Path(q).name for q in include[:i]} else f"{i}-{Path(p).name}"
+        rel = f"{INCLUDE_DIR}/{name}"
+        source = included_source(p)
+        (Path(run) / INCLUDE_DIR).mkdir(exist_ok=True)
+        atomic_write_bytes(Path(run) / rel, source)
+        out[rel] = hashlib.sha256(source).hexdigest()
+    return out
+
+
+def include_files(run: Path, task_record: dict[str, Any], trust_code: bool = False) -> tuple[tuple[str, str], ...]:
+    """The task files a run's task needs, as (path to load, sha256), checked before any of them runs.
+
+    Each must be recorded with its sha256 and still have it; a run's own copies (RUN/tasks/...)
+    are read from its folder only, never from the current directory.  Unless the run was
+    trained on this machine (sealed_here) or trust_code is set, no file runs at all."""
+    include = task_record.get("include") or []
+    if not include:
+        return ()
     recorded = task_record.get("include_sha256") or {}
-    for p in task_record.get("include", []):
-        if not Path(p).is_file():
-            raise UserError(f"run {run} needs task file {p}, which no longer exists")
+    found = []
+    for p in include:
         want = recorded.get(p)
         if not want:
-            continue
+            raise UserError(f"run {run} names task file {p} but records no sha256 for it; refusing to run it")
+        file = _include_path(Path(run), p)
         try:
-            have = file_sha256(p)
+            have = file_sha256(str(file))
+        except FileNotFoundError:
+            raise UserError(f"run {run} needs task file {file}, which no longer exists") from None
         except OSError as e:
-            raise UserError(f"run {run} needs task file {p}, which cannot be read: {e.strerror}") from None
+            raise UserError(f"run {run} needs task file {file}, which cannot be read: {e.strerror}") from None
         if have != want:
-            raise UserError(f"task file {p} has changed since run {run} was trained (sha256 {want[:12]} then, "
+            raise UserError(f"task file {file} has changed since run {run} was trained (sha256 {want[:12]} then, "
                             f"{have[:12]} now); restore that version, or train a new run")
+        found.append((str(file), want))
+    if not trust_code and not sealed_here(task_record["name"], recorded, task_record.get("include_seal")):
+        files = ", ".join(f for f, _ in found)
+        raise UserError(f"run {run} runs task code ({files}) and was not trained on this machine, or its config.json "
+                        f"was edited: its code runs only if you trust it; then {HOW}")
+    return tuple(found)
+
+
+def _include_path(run: Path, recorded: str) -> Path:
+    """Where a recorded task file is: inside the run (RUN/tasks/NAME.py), or, for a run made
+    before copies were kept (format 1), the absolute path it was trained from."""
+    p = PurePosixPath(recorded)
+    if p.is_absolute():
+        return Path(recorded)
+    if ".." in p.parts or p.parts[:1] != (INCLUDE_DIR,) or len(p.parts) != 2:
+        raise UserError(f"run {run} names task file {recorded!r}, which is not in its {INCLUDE_DIR}/ folder; "
+                        "refusing to run it")
+    return run / p
 
 
 def git_commit() -> str | None:
@@ -141,6 +225,22 @@ class FileLock:
                 self.path.unlink(missing_ok=True)  # before unlocking, so that nobody locks a file we then delete
             os.close(self._fd)  # closing the last descriptor drops the flock
             self._fd = None
+
+
+def training_pid(run: Path) -> int | None:
+    """The pid of the process training the run now (0 if its pid is unknown), or None if none is:
+    a probe of RUN/.lock that takes a shared lock and lets it go at once."""
+    try:
+        fd = os.open(Path(run) / ".lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None  # no lock file: nobody holds it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except OSError:
+        return FileLock(Path(run) / ".lock", str(run))._owner() or 0
+    finally:
+        os.close(fd)
 
 
 class RunLock(FileLock):

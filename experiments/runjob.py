@@ -191,10 +191,17 @@ def _steps(job: Job, run: Path, src: Path | None, log, log_path: Path, since: in
         atomic_write_text(run / ".trained", "")
     splits = _splits_of(run)
     for e in (e for e in spec.evals if e.split in splits):  # an eval applies where its split exists
-        code = _subprocess(eval_args(e, run, run / f"eval-{e.name}.json", key.variant.run.device), log,
-                           job.threads, env, deadline, own_group)
-        if code != 0:
-            return f"eval {e.name!r} exited with code {code}: {_tail(log_path, since)}"
+        # `workbench eval` never writes into a run folder (outputs.py); the runner owns this run,
+        # so it has the table written beside it and moves it in itself
+        part = run.parent / f".{run.name}.eval-{e.name}.json.part"
+        try:
+            code = _subprocess(eval_args(e, run, part, key.variant.run.device), log,
+                               job.threads, env, deadline, own_group)
+            if code != 0:
+                return f"eval {e.name!r} exited with code {code}: {_tail(log_path, since)}"
+            os.replace(part, run / f"eval-{e.name}.json")
+        finally:
+            part.unlink(missing_ok=True)
     return ""
 
 

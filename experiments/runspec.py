@@ -24,8 +24,9 @@ import torch
 
 from experiments.errors import UserError, check_steps
 from experiments.presets import resolve_preset
-from experiments.registry import include_hashes, origin_of, task_class
-from experiments.rundir import check_includes, git_commit, read_config
+from experiments.trust import seal
+from experiments.registry import origin_of, task_class
+from experiments.rundir import RUN_FORMAT, git_commit, include_files, read_config
 from gpt.model import GPTConfig
 from gpt.train import TrainConfig
 from tasks.base import TaskConfig
@@ -61,8 +62,8 @@ def resolve_spec(task: str, preset: str | None = None, sets: list[str] = (), ste
     p = resolve_preset(task, preset)
     over = parse_sets(list(sets))
     task_cfg = apply_overrides(cls.Config(), {**p.task_overrides(), **over["task"]}, "task")
-    if init_from is not None:  # the shape comes from the run we start from
-        source = read_run_spec(Path(init_from))[0].model
+    if init_from is not None:  # the shape comes from the run we start from (its task code never runs)
+        source = model_of(read_config(Path(init_from)), Path(init_from))
         model = apply_overrides(source, over["model"], "model")
     else:
         model = apply_overrides(p.model, over["model"], "model")
@@ -148,11 +149,28 @@ def to_jsonable(obj: Any) -> Any:
 
 def from_dict(cls: type, d: dict[str, Any], section: str) -> Any:
     """Rebuild a config dataclass from config.json, ignoring keys a newer version dropped."""
-    valid = {f.name for f in fields(cls) if f.init}
+    valid = {f.name: f for f in fields(cls) if f.init}
+    for k, v in d.items():
+        if k in valid and not _fits(v, valid[k].type):
+            raise UserError(f"run config has an invalid {section} section: {k} should be {valid[k].type}, "
+                            f"not {type(v).__name__}")
     try:
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in valid})
     except (ValueError, TypeError) as e:
         raise UserError(f"run config has an invalid {section} section: {e}") from None
+
+
+_SCALARS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def _fits(value: Any, declared: Any) -> bool:
+    """Whether a config.json value has its field's declared scalar type (other types: not checked
+    here; the config's own validation sees them).  A bool is not an int here."""
+    name = declared if isinstance(declared, str) else getattr(declared, "__name__", "")
+    want = _SCALARS.get(name)
+    if want is None:
+        return True
+    return isinstance(value, want) and (name == "bool" or not isinstance(value, bool))
 
 
 def _replace(config: Any, **changes: Any) -> Any:
@@ -165,15 +183,21 @@ def _replace(config: Any, **changes: Any) -> Any:
 
 # ---- config.json ----------------------------------------------------------------------------------
 
-def to_record(spec: RunSpec, vocab: str, model: GPTConfig, device: torch.device) -> dict[str, Any]:
+def to_record(spec: RunSpec, vocab: str, model: GPTConfig, device: torch.device,
+              copies: dict[str, str] | None = None) -> dict[str, Any]:
     """config.json's content: the spec (with the model as fitted to the task) and provenance.
 
+    copies: the run's copies of its --include files ({RUN-relative path: sha256},
+    rundir.copy_includes), which loading the run executes; sealed as trained here (trust.py).
     target_acc is also written at the top level, where runs made before it moved into `train`
     kept it and where scripts read it; null means never stop early."""
+    copies = copies or {}
     return {
+        "format": RUN_FORMAT,
         "task": {"name": spec.task, "origin": origin_of(spec.task),
-                 "include": [str(Path(p).resolve()) for p in spec.include],
-                 "include_sha256": include_hashes(spec.include),
+                 "include": list(copies), "include_sha256": copies,
+                 "include_seal": seal(spec.task, copies) if copies else None,
+                 "include_from": [str(Path(p).resolve()) for p in spec.include],
                  "config": to_jsonable(spec.task_config), "vocab": vocab},
         "model": to_jsonable(model),
         "train": to_jsonable(spec.train),
@@ -194,25 +218,36 @@ def with_train(record: dict[str, Any], train: TrainConfig) -> dict[str, Any]:
     return {**record, "train": to_jsonable(train), "target_acc": train.target_acc or None}
 
 
-def from_record(record: dict[str, Any]) -> RunSpec:
-    """The RunSpec config.json records; runs written by older versions load too."""
+def from_record(record: dict[str, Any], includes: tuple[tuple[str, str], ...] = ()) -> RunSpec:
+    """The RunSpec config.json records (checked by rundir.check_record); runs written by older
+    versions load too.  includes: the task files to load, as rundir.include_files found them."""
     t = record["task"]
-    include = tuple(t.get("include", []))
+    paths = tuple(p for p, _ in includes)
     train = dict(record["train"])
     if "target_acc" not in train:  # written before the rule moved into TrainConfig
         train["target_acc"] = record.get("target_acc") or 0.0
+    cls = task_class(t["name"], paths, [sha for _, sha in includes])
     return RunSpec(
-        task=t["name"], task_config=from_dict(task_class(t["name"], include).Config, t.get("config", {}), "task"),
+        task=t["name"], task_config=from_dict(cls.Config, t.get("config") or {}, "task"),
         model=from_dict(GPTConfig, record["model"], "model"), train=from_dict(TrainConfig, train, "train"),
-        seed=int(record.get("seed", 0)), preset=record.get("preset", ""), include=include,
-        init_from=record.get("init_from", ""), world_size=int(record.get("world_size", 1)),
+        seed=record.get("seed", 0), preset=record.get("preset") or "", include=paths,
+        init_from=record.get("init_from") or "", world_size=record.get("world_size") or 1,
     )
 
 
-def read_run_spec(run: Path) -> tuple[RunSpec, dict[str, Any]]:
+def model_of(record: dict[str, Any], run: Path) -> GPTConfig:
+    """A run's model config alone: what --init-from needs, with no task code run."""
+    return from_dict(GPTConfig, record["model"], f"model (in {run}/config.json)")
+
+
+def read_run_spec(run: Path, trust_code: bool = False) -> tuple[RunSpec, dict[str, Any]]:
     """A run directory's RunSpec and its raw record (vocabulary, provenance).
 
-    Its --include files are checked against their recorded hashes before any of them runs."""
+    Its --include files are checked against their recorded hashes before any of them runs, and
+    run only for a run trained on this machine or with trust_code (rundir.include_files)."""
     record = read_config(run)
-    check_includes(Path(run), record["task"])
-    return from_record(record), record
+    includes = include_files(Path(run), record["task"], trust_code)
+    try:
+        return from_record(record, includes), record
+    except UserError as e:  # a value config.json holds: say which file holds it
+        raise UserError(f"{Path(run) / 'config.json'}: {e}") from None

@@ -39,6 +39,11 @@ A variant's keys override base's; `grid` expands one variant into the product of
 values, and `cases = [{...}, {...}]` into a list of alternatives (each a table of
 section.key = value with an optional `name`; `{}` is the variant itself).  Errors name the file, the line and the key.
 
+A spec expands to at most MAX_RUNS = 10,000 runs: the sum over its [[variant]] tables of
+(product of the grid's value counts) x cases x seeds, counted before any variant is made (more
+is refused in one line: trim the grids or split the spec).  A spec file is UTF-8 TOML of at most
+4 MiB (MAX_SPEC_BYTES), nested no deeper than the parser's stack allows (a few hundred levels).
+
 `resources` (in base or a variant): `num_cpus` is the run's thread count (OMP_NUM_THREADS) and
 the CPUs Ray reserves for it; `num_gpus` (Ray only) the GPUs it reserves, a share of one (at
 most 1) or a whole number. Without it, `--per-gpu K` reserves 1/K, and `device = "cuda"` a
@@ -63,7 +68,9 @@ existing file name, and it is always prefixed by `spec-`. Seeds must be integers
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
+import math
 import re
 import string
 import tomllib
@@ -78,6 +85,12 @@ from experiments.runspec import resolve_spec
 LOG_METRICS = ("val_loss", "best_val_loss", "train_loss", "val_acc", "train_acc", "steps", "train_time")
 EVAL_METRICS = ("accuracy", "loss", "trace_valid")
 _STEPS_TO = re.compile(r"^steps_to:(\w+)>=([0-9.]+)$")
+# A spec is a page of TOML: 4 MiB is far beyond any real one, and tomllib parses that in about a second.
+MAX_SPEC_BYTES = 4 * 2**20
+# The runs (variants x seeds) one spec may expand to, counted from its grids, cases and seeds
+# before anything is expanded: planning holds every run in memory and prints a line for each,
+# and 10,000 runs is already days of training; more is a typo in a grid, or wants several specs.
+MAX_RUNS = 10_000
 
 _TOP = {"name", "description", "budget_minutes", "seeds", "jobs", "base", "variant", "eval", "report"}
 _RUN_KEYS = {"task", "preset", "steps", "target_acc", "set", "include", "device", "resources"}
@@ -148,7 +161,13 @@ class Spec:
     plot_x: str = ""
 
     def variant(self, name: str) -> Variant:
-        return next(v for v in self.variants if v.name == name)
+        return self._by_name[name]
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, Variant]:
+        # a dict, made once: the runner looks up each fine-tuning run's source, and a scan per
+        # lookup would make planning quadratic in the number of variants
+        return {v.name: v for v in self.variants}
 
 
 class _Reader:
@@ -207,7 +226,7 @@ class _Reader:
         v = table[key]
         if not isinstance(v, types) or (isinstance(v, bool) and bool not in _tuple(types)):
             names = "/".join(t.__name__ for t in _tuple(types))
-            self.fail(f"{where}{key}", f"expected {names}, got {v!r}")
+            self.fail(f"{where}{key}", f"expected {names}, got {_short(v)}")
         return v
 
 
@@ -225,10 +244,11 @@ def name_problem(name: str) -> str | None:
     return None
 
 
-def _short(value: str) -> str:
-    """repr, cut short: an error is one line, and a 300-character name needs no echo in full."""
+def _short(value: Any) -> str:
+    """repr, cut short: an error is one line, and a 300-character name (or a list of thousands)
+    needs no echo in full."""
     text = repr(value)
-    return text if len(text) <= 60 else text[:50] + "...'"
+    return text if len(text) <= 60 else text[:50] + "..." + ("'" if isinstance(value, str) else "")
 
 
 def _tuple(t) -> tuple:
@@ -241,7 +261,7 @@ def _sets(r: _Reader, table: dict, where: str) -> tuple[tuple[str, Any], ...]:
         if k.partition(".")[0] not in ("task", "model", "train") or "." not in k:
             r.fail(f"{where}set", f"{k!r} must be section.key with section task, model or train")
         if not isinstance(v, (str, int, float, bool)):
-            r.fail(f"{where}set", f"{k}: expected a string, number or boolean, got {v!r}")
+            r.fail(f"{where}set", f"{k}: expected a string, number or boolean, got {_short(v)}")
     return tuple(sets.items())
 
 
@@ -257,7 +277,7 @@ def _run_settings(r: _Reader, table: dict, where: str, base: RunSettings | None)
         r.fail(f"{where}target_acc", f"must be in [0, 1], got {target}")
     include = r.typed(table, "include", list, where, list(base.include) if base else [])
     if not all(isinstance(x, str) and x for x in include):
-        r.fail(f"{where}include", f"expected a list of Python file paths, got {include!r}")
+        r.fail(f"{where}include", f"expected a list of Python file paths, got {_short(include)}")
     device = r.typed(table, "device", str, where, base.device if base else None)
     if device is not None and device not in DEVICES:
         r.fail(f"{where}device", f"unknown device {device!r}; use {', '.join(DEVICES)}")
@@ -284,7 +304,7 @@ def _resources(r: _Reader, table: dict, where: str, base: Resources) -> Resource
 def _seeds(r: _Reader, table: dict, where: str, default: list[int] | tuple[int, ...]) -> tuple[int, ...]:
     seeds = r.typed(table, "seeds", list, where, list(default))
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        r.fail(f"{where}seeds", f"expected a non-empty list of integers, got {seeds!r}")
+        r.fail(f"{where}seeds", f"expected a non-empty list of integers, got {_short(seeds)}")
     return tuple(seeds)
 
 
@@ -292,18 +312,60 @@ def _slug(v: Any) -> str:
     return str(v).lower() if isinstance(v, bool) else str(v)
 
 
-def load_spec(path: Path) -> Spec:
-    """Parse and validate a spec; UserError (file:line: key: why) on any problem."""
-    path = Path(path)
+def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
+    """The spec's TOML table and its text; one line naming the file for a file that is too big,
+    not UTF-8 text (with its line), not TOML, or nested too deep for the parser."""
     if not path.is_file():
         raise UserError(f"spec file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    with open(path, "rb") as f:
+        data = f.read(MAX_SPEC_BYTES + 1)  # never more: a huge file is refused unread
+    if len(data) > MAX_SPEC_BYTES:
+        raise UserError(f"{path}: larger than {MAX_SPEC_BYTES // 2**20} MiB; a spec is a short TOML file")
     try:
-        doc = tomllib.loads(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise UserError(f"{path}:{line}: not UTF-8 text (byte {data[e.start]:#04x}); a spec is a TOML file") from None
+    try:
+        return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{path}: not valid TOML: {e}") from None
+    except RecursionError:
+        # tomllib parses arrays and inline tables recursively: a few hundred levels exhaust the
+        # stack, which takes about a millisecond, so catching it is the cheap check (measured)
+        raise UserError(f"{path}: arrays or inline tables nested too deep; a spec needs a few levels") from None
+
+
+def _count(x: Any, default: int = 1) -> int:
+    return len(x) if isinstance(x, list) else default
+
+
+def count_runs(doc: dict[str, Any]) -> int:
+    """The runs a parsed spec expands to: per [[variant]], the product of its grid's value
+    counts x its cases x its seeds.  Read from the raw tables before anything is expanded or
+    checked (a value of the wrong type counts as one; it is refused later, with its line)."""
+    top_seeds = _count(doc.get("seeds"))
+    total = 0
+    tables = doc.get("variant") if isinstance(doc.get("variant"), list) else []
+    for vt in tables or [{}]:
+        vt = vt if isinstance(vt, dict) else {}
+        grid = vt.get("grid") if isinstance(vt.get("grid"), dict) else {}
+        total += math.prod(_count(v) for v in grid.values()) * _count(vt.get("cases")) * _count(
+            vt.get("seeds"), top_seeds)
+    return total
+
+
+def load_spec(path: Path) -> Spec:
+    """Parse and validate a spec; UserError (file:line: key: why) on any problem.  A spec may
+    expand to at most MAX_RUNS runs (variants x seeds), checked before any variant is made."""
+    path = Path(path)
+    doc, text = _read_toml(path)
     r = _Reader(path, text)
     r.check_keys(doc, _TOP, "")
+    runs = count_runs(doc)
+    if runs > MAX_RUNS:
+        r.fail("variant", f"the spec expands to {runs:,} runs (grid values x cases x seeds, summed over its "
+               f"variants); a spec may have at most {MAX_RUNS:,}: trim its grids or split it into several specs")
     seeds = _seeds(r, doc, "", [1337])
     budget = r.typed(doc, "budget_minutes", (int, float), "", None)
     if budget is None or budget <= 0:
@@ -314,64 +376,103 @@ def load_spec(path: Path) -> Spec:
     base_t = r.typed(doc, "base", dict, "", {})
     r.check_keys(base_t, _RUN_KEYS, "base.")
     base = _run_settings(r, base_t, "base.", None) if base_t else None
+    variants = _variants(r, doc, base, seeds)
+    evals = _evals(r, doc)
+    metrics, plot_x = _report(r, doc, evals)
+    name = r.typed(doc, "name", str, "", None)
+    if name is not None:  # it names the default output directory, runs/spec-NAME
+        r.name("name", name, "spec name")
+    return Spec(
+        name=path.stem if name is None else name, path=path,
+        description=r.typed(doc, "description", str, "", ""), budget_minutes=float(budget),
+        seeds=tuple(seeds), jobs=jobs, variants=variants, evals=evals, metrics=metrics, plot_x=plot_x,
+    )
 
+
+def _variants(r: _Reader, doc: dict[str, Any], base: RunSettings | None, seeds: tuple[int, ...]) -> tuple[Variant, ...]:
+    """Every [[variant]] table expanded into its cases and grid values, in order; names distinct."""
     variants: list[Variant] = []
+    known: set[str] = set()  # the names init_from may refer to (a set: one lookup per table)
     for i, vt in enumerate(r.typed(doc, "variant", list, "", []) or [{}]):
-        where = f"variant[{i}]."
-        if not isinstance(vt, dict):
-            r.fail("variant", "each [[variant]] must be a table")
-        r.check_keys(vt, _VARIANT, where)
-        name = r.typed(vt, "name", str, where, "base" if i == 0 else None)
-        if name is None:
-            r.fail(f"{where}name", "missing: every [[variant]] after the first needs a name")
-        r.name(f"{where}name", name, "variant name")
-        settings = _run_settings(r, vt, where, base)
-        vseeds = _seeds(r, vt, where, seeds)  # they name folders too (seedS)
-        init = r.typed(vt, "init_from", str, where, "")
-        if init and init not in {v.name.split("[")[0] for v in variants} | {v.name for v in variants}:
-            r.fail(f"{where}init_from", f"{init!r} is not an earlier variant")
-        grid = r.typed(vt, "grid", dict, where, {})
-        for k, vals in grid.items():
-            if k.partition(".")[0] not in ("task", "model", "train") or not isinstance(vals, list) or not vals:
-                r.fail(f"{where}grid", f"{k!r}: expected section.key = [values, ...]")
-            for val in vals:  # each becomes `.key=value` in a variant's folder name
-                if not isinstance(val, (str, int, float, bool)):
-                    r.fail(f"{where}grid", f"{k}: expected strings, numbers or booleans, got {val!r}")
-                r.name(f"{where}grid", f"{k.partition('.')[2]}={_slug(val)}", "folder name part", near=_slug(val))
-        cases = r.typed(vt, "cases", list, where, [{}])
-        for case in cases:
-            bad = [k for k in (case if isinstance(case, dict) else {"?": 0}) if k != "name"
-                   and (k.partition(".")[0] not in ("task", "model", "train") or "." not in k)]
-            if not isinstance(case, dict) or bad:
-                r.fail(f"{where}cases", f"each case is a table of section.key = value (and an optional name); "
-                       f"got {case!r}")
-            if "name" in case:
-                if not isinstance(case["name"], str):
-                    r.fail(f"{where}cases", f"a case's name must be a string, got {case['name']!r}")
-                r.name(f"{where}cases", case["name"], "case name")
-            else:  # the label is made of the values, and goes into the folder name
-                for k, val in case.items():
-                    if not isinstance(val, (str, int, float, bool)):
-                        r.fail(f"{where}cases", f"{k}: expected a string, number or boolean, got {val!r}")
-                    r.name(f"{where}cases", f"{k.partition('.')[2]}={_slug(val)}", "folder name part",
-                           near=_slug(val))
-        keys = list(grid)
-        for case in cases:
-            case = dict(case)
-            label = case.pop("name", "") or ".".join(f"{k.partition('.')[2]}={_slug(v)}" for k, v in case.items())
-            for combo in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
-                params = tuple(case.items()) + tuple(zip(keys, combo))
-                vname = name + (f".{label}" if label else "") + "".join(
-                    f".{k.partition('.')[2]}={_slug(v)}" for k, v in zip(keys, combo))
-                r.name(f"{where}name", vname, "variant name (with its case and grid values)", near=name)
-                run = dataclasses.replace(settings, sets=settings.sets + params)
-                variants.append(Variant(vname, run, vseeds, init, params))
-    names = [v.name for v in variants]
-    dup = next((n for n in names if names.count(n) > 1), None)
-    if dup:
-        r.fail("name", f"two variants are named {dup!r}")
-    r.distinct_ignoring_case("name", names, "variants")
+        made = _variant_table(r, vt, i, base, seeds, known)
+        variants += made
+        known.update(n for v in made for n in (v.name, v.name.split("[")[0]))
+    seen: set[str] = set()  # a set, not names.count(n) per name: linear in the number of variants
+    for v in variants:
+        if v.name in seen:
+            r.fail("name", f"two variants are named {v.name!r}")
+        seen.add(v.name)
+    r.distinct_ignoring_case("name", [v.name for v in variants], "variants")
+    return tuple(variants)
 
+
+def _variant_table(r: _Reader, vt: Any, i: int, base: RunSettings | None, seeds: tuple[int, ...],
+                   known: set[str]) -> list[Variant]:
+    """One [[variant]] table, checked, as the variants its cases and grid expand to."""
+    where = f"variant[{i}]."
+    if not isinstance(vt, dict):
+        r.fail("variant", "each [[variant]] must be a table")
+    r.check_keys(vt, _VARIANT, where)
+    name = r.typed(vt, "name", str, where, "base" if i == 0 else None)
+    if name is None:
+        r.fail(f"{where}name", "missing: every [[variant]] after the first needs a name")
+    r.name(f"{where}name", name, "variant name")
+    settings = _run_settings(r, vt, where, base)
+    vseeds = _seeds(r, vt, where, seeds)  # they name folders too (seedS)
+    init = r.typed(vt, "init_from", str, where, "")
+    if init and init not in known:
+        r.fail(f"{where}init_from", f"{init!r} is not an earlier variant")
+    grid = _grid(r, vt, where)
+    cases = _cases(r, vt, where)
+    out = []
+    keys = list(grid)
+    for case in cases:
+        case = dict(case)
+        label = case.pop("name", "") or ".".join(f"{k.partition('.')[2]}={_slug(v)}" for k, v in case.items())
+        for combo in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
+            params = tuple(case.items()) + tuple(zip(keys, combo))
+            vname = name + (f".{label}" if label else "") + "".join(
+                f".{k.partition('.')[2]}={_slug(v)}" for k, v in zip(keys, combo))
+            r.name(f"{where}name", vname, "variant name (with its case and grid values)", near=name)
+            run = dataclasses.replace(settings, sets=settings.sets + params)
+            out.append(Variant(vname, run, vseeds, init, params))
+    return out
+
+
+def _grid(r: _Reader, vt: dict[str, Any], where: str) -> dict[str, list]:
+    grid = r.typed(vt, "grid", dict, where, {})
+    for k, vals in grid.items():
+        if k.partition(".")[0] not in ("task", "model", "train") or not isinstance(vals, list) or not vals:
+            r.fail(f"{where}grid", f"{k!r}: expected section.key = [values, ...]")
+        for val in vals:  # each becomes `.key=value` in a variant's folder name
+            if not isinstance(val, (str, int, float, bool)):
+                r.fail(f"{where}grid", f"{k}: expected strings, numbers or booleans, got {_short(val)}")
+            r.name(f"{where}grid", f"{k.partition('.')[2]}={_slug(val)}", "folder name part", near=_slug(val))
+    return grid
+
+
+def _cases(r: _Reader, vt: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    cases = r.typed(vt, "cases", list, where, [{}])
+    for case in cases:
+        bad = [k for k in (case if isinstance(case, dict) else {"?": 0}) if k != "name"
+               and (k.partition(".")[0] not in ("task", "model", "train") or "." not in k)]
+        if not isinstance(case, dict) or bad:
+            r.fail(f"{where}cases", f"each case is a table of section.key = value (and an optional name); "
+                   f"got {_short(case)}")
+        if "name" in case:
+            if not isinstance(case["name"], str):
+                r.fail(f"{where}cases", f"a case's name must be a string, got {_short(case['name'])}")
+            r.name(f"{where}cases", case["name"], "case name")
+        else:  # the label is made of the values, and goes into the folder name
+            for k, val in case.items():
+                if not isinstance(val, (str, int, float, bool)):
+                    r.fail(f"{where}cases", f"{k}: expected a string, number or boolean, got {_short(val)}")
+                r.name(f"{where}cases", f"{k.partition('.')[2]}={_slug(val)}", "folder name part",
+                       near=_slug(val))
+    return cases
+
+
+def _evals(r: _Reader, doc: dict[str, Any]) -> tuple[EvalSpec, ...]:
     evals = []
     for i, et in enumerate(r.typed(doc, "eval", list, "", [])):
         where = f"eval[{i}]."
@@ -384,7 +485,7 @@ def load_spec(path: Path) -> Spec:
             r.fail(f"{where}n", f"must be positive, got {n}")
         by = r.typed(et, "by", list, where, [])
         if not all(isinstance(b, str) and b for b in by):
-            r.fail(f"{where}by", f"expected a list of bucket column names, got {by!r}")
+            r.fail(f"{where}by", f"expected a list of bucket column names, got {_short(by)}")
         name = r.typed(et, "name", str, where, split)
         r.name(f"{where}{'name' if 'name' in et else 'split'}", name, "eval name (it names eval-NAME.json)")
         heatmap = r.typed(et, "heatmap", str, where, name)
@@ -395,6 +496,11 @@ def load_spec(path: Path) -> Spec:
         r.fail("eval", "two [[eval]] tables have the same name; give each a distinct `name`")
     r.distinct_ignoring_case("eval", names, "[[eval]] names")
     r.distinct_ignoring_case("heatmap", list(dict.fromkeys(e.heatmap for e in evals)), "heatmap names")
+    return tuple(evals)
+
+
+def _report(r: _Reader, doc: dict[str, Any], evals: tuple[EvalSpec, ...]) -> tuple[tuple[str, ...], str]:
+    """[report]: its metrics, each one the report can compute, and plot_x."""
     report = r.typed(doc, "report", dict, "", {})
     r.check_keys(report, _REPORT, "report.")
     metrics = tuple(r.typed(report, "metrics", list, "report.", ["val_loss", "steps", "train_time"]))
@@ -403,20 +509,12 @@ def load_spec(path: Path) -> Spec:
         head, _, tail = str(m).partition(".")
         ok = m in LOG_METRICS or _STEPS_TO.match(str(m)) or (head in eval_names and tail in EVAL_METRICS)
         if not ok:
-            r.fail("report.metrics", f"unknown metric {m!r}; use {', '.join(LOG_METRICS)}, "
+            r.fail("report.metrics", f"unknown metric {_short(m)}; use {', '.join(LOG_METRICS)}, "
                    f"EVAL.accuracy|loss|trace_valid (EVAL: an [[eval]] name) or steps_to:val_acc>=0.99")
     plot_x = r.typed(report, "plot_x", str, "report.", "")
     if plot_x:  # its last part names the metric-vs-X.png plots
         r.name("report.plot_x", plot_x, "plot_x")
-    name = r.typed(doc, "name", str, "", None)
-    if name is not None:  # it names the default output directory, runs/spec-NAME
-        r.name("name", name, "spec name")
-    return Spec(
-        name=path.stem if name is None else name, path=path,
-        description=r.typed(doc, "description", str, "", ""), budget_minutes=float(budget),
-        seeds=tuple(seeds), jobs=jobs, variants=tuple(variants), evals=tuple(evals), metrics=metrics,
-        plot_x=plot_x,
-    )
+    return metrics, plot_x
 
 
 def steps_to(metric: str) -> tuple[str, float] | None:
@@ -467,7 +565,8 @@ def eval_args(e: EvalSpec, run: Path, out: Path, device: str | None = None) -> l
 
 def validate_against_registry(spec: Spec) -> None:
     """Unknown tasks, presets and --set keys are caught before anything runs (file:line: key)."""
-    r = _Reader(spec.path, spec.path.read_text(encoding="utf-8"))
+    # the text only places errors: a file changed since load_spec must not fail here instead
+    r = _Reader(spec.path, spec.path.read_text(encoding="utf-8", errors="replace"))
     for v in spec.variants:
         sets = [f"{k}={_slug(val)}" for k, val in v.run.sets]
         try:

@@ -136,4 +136,7 @@ class WandbSink:
 
 def make_sinks(names: Sequence[str], run_dir: Path, record: dict[str, Any], tags: Sequence[str] = ()) -> list[MetricSink]:
     kinds = {"tensorboard": TensorBoardSink, "wandb": WandbSink}
+    tb = Path(run_dir) / TB_DIR
+    if "tensorboard" in names and tb.exists() and not tb.is_dir():  # before the run folder changes
+        raise UserError(f"--log tensorboard writes its events to {tb}, which is a file, not a folder")
     return [kinds[name](run_dir, record, tags) for name in check_sinks(names)]

@@ -5,6 +5,7 @@ start_run trains a new run from its RunSpec; resume_run continues one from its c
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 from collections.abc import Callable
@@ -21,14 +22,15 @@ from experiments.devices import resolve_device
 from experiments.errors import USER_ERRNOS, UserError
 from experiments.evaluate import EVAL_SEED, accuracy
 from experiments.finetune import init_from
-from experiments.load import check_checkpoint
-from experiments.rundir import RunLock, is_run, read_config, write_config
+from experiments.load import WEIGHTS, check_checkpoint
+from experiments.outputs import refuse_protected
+from experiments.rundir import INCLUDE_DIR, RunLock, copy_includes, is_run, read_config, write_config
 from experiments.runspec import RunSpec, read_run_spec, to_record, with_train
 from experiments.trackers import make_sinks
 from gpt.atomic import remove_temp_files
-from gpt.checkpoint import CheckpointError, load_checkpoint
+from gpt.checkpoint import CheckpointError, check_metrics, load_checkpoint, state_mismatch
 from gpt.distributed import Dist
-from gpt.model import GPT
+from gpt.model import GPT, rename_legacy_keys
 from gpt.progress import TrainProgress
 from gpt.train import FaultSpecError, NonFiniteLoss, Trainer, TrainingInterrupted
 from tasks.base import Task
@@ -46,6 +48,7 @@ class TrainOptions:
     log: tuple[str, ...] = ()  # experiment trackers that get every metrics record (trackers.SINKS)
     tags: tuple[str, ...] = ()  # KEY=VALUE labels for the trackers (a spec's name and variant)
     batch_workers: int | None = None  # processes building batches ahead (None: batches.auto_workers)
+    trust_code: bool = False  # --resume: run the task code of a run not trained here (trust.py)
 
 
 class TrainFailed(Exception):
@@ -78,6 +81,15 @@ def make_eval_fn(task: Task, n: int, seed: int = 0):
         return out
 
     return evaluate
+
+
+def fits(model: torch.nn.Module, state: dict) -> str | None:
+    """None if a checkpoint's weights load into model; else what does not fit (nothing is loaded)."""
+    own, state = model.state_dict(), dict(state)
+    rename_legacy_keys(state)  # as GPT's load_state_dict pre-hook does
+    if set(own) == set(state) and all(getattr(state[k], "shape", None) == own[k].shape for k in own):
+        return None
+    return state_mismatch(model, state)
 
 
 def compile_failed(e: BaseException) -> bool:
@@ -117,6 +129,8 @@ def _with_dist(opts: TrainOptions, job: Callable[[Dist, torch.device], Path]) ->
 
 def _start(spec: RunSpec, opts: TrainOptions, dist: Dist, device: torch.device) -> Path:
     out = Path(opts.out)
+    if dist.is_main:  # a new run is never made inside another run or an exported folder
+        refuse_protected(out, "--out")
     if dist.is_main and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} already exists and is not empty; pass --resume to continue a run, or choose another --out")
     spec = dataclasses.replace(spec, world_size=dist.world)
@@ -125,25 +139,66 @@ def _start(spec: RunSpec, opts: TrainOptions, dist: Dist, device: torch.device) 
 
 def _resume(out: Path, opts: TrainOptions, steps: int | None, target_acc: float | None, dist: Dist,
             device: torch.device) -> Path:
+    """Continue a run, or refuse: nothing in its folder changes until every check has passed."""
     if not is_run(out):
         raise UserError(f"--resume: {out} is not a run directory")
-    spec, _ = read_run_spec(out)  # its include files are checked before they run
+    if "export" in read_config(out) or (out / WEIGHTS).exists():
+        raise UserError(f"--resume: {out} is an exported model folder, which train never writes; to train on "
+                        f"from it, start a new run: workbench train --task TASK --init-from {out} --out NEW")
+    spec, _ = read_run_spec(out, opts.trust_code)  # its include files are checked before they run
     changes = {k: v for k, v in (("steps", steps), ("target_acc", target_acc)) if v is not None}
     if changes:
         spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, **changes))
+    try:
+        records = check_metrics(out / "metrics.jsonl")
+    except ValueError as e:
+        raise UserError(f"--resume: {e}; the run's log is damaged, so it cannot be continued") from None
     ckpt = None
     if (out / "ckpt.pt").exists():
         try:
             ckpt = load_checkpoint(out / "ckpt.pt", map_location=device)
         except CheckpointError as e:
             raise UserError(f"--resume: {e}") from None
-    # else: the run died before its first checkpoint; it restarts from step 0 (same config)
+    else:  # a run killed before its first checkpoint restarts from step 0; one that had one, never
+        refuse_lost_history(out, records)
     return _locked(out, spec, opts, ckpt, dist, device, new=False, rewrite=bool(changes))
+
+
+def refuse_lost_history(out: Path, records: list[dict]) -> None:
+    """Refuse to restart from step 0 a run whose checkpoint is gone but whose history shows it had
+    one: a best.pt, or log records past its first eval (a checkpoint is written at every eval)."""
+    evals = [r["step"] for r in records if "val_loss" in r and r["step"] > 0]
+    last = records[-1]["step"] if records else 0
+    best = out / "best.pt"
+    if not best.exists() and not (evals and last > evals[0]):
+        return
+    try:
+        best_step = f" (step {load_checkpoint(best)['step']:,})" if best.exists() else ""
+    except CheckpointError:
+        best_step = " (unreadable)"
+    have = f"metrics up to step {last:,}" + (f" and best.pt{best_step}" if best.exists() else "")
+    how = (f"to continue from best.pt, copy it to {out / 'ckpt.pt'} and resume (the steps after it are trained "
+           "again); " if best.exists() else "restore ckpt.pt from a backup; ") + "or train a new run with another --out"
+    raise UserError(f"--resume: {out} has no ckpt.pt but has {have}; it is not restarted from step 0, which would "
+                    f"discard them: {how}")
+
+
+def _make_dir(out: Path) -> bool:
+    """Create the run directory; True if this process made it (and so may remove it again)."""
+    try:
+        out.mkdir(parents=True)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as e:
+        raise UserError(f"cannot create the run directory {out}: {e.strerror or e}") from None
 
 
 def _locked(out: Path, spec: RunSpec, opts: TrainOptions, ckpt: dict | None, dist: Dist, device: torch.device,
             new: bool, rewrite: bool = False) -> Path:
-    """Build the run, take its directory's lock (rank 0), record its config, and train."""
+    """Build the run, take its directory's lock (rank 0), and train.  A new run writes its
+    config now (into a folder that was empty); a resumed one changes its folder only once
+    every check has passed (`commit`, just before training)."""
     built = build(spec)
     if built.task.train_size:  # drawn now: a pool larger than the task has problems is a user error
         try:
@@ -153,27 +208,30 @@ def _locked(out: Path, spec: RunSpec, opts: TrainOptions, ckpt: dict | None, dis
     lock = RunLock(out) if dist.is_main else None
     created = False
     if lock is not None:
-        created = not out.exists()
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise UserError(f"cannot create the run directory {out}: {e.strerror or e}") from None
+        created = _make_dir(out)
         try:
             lock.acquire()
         except UserError:
-            if created:
-                shutil.rmtree(out, ignore_errors=True)
+            if created:  # rmdir: only while empty; a process that won the lock meanwhile keeps its folder
+                with contextlib.suppress(OSError):
+                    out.rmdir()
             raise
     try:
-        if dist.is_main:
+        if dist.is_main and new:
+            copies = copy_includes(out, spec.include)
+            write_config(out, to_record(spec, built.task.vocab.chars, built.model, device, copies))
+
+        def commit() -> None:
+            if not dist.is_main or new:
+                return
             remove_temp_files(out)  # a killed writer's leftovers; we hold the lock, so no writer is live
             if ckpt is None:
-                write_config(out, to_record(spec, built.task.vocab.chars, built.model, device))
                 (out / "metrics.jsonl").unlink(missing_ok=True)  # a restart from step 0 logs afresh
-            elif rewrite:  # a changed stopping rule; the record keeps its provenance
+            if rewrite:  # a changed stopping rule; the record keeps its provenance
                 write_config(out, with_train(read_config(out), spec.train))
+
         dist.barrier()  # the other ranks start once the run directory is ready
-        return _train_locked(spec, opts, built.task, built.model, device, out, ckpt, dist)
+        return _train_locked(spec, opts, built.task, built.model, device, out, ckpt, dist, commit)
     except UserError:
         # a new run that could not start (a bad --init-from, say) leaves no half-made run
         # directory behind: it was empty or absent before, and is again
@@ -183,6 +241,7 @@ def _locked(out: Path, spec: RunSpec, opts: TrainOptions, ckpt: dict | None, dis
             else:
                 for name in ("config.json", "metrics.jsonl"):
                     (out / name).unlink(missing_ok=True)
+                shutil.rmtree(out / INCLUDE_DIR, ignore_errors=True)
         raise
     finally:
         if lock is not None:
@@ -190,7 +249,7 @@ def _locked(out: Path, spec: RunSpec, opts: TrainOptions, ckpt: dict | None, dis
 
 
 def _train_locked(spec: RunSpec, opts: TrainOptions, task: Task, model_cfg, device: torch.device, out: Path,
-                  ckpt: dict | None, dist: Dist) -> Path:
+                  ckpt: dict | None, dist: Dist, commit: Callable[[], None] = lambda: None) -> Path:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -220,12 +279,17 @@ def _train_locked(spec: RunSpec, opts: TrainOptions, task: Task, model_cfg, devi
         progress.close()
         raise UserError(str(e)) from None
     if ckpt is not None:
-        check_checkpoint(ckpt, task, model_cfg, out / "ckpt.pt")
         try:
+            check_checkpoint(ckpt, task, model_cfg, out / "ckpt.pt")
+            if (mismatch := fits(model, ckpt["model"])) is not None:
+                raise UserError(f"--resume: {out / 'ckpt.pt'} does not fit the run's model: {mismatch}")
             trainer.load_state(ckpt)
-        except ValueError as e:  # a schedule state that does not fit this run
+        except ValueError as e:  # a schedule or optimizer state that does not fit this run
             progress.close()
             raise UserError(f"--resume: {out / 'ckpt.pt'}: {e}") from None
+        except UserError:
+            progress.close()
+            raise
         progress.print(f"resuming {out} at step {trainer.state.step}")
     else:
         if init_note:
@@ -236,6 +300,7 @@ def _train_locked(spec: RunSpec, opts: TrainOptions, task: Task, model_cfg, devi
         if schedule is not None:
             progress.print(f"curriculum: {len(schedule.curriculum)} levels, up at {schedule.threshold:.2%} accuracy on "
                            f"the level, {schedule.curriculum.replay:.0%} of each batch from earlier levels")
+    commit()
     try:
         state = trainer.run()
     except TrainingInterrupted as e:

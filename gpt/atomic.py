@@ -29,7 +29,8 @@ def atomic_open(path: Path, mode: str = "wb", before_replace: Callable[[], None]
     removed if the block raises, so that path holds the old file or the whole new one, never part.
     before_replace runs just before the rename (gpt.train's fault injection kills there)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # the name's first 32 characters: a temp name must fit where the file's own name just fits
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:32]}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; finished files get the usual mode
         with (os.fdopen(fd, mode) if "b" in mode else os.fdopen(fd, mode, encoding="utf-8")) as f:

@@ -48,6 +48,7 @@ def plugin_specs() -> dict[str, str]:
 _INCLUDED: dict[str, type] = {}  # tasks from --include files, this process only
 _INCLUDED_FROM: dict[str, Path] = {}  # included task name -> the file that defines it
 _INCLUDED_SHA: dict[Path, str] = {}  # included file -> sha256 of the source this process executed
+_INCLUDED_SOURCE: dict[Path, bytes] = {}  # included file -> the source bytes this process executed
 
 
 def available() -> dict[str, tuple[str, str]]:
@@ -76,13 +77,20 @@ def included_sha256(path: str | Path) -> str | None:
     return _INCLUDED_SHA.get(Path(path).expanduser().resolve())
 
 
-def include_file(path: str | Path) -> list[str]:
+def included_source(path: str | Path) -> bytes:
+    """The source bytes this process executed for an --include file (a run keeps a copy of them)."""
+    return _INCLUDED_SOURCE[Path(path).expanduser().resolve()]
+
+
+def include_file(path: str | Path, sha256: str | None = None) -> list[str]:
     """Import a Python file and register the task classes it defines; returns their names.
 
     The source is read once, hashed (a run records the hash, and later refuses a changed
-    file) and executed from those very bytes.  Including a file again is free while it is
-    unchanged; once it has changed, the new version replaces the old one's tasks, as a
-    fresh process would see it."""
+    file) and executed from those very bytes; with `sha256`, bytes of another hash are refused
+    before they run.  Including a file again is free while it is unchanged; once it has
+    changed, the new version replaces the old one's tasks, as a fresh process would see it.
+    A task name defined by another file replaces that file's task too: the latest include wins
+    (registry.task_class refuses two files of one command that define one name)."""
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise TaskNotFound(f"--include file not found: {path}")
@@ -91,6 +99,9 @@ def include_file(path: str | Path) -> list[str]:
     except OSError as e:
         raise TaskLoadError(f"--include {path}: cannot read it: {e.strerror}") from None
     sha = hashlib.sha256(source).hexdigest()
+    if sha256 is not None and sha != sha256:
+        raise TaskLoadError(f"task file {path} changed while it was being loaded (sha256 {sha256[:12]} expected, "
+                            f"{sha[:12]} read); nothing was run")
     mod_name = f"workbench_include_{sha[:16]}_{abs(hash(str(path)))}"
     if mod_name in sys.modules:
         module = sys.modules[mod_name]
@@ -111,9 +122,6 @@ def include_file(path: str | Path) -> list[str]:
     if not found:
         raise TaskNotFound(f"--include {path} defines no task class (a class with name and Config)")
     for cls in found:
-        other = _INCLUDED.get(cls.name)
-        if other is not None and other is not cls and _INCLUDED_FROM.get(cls.name) != path:
-            raise TaskLoadError(f"two included tasks are named {cls.name!r}")
         if cls.name in BUILTIN or cls.name in plugin_specs():
             raise TaskLoadError(f"--include {path}: task name {cls.name!r} is already taken")
     for name in [n for n, src in _INCLUDED_FROM.items() if src == path]:  # an earlier version's tasks
@@ -122,6 +130,7 @@ def include_file(path: str | Path) -> list[str]:
         _INCLUDED[cls.name] = cls
         _INCLUDED_FROM[cls.name] = path
     _INCLUDED_SHA[path] = sha
+    _INCLUDED_SOURCE[path] = source
     return [cls.name for cls in found]
 
 

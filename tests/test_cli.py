@@ -50,7 +50,10 @@ def test_addition_eval_api_and_batch_size_independence(add_run, capsys):
         tables.append(json.loads(out))
     assert tables[0] == tables[1]
     overall = tables[0][-1]
-    assert overall["a_digits"] == "all" and overall["n"] == 600 and 0 <= overall["accuracy"] <= 1
+    buckets = tables[0][:-1]
+    assert overall["a_digits"] == "all" and overall["n"] == 600 == sum(r["n"] for r in buckets)
+    assert overall["correct"] == sum(r["correct"] for r in buckets)  # the overall row is the buckets' sum
+    assert overall["accuracy"] == overall["correct"] / overall["n"]
     assert overall["ci_low"] <= overall["accuracy"] <= overall["ci_high"]
 
 

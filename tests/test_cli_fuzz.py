@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from experiments.cli import main
-from helpers import TINY
+from helpers import TINY, cli
 
 OK, BAD, EDGE = "ok", "bad", "edge"
 # 600 by default (CI time: 1,200 took 62 s of the suite); more for a longer hunt
@@ -377,3 +377,11 @@ def test_non_utf8_argument_in_a_real_process(tmp_path):
                            capture_output=True, env={**os.environ, "PYTHONIOENCODING": ""})
         err = p.stderr.decode("utf-8", "replace")
         assert p.returncode == 2 and err.startswith("error: ") and "Traceback" not in err, err
+
+
+def test_eval_of_a_text_run_refuses_a_bucket_column(sandbox, capsys):
+    """The fuzz's find (HYPOTHESIS_PROFILE=dev, issue 40): `--by` on a text run was ignored with
+    exit 0; a text run's loss has no buckets, so any --by is refused."""
+    code, _, err = cli(capsys, "eval", sandbox.fixed["textrun"], "--split", "train", "--by", "nope", "--n", "2")
+    assert code == 2 and err.startswith("error: --by 'nope'") and "text run" in err and err.count("\n") == 1, err
+    assert cli(capsys, "eval", sandbox.fixed["textrun"], "--split", "train", "--n", "2")[0] == 0

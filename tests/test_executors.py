@@ -90,11 +90,12 @@ if "train" in sys.argv:  # the train subprocess of a run: record the GPU it was 
 """
 
 
-def test_a_timed_out_run_keeps_its_checkpoint_and_its_retry_resumes_on_its_gpu(tmp_path, capsys):
+def test_a_timed_out_run_keeps_its_checkpoint_and_its_retry_resumes_on_its_gpu(tmp_path, capsys, monkeypatch):
     """--timeout stops an attempt with SIGTERM (the trainer saves a checkpoint); --retries 1 starts
     it again, from that checkpoint; both attempts time out, so the run is recorded failed.  With
     --gpus 3,5 each attempt's train process sees the GPU slot it took (FIFO: 3, then 5) and the
     spec's resources.num_cpus as its thread count: the environment the real subprocess gets."""
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 6)  # --gpus 3,5 must name GPUs torch sees
     (tmp_path / "probe.py").write_text(ENV_PROBE)
     spec = tmp_path / "spec.toml"
     spec.write_text(spec_text(steps=1_000_000, seeds="[1]", extra=f'include = ["{tmp_path / "probe.py"}"]',

@@ -1,8 +1,11 @@
-"""--include files are recorded by sha256; a run refuses a task file that changed since training.
+"""--include task files: a run keeps a copy in its folder, loads only that copy, and runs it only
+when its hash matches and the run was trained here (or the user passes --trust-code).
 
 A run's checkpoint was made by the task code that ran then: a changed file may render,
-tokenize or score problems differently, and eval, ask, sample and --resume would then
-report numbers for code that never trained.  Runs recorded before hashes were kept still load.
+tokenize or score problems differently.  A run folder can come from anywhere (exported folders
+are made to be shared), so its config.json is untrusted input: no code in it runs unless this
+machine trained it or the user opts in (experiments/trust.py).  Every test that expects code
+not to run gives that code a side effect (a marker file) and checks that it did not happen.
 """
 
 import hashlib
@@ -27,9 +30,14 @@ TASK = textwrap.dedent('''
 ''')
 
 
+def evil(marker) -> str:
+    """A task file whose import leaves a marker file: the proof that it ran."""
+    return f"open({str(marker)!r}, 'w').write('ran')\n" + TASK.replace("mirror_hash_test", "evil_hash_test")
+
+
 @pytest.fixture(scope="module")
 def original(tmp_path_factory):
-    """One task file and one run trained with it (a task name may come from one file only)."""
+    """One task file and one run trained with it, plus that run exported."""
     from experiments.cli import main
 
     root = tmp_path_factory.mktemp("include")
@@ -38,15 +46,17 @@ def original(tmp_path_factory):
     run = root / "run"
     assert main(["train", "--task", "mirror_hash_test", "--include", str(task_file), *TINY, "--steps", "2",
                  "--set", "train.eval_interval=2", "--out", str(run), "--quiet", "--device", "cpu"]) == 0
-    return task_file, run
+    assert main(["export", "run", str(run), "--out", str(root / "exported"), "--eval-n", "0", "--device", "cpu"]) == 0
+    return task_file, run, root / "exported"
 
 
 @pytest.fixture
 def trained(original, tmp_path):
-    """A fresh copy of the run; the task file is put back as it was after each test."""
-    task_file, run = original
+    """Fresh copies of the run and the exported folder; the task file is put back after each test."""
+    task_file, run, exported = original
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
+    shutil.copytree(exported, tmp_path / "exported")
     yield task_file, copy
     task_file.write_text(TASK)
 
@@ -55,56 +65,129 @@ def sha(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_config_records_each_include_files_sha256(trained):
+def checksums(folder) -> dict:
+    return {str(p.relative_to(folder)): sha(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def edit_config(run, fn) -> None:
+    cfg = json.loads((run / "config.json").read_text())
+    fn(cfg["task"])
+    (run / "config.json").write_text(json.dumps(cfg))
+
+
+def one_line(err: str) -> None:
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
+
+
+def test_the_run_keeps_a_copy_of_its_task_file_and_records_its_sha256(trained):
     task_file, run = trained
     task = json.loads((run / "config.json").read_text())["task"]
-    path = str(task_file.resolve())
-    assert task["include"] == [path]
-    assert task["include_sha256"] == {path: sha(task_file)}
+    assert task["include"] == ["tasks/mirror.py"]
+    assert (run / "tasks" / "mirror.py").read_bytes() == task_file.read_bytes()
+    assert task["include_sha256"] == {"tasks/mirror.py": sha(task_file)}
+    assert task["include_from"] == [str(task_file.resolve())]
+    assert isinstance(task["include_seal"], str) and len(task["include_seal"]) == 64
 
 
-def test_a_changed_task_file_is_refused_by_eval_ask_sample_and_resume(trained, capsys):
+def test_the_run_loads_its_own_copy_whatever_happens_to_the_original(trained, capsys):
     task_file, run = trained
-    before = sha(task_file)
     task_file.write_text(TASK + "\n# edited after training\n")
-    after = sha(task_file)
+    assert cli(capsys, "eval", run, "--n", "20", "--format", "csv")[0] == 0
+    task_file.unlink()
+    assert cli(capsys, "eval", run, "--n", "20", "--format", "csv")[0] == 0
+    code, _, err = cli(capsys, "train", "--resume", "--out", run, "--steps", "4", "--quiet")
+    assert code == 0, err
+
+
+def test_a_changed_copy_is_refused_by_eval_ask_sample_and_resume(trained, capsys, tmp_path):
+    _, run = trained
+    copy = run / "tasks" / "mirror.py"
+    before = sha(copy)
+    marker = tmp_path / "ran"
+    copy.write_text(evil(marker).replace("evil_hash_test", "mirror_hash_test"))
+    after = sha(copy)
+    files = checksums(run)
     commands = [("eval", run, "--n", "20"), ("ask", run, "abc"), ("sample", run, "--tokens", "5"),
                 ("train", "--resume", "--out", run, "--steps", "4", "--quiet")]
     for args in commands:
         code, out, err = cli(capsys, *args)
         assert code == 2, (args, err)
-        assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
-        assert str(task_file.resolve()) in err and before[:12] in err and after[:12] in err, err
+        one_line(err)
+        assert str(copy) in err and before[:12] in err and after[:12] in err, err
         assert "changed since" in err
-    assert json.loads((run / "config.json").read_text())["train"]["steps"] == 2  # the refused resume changed nothing
-    task_file.write_text(TASK)  # the version it was trained with: accepted again
-    assert cli(capsys, "eval", run, "--n", "20", "--format", "csv")[0] == 0
-    assert cli(capsys, "train", "--resume", "--out", run, "--steps", "4", "--quiet")[0] == 0
+    assert not marker.exists()  # refused before it ran
+    assert checksums(run) == files  # the refused resume changed nothing
 
 
-def test_runs_without_a_recorded_hash_still_load(trained, capsys):
-    task_file, run = trained
-    cfg = json.loads((run / "config.json").read_text())
-    del cfg["task"]["include_sha256"]  # as every run made before hashes were recorded
-    (run / "config.json").write_text(json.dumps(cfg))
-    task_file.write_text(TASK + "\n# edited after training\n")
-    code, _, err = cli(capsys, "eval", run, "--n", "20", "--format", "csv")
-    assert code == 0, err  # nothing to compare with: no check
+def test_a_missing_hash_or_copy_is_refused(trained, capsys):
+    _, run = trained
+    (run / "tasks" / "mirror.py").unlink()
+    code, _, err = cli(capsys, "eval", run, "--n", "20")
+    assert code == 2 and "no longer exists" in err, err
+    one_line(err)
+    edit_config(run, lambda t: t.pop("include_sha256"))
+    code, _, err = cli(capsys, "train", "--resume", "--out", run, "--quiet")
+    assert code == 2 and "records no sha256" in err, err
+    one_line(err)
 
 
-def test_the_cli_refuses_a_changed_file_in_one_line(trained):
-    task_file, run = trained
-    task_file.write_text(TASK.replace("string reversal, from", "string reversal (edited), from"))
+@pytest.mark.parametrize("where", ["outside", "parent", "absolute"])
+def test_a_task_file_outside_the_run_folder_never_runs(trained, capsys, tmp_path, monkeypatch, where):
+    """config.json naming a file elsewhere (relative paths once resolved from the current folder)."""
+    _, run = trained
+    marker = tmp_path / "ran"
+    bad = tmp_path / "evil.py"
+    bad.write_text(evil(marker))
+    monkeypatch.chdir(tmp_path)  # where a relative path would have been resolved from
+    name = {"outside": "evil.py", "parent": "tasks/../../evil.py", "absolute": str(bad)}[where]
+
+    def point(task):
+        task.update(name="evil_hash_test", include=[name], include_sha256={name: sha(bad)})
+
+    edit_config(run, point)
+    code, _, err = cli(capsys, "eval", run, "--n", "5")
+    assert code == 2, err
+    one_line(err)
+    assert not marker.exists()
+
+
+def test_a_downloaded_folder_runs_its_code_only_with_trust_code(trained, capsys, tmp_path, monkeypatch):
+    """An exported folder whose task file was swapped, its hash and seal with it: the seal does not
+    verify, so nothing runs unless the user says --trust-code."""
+    _, run = trained
+    exported = tmp_path / "exported"
+    marker = tmp_path / "ran"
+    (exported / "tasks" / "evil.py").write_text(evil(marker))
+    edit_config(exported, lambda t: t.update(name="evil_hash_test", include=["tasks/evil.py"],
+                                             include_sha256={"tasks/evil.py": sha(exported / "tasks" / "evil.py")}))
+    for args in [("eval", exported, "--n", "5"), ("ask", exported, "ab"), ("export", "run", exported, "--out",
+                 tmp_path / "again"), ("attention", exported, "ab", "--out", tmp_path / "a.json")]:
+        code, _, err = cli(capsys, *args)
+        assert code == 2 and "--trust-code" in err, (args, err)
+        one_line(err)
+    assert not marker.exists()
+    cli(capsys, "eval", exported, "--n", "5", "--trust-code")  # the user's choice: now it runs
+    assert marker.exists()
+
+
+def test_a_run_from_another_machine_needs_trust_code(trained, capsys, tmp_path, monkeypatch):
+    _, run = trained
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "another-machine"))
+    code, _, err = cli(capsys, "eval", run, "--n", "20")
+    assert code == 2 and "was not trained on this machine" in err and "--trust-code" in err, err
+    one_line(err)
+    assert cli(capsys, "eval", run, "--n", "20", "--format", "csv", "--trust-code")[0] == 0
+    from experiments import load_run
+
+    assert load_run(run, device="cpu", trust_code=True).task.name == "mirror_hash_test"
+
+
+def test_the_cli_refuses_a_changed_copy_in_one_line(trained):
+    _, run = trained
+    copy = run / "tasks" / "mirror.py"
+    copy.write_text(TASK.replace("string reversal, from", "string reversal (edited), from"))
     p = subprocess.run([sys.executable, "-m", "experiments", "eval", str(run), "--n", "20"], cwd=ROOT,
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 2
     assert p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
-    assert f"task file {task_file.resolve()} has changed since run {run} was trained" in p.stderr
-
-
-def test_a_missing_task_file_is_refused(trained, capsys):
-    task_file, run = trained
-    task_file.unlink()
-    for args in [("eval", run, "--n", "20"), ("train", "--resume", "--out", run, "--quiet")]:
-        code, _, err = cli(capsys, *args)
-        assert code == 2 and "no longer exists" in err and err.count("\n") == 1, err
+    assert f"task file {copy} has changed since run {run} was trained" in p.stderr

@@ -129,12 +129,13 @@ def test_run_resume_report_and_a_failed_variant(tmp_path, capsys):
     broken = df[df["variant"] == "broken"].iloc[0]
     assert broken["status"] == "failed" and "block_size" in broken["error"]
     ok = df[df["status"] == "done"]
-    assert set(ok["steps"]) == {20} and ok["test.accuracy"].between(0, 1).all()
-    # the table's test.accuracy is the eval file's 'all' row
-    ev = json.loads((out / "fmt.reverse_answer=true" / "seed1" / "eval-test.json").read_text())
-    assert ev[-1]["a_digits"] == "all"
-    row = ok[(ok["variant"] == "fmt.reverse_answer=true") & (ok["seed"] == 1)].iloc[0]
-    assert row["test.accuracy"] == pytest.approx(ev[-1]["accuracy"])
+    assert set(ok["steps"]) == {20} and len(ok) == 2
+    # each done run's test.accuracy is its own eval file's 'all' row: correct / n, as scored
+    for _, row in ok.iterrows():
+        ev = json.loads((out / row["variant"] / f"seed{row['seed']}" / "eval-test.json").read_text())
+        assert ev[-1]["a_digits"] == "all" and ev[-1]["n"] == sum(r["n"] for r in ev[:-1])
+        assert ev[-1]["accuracy"] == ev[-1]["correct"] / ev[-1]["n"]
+        assert row["test.accuracy"] == pytest.approx(ev[-1]["accuracy"])
     md = (out / "results.md").read_text()
     assert "| fmt.reverse_answer=true | 2 |" in md and "## Failed runs" in md and "±" in md
     assert f"Reproduce: `workbench run {spec} --out {out}`" in md  # no --only: the whole spec
