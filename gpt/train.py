@@ -11,6 +11,7 @@ so there is no RNG state to save.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
 import os
 import re
@@ -221,6 +222,33 @@ def batch_parts(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig) -> list[Part
     if cfg.pack:
         return pack_rows(x, y, cfg.pack_width)
     return [(*chunk, None) for chunk in length_chunks(x, y, cfg.length_chunks)]
+
+
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc's; musl, macOS and Windows have none
+    except (AttributeError, OSError, TypeError):
+        return None
+
+
+_MALLOC_TRIM = _find_malloc_trim()
+
+
+def release_free_memory() -> None:
+    """Give the C heap's free pages back to the OS (glibc's malloc_trim(0); elsewhere nothing).
+
+    An eval allocates far more at once than a training step: decoding 1,000 held-out problems in
+    one batch makes KV caches and activations of up to 16 MB a tensor with the default addition
+    model, and a checkpoint is serialised into a buffer and copied. glibc serves such blocks from
+    mmap only until the first one is freed; from then on its thresholds rise (mmap to the freed
+    size, trim to twice that), blocks of that size come from the heap, and freeing them leaves
+    the heap's top resident unless it exceeds the trim threshold. So each eval left 0-30 MB of
+    freed heap resident, as its last frees happened to fall, and RSS sat at one of several levels
+    up to ~45 MB apart until the next eval, while the bytes in use stayed flat: a 20,000-step
+    run's RSS "grew" 9.7% with nothing leaking. Trimmed after every eval, RSS between evals is
+    the training step's own working set (tests/test_long_runs.py)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -578,11 +606,11 @@ class Trainer:
         if best:
             st.best_val = record["val_loss"]
         self._log(record)
-        if st.step == 0:  # the loop reports later evals itself; step 0 has nothing to save yet
-            if self.progress:
-                self.progress.update(0, record)
-        else:
+        if st.step > 0:  # step 0 has nothing to save yet
             self.save(best=best)
+        release_free_memory()  # the eval's and the checkpoint's buffers, freed: back to the OS
+        if st.step == 0 and self.progress:  # the loop reports later evals itself
+            self.progress.update(0, record)
         return record
 
     def _reached(self, record: dict[str, Any]) -> bool:
