@@ -22,7 +22,7 @@ import torch
 from experiments.build import build_task, decode_positions
 from experiments.devices import resolve_device
 from experiments.errors import UserError, optional_module
-from experiments.rundir import RUN_FORMAT, read_config
+from experiments.rundir import RUN_FORMAT
 from experiments.runspec import RunSpec, read_run_spec, to_jsonable
 from gpt.checkpoint import CheckpointError, load_checkpoint, state_mismatch
 from gpt.generate import greedy_complete
@@ -86,7 +86,7 @@ def load_run(path: str | os.PathLike, device: str = "auto", checkpoint: str = "c
         raise UserError(f"task {spec.task!r} now has a different vocabulary from the one run {path} was trained on")
     dev = resolve_device(device)
     if is_exported(path, checkpoint):
-        model, step = _load_exported(path, task, spec.model, vocab, dev)
+        model, step = _load_exported(path, task, spec.model, record, dev)
         return Run(path, record, task, model, step, spec)
     try:
         ckpt = load_checkpoint(path / checkpoint, map_location=dev)
@@ -174,10 +174,10 @@ def load_weights(model: GPT, state: dict[str, Any], file: Path, record: dict[str
     raise UserError(msg)
 
 
-def _load_exported(path: Path, task: Task, model_cfg: GPTConfig, vocab: str | None,
+def _load_exported(path: Path, task: Task, model_cfg: GPTConfig, record: dict[str, Any],
                    dev: torch.device) -> tuple[GPT, int]:
     """An exported folder's model, checked as a checkpoint is: task, vocabulary, model config."""
-    file = path / WEIGHTS
+    file, vocab = path / WEIGHTS, record["task"].get("vocab")
     meta = read_weights_meta(file)
     check_checkpoint(meta, task, model_cfg, file, vocab)
     check_vocab_file(path, vocab)
@@ -185,7 +185,7 @@ def _load_exported(path: Path, task: Task, model_cfg: GPTConfig, vocab: str | No
     # load_file, then the tied lm_head/wte weight restored from wte: export wrote it once
     # (safetensors stores no shared tensors).  Onto the CPU, then to the device: safetensors 0.4
     # (the lowest supported) has no device argument here
-    load_weights(model, exported_state(file, model_cfg), file, read_config(path))
+    load_weights(model, exported_state(file, model_cfg), file, record)
     model.to(dev).eval()
     return model, int(meta["step"])
 

@@ -137,11 +137,6 @@ def check_output(path: Path, flag: str, suffixes: tuple[str, ...] = (), device_o
     return path
 
 
-def check_writable(path: Path, flag: str) -> None:
-    """check_output with no suffix rule (kept for callers that take any name)."""
-    check_output(path, flag)
-
-
 def per_run_paths(path: Path | None, count: int, flag: str) -> list[Path | None]:
     """One output file per run from one name: the name itself for one run; STEM.0.SUFFIX,
     STEM.1.SUFFIX, ... for several (a device or pipe cannot hold several, and is refused)."""

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from experiments import plots
-from experiments.errors import MAX_STEPS, UserError
+from experiments.errors import UserError
 from experiments.grid import json_short, json_type, plan, read_json, read_run_result
 from experiments.spec import LOG_METRICS, EvalSpec, Spec, load_spec, steps_to
 from experiments.tables import bucket_order, markdown_table
