@@ -33,6 +33,8 @@ from gpt.atomic import atomic_write_text
 BEFORE_CONFIG = frozenset({".lock", "result.json"})
 KILL_GRACE_S = 60.0  # after SIGTERM at a timeout: time to write the checkpoint before SIGKILL
 LOCK_WAIT_S = 120.0  # how long a run waits for a dying trainer (a killed runner's orphan) to let go
+POLL_S = 0.25  # a timed attempt looks at the clock this often (tests give it a fake clock)
+clock = time.monotonic  # the clock of --timeout: a module attribute so that a test can replace it
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,12 @@ def _subprocess(args: list[str], log, threads: int, env: Mapping[str, str], dead
     proc = subprocess.Popen([sys.executable, "-m", "experiments", *args], stdout=log, stderr=subprocess.STDOUT,
                             env=full_env, process_group=0 if own_group else None)
     try:
-        return proc.wait(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+        while True:
+            try:
+                return proc.wait(timeout=None if deadline is None else max(0.0, min(POLL_S, deadline - clock())))
+            except subprocess.TimeoutExpired:
+                if clock() >= deadline:
+                    raise
     except subprocess.TimeoutExpired:
         proc.terminate()  # the trainer saves a checkpoint on SIGTERM, so a retry resumes
         try:
@@ -218,7 +225,7 @@ def execute(job: Job, env: Mapping[str, str] | None = None, own_group: bool = Fa
     started = time.time()
     if not (run / ".trained").exists():
         wait_for_lock(run)  # before the timeout starts: waiting is not the attempt's own time
-    deadline = None if job.timeout_s is None else time.monotonic() + job.timeout_s
+    deadline = None if job.timeout_s is None else clock() + job.timeout_s
     src = init_dir(job.spec, job.key, job.root)
     with open(log_path, "a", encoding="utf-8") as log:
         since = log.tell()

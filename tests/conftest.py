@@ -5,6 +5,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.database import DirectoryBasedExampleDatabase
@@ -74,11 +75,22 @@ def need_module(module: str, extra: str):
 
 
 def pytest_configure(config):
+    # pytest-xdist's workers (-n) share the machine's cores: each gets its share of them as torch
+    # threads, it and the processes it starts (OMP_NUM_THREADS).  Two OpenMP teams per core spin
+    # against each other and made tiny models' steps several times slower.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers > 1:
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = threads
+        torch.set_num_threads(int(threads))
     # Set before any fixture (module-scoped ones included) and inherited by subprocesses:
     # tests use the shared tiny Shakespeare and never the user's cache or the network.
     if not os.environ.get("WORKBENCH_DATA_DIR") and shakespeare_path().is_file():
         os.environ["WORKBENCH_DATA_DIR"] = str(shakespeare_path().parent)
     os.environ["WORKBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="workbench-test-cache-")
+    # torch.compile's kernels too (tests/test_pack.py): a warm cache in /tmp would time, and test,
+    # what a fresh machine never has
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="workbench-test-inductor-")
     # the machine's sealing key (experiments/trust.py) for the runs the tests train: never the user's
     os.environ["WORKBENCH_HOME"] = tempfile.mkdtemp(prefix="workbench-test-home-")
     # a fault left in the environment would kill every run the tests start

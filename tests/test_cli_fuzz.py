@@ -364,7 +364,6 @@ def test_fuzz_oracle_catches_an_internal_error(capsys, monkeypatch):
         main(["presets"])
 
 
-@pytest.mark.slow  # a real process per argument (~15 s); the in-process fuzz draws non-UTF-8 arguments too
 def test_non_utf8_argument_in_a_real_process(tmp_path):
     """Bytes that are not UTF-8 reach the CLI as surrogates; a real process prints them without crashing."""
     import subprocess

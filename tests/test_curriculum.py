@@ -9,7 +9,7 @@ from experiments.curriculum import LevelSchedule, make_schedule
 from experiments.errors import UserError
 from gpt.checkpoint import load_checkpoint
 from gpt.train import TrainConfig
-from helpers import TINY, cli, killed, metrics, workbench_run
+from helpers import TINY, cli, killed, metrics, forked_run
 from tasks.addition import AdditionConfig, AdditionTask, n_digits
 from tasks.calculator import CalculatorTask
 from tasks.copy import CopyConfig, CopyTask
@@ -145,7 +145,7 @@ def run_args(out, *extra, steps=STEPS, quiet=True):
 @pytest.fixture(scope="module")
 def climbed(tmp_path_factory):
     out = tmp_path_factory.mktemp("cur") / "run"
-    p = workbench_run(*run_args(out))
+    p = forked_run(*run_args(out))
     assert p.returncode == 0, p.stderr[-2000:]
     return out
 
@@ -164,7 +164,7 @@ def test_a_run_logs_its_level_and_climbs(climbed):
 
 def test_resume_after_a_kill_replays_the_same_levels_and_batches(climbed, tmp_path, capsys):
     run = tmp_path / "run"
-    p = workbench_run(*run_args(run), fault="kill:step=25")
+    p = forked_run(*run_args(run), fault="kill:step=25")
     assert killed(p), p.stderr[-2000:]
     code, _, err = cli(capsys, "train", "--resume", "--out", run, "--quiet", "--device", "cpu")
     assert code == 0, err

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 import torch
 
 from helpers import ROOT, TINY, metrics
@@ -53,7 +52,6 @@ def test_two_gloo_ranks_match_one_process_with_accumulation(tmp_path):
     assert not any(p.name.startswith("ckpt") and p.name != "ckpt.pt" for p in two.iterdir())
 
 
-@pytest.mark.slow  # two more torchrun processes (~16 s); the DDP equivalence tests above stay in the default run
 def test_nproc_wrapper_launches_torchrun(tmp_path):
     out = tmp_path / "wrapped"
     p = _run(["train", *COMMON, "--steps", "2", "--nproc", "2", "--out", out])

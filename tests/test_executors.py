@@ -8,6 +8,7 @@ import textwrap
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,10 +16,11 @@ import pytest
 import experiments.grid as grid
 from experiments.errors import UserError
 from experiments.executors import LocalExecutor, Placement, RayExecutor, Unplaceable, check_placement, parse_gpus
+import experiments.runjob as runjob
 from experiments.runjob import Job, RunKey
 from experiments.runjob import read_result
 from experiments.spec import load_spec
-from helpers import TINY_SETS, cli, workbench_proc
+from helpers import TINY_SETS, cli, held_task, workbench_proc
 
 
 def spec_text(steps: int = 20, seeds: str = "[1, 2]", extra: str = "", task: str = "addition") -> str:
@@ -90,12 +92,27 @@ if "train" in sys.argv:  # the train subprocess of a run: record the GPU it was 
 """
 
 
+def steps_clock(metrics: Path, seconds_per_step: float):
+    """--timeout's clock as a fake that runs with the trainer, not the wall: each step it logs is
+    `seconds_per_step` seconds.  A timeout then lands after the same steps on any machine, however
+    long the process takes to start, and the test does not sleep through it."""
+    def clock() -> float:
+        try:
+            with open(metrics, "rb") as f:
+                return seconds_per_step * sum(1 for _ in f)
+        except FileNotFoundError:
+            return 0.0
+    return clock
+
+
 def test_a_timed_out_run_keeps_its_checkpoint_and_its_retry_resumes_on_its_gpu(tmp_path, capsys, monkeypatch):
     """--timeout stops an attempt with SIGTERM (the trainer saves a checkpoint); --retries 1 starts
     it again, from that checkpoint; both attempts time out, so the run is recorded failed.  With
     --gpus 3,5 each attempt's train process sees the GPU slot it took (FIFO: 3, then 5) and the
     spec's resources.num_cpus as its thread count: the environment the real subprocess gets."""
     monkeypatch.setattr("torch.cuda.device_count", lambda: 6)  # --gpus 3,5 must name GPUs torch sees
+    run = tmp_path / "out" / "fmt.reverse_answer=true" / "seed1"
+    monkeypatch.setattr(runjob, "clock", steps_clock(run / "metrics.jsonl", 3.0))  # --timeout 10: 4 steps
     (tmp_path / "probe.py").write_text(ENV_PROBE)
     spec = tmp_path / "spec.toml"
     spec.write_text(spec_text(steps=1_000_000, seeds="[1]", extra=f'include = ["{tmp_path / "probe.py"}"]',
@@ -103,7 +120,6 @@ def test_a_timed_out_run_keeps_its_checkpoint_and_its_retry_resumes_on_its_gpu(t
     code, text, _ = cli(capsys, "run", spec, "--out", tmp_path / "out", "--only", "fmt.reverse_answer=true",
                         "--timeout", "10", "--retries", "1", "--gpus", "3,5")
     assert code == 0 and "retry 1/1" in text and "0 done, 1 failed" in text
-    run = tmp_path / "out" / "fmt.reverse_answer=true" / "seed1"
     result = read_result(run)
     assert result["status"] == "failed" and result["error"].startswith("timed out after 10 s")
     log = (run.parent / "seed1.log").read_text()
@@ -114,27 +130,29 @@ def test_a_timed_out_run_keeps_its_checkpoint_and_its_retry_resumes_on_its_gpu(t
     assert envs == [{"cuda": "3", "omp": "1"}, {"cuda": "5", "omp": "1"}]
 
 
-@pytest.mark.slow  # 40 s; the Ray variant of this test runs by default (test_ray.py)
 def test_a_killed_local_runner_takes_its_trainers_down_and_the_rerun_finishes(tmp_path):
     """kill -9 of `workbench run`: its trainers get SIGTERM (lifeline.py) and save a checkpoint
     instead of running on as orphans; the rerun resumes them and finishes every run, once."""
+    include, hold = held_task(tmp_path, at=10)
+    hold.touch()  # both trainers wait at step 10, so that the kill lands mid-run on any machine
     spec = tmp_path / "spec.toml"
-    spec.write_text(spec_text(steps=400, seeds="[1]"))
+    spec.write_text(spec_text(steps=60, seeds="[1]", extra=f'include = ["{include}"]', task="held_addition"))
     out = tmp_path / "out"
     driver = workbench_proc("run", spec, "--out", out, "--jobs", "2")
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and sum(
-                len(p.read_text().splitlines()) for p in out.glob("*/seed1/metrics.jsonl")) < 40:
-            time.sleep(0.2)
+        while time.monotonic() < deadline and sorted(
+                len(p.read_text().splitlines()) for p in out.glob("*/seed1/metrics.jsonl")) < [10, 10]:
+            time.sleep(0.1)  # both trainers ten steps in, held
         driver.send_signal(signal.SIGKILL)
     finally:
         driver.wait(timeout=60)
     logs = list(out.glob("*/seed1.log"))
     deadline = time.monotonic() + 60  # the trainers stop on their own: nobody else signals them
     while time.monotonic() < deadline and sum("interrupted at step" in p.read_text() for p in logs) < 2:
-        time.sleep(0.2)
-    assert sum("interrupted at step" in p.read_text() for p in logs) == 2
+        time.sleep(0.1)
+    assert sum("interrupted at step" in p.read_text() for p in logs) == 2, [p.read_text()[-600:] for p in logs]
+    hold.unlink()
     rerun = workbench_proc("run", spec, "--out", out, "--jobs", "2")
     stdout, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0 and "2 done, 0 failed" in stdout, stderr
@@ -143,7 +161,7 @@ def test_a_killed_local_runner_takes_its_trainers_down_and_the_rerun_finishes(tm
         assert text.count("$ workbench train --task") == 1 and text.count("$ workbench train --resume") == 1
         assert text.count("$ workbench eval") == 1
     df = pd.read_csv(out / "results.csv")
-    assert (df["status"] == "done").all() and set(df["steps"]) == {400}
+    assert (df["status"] == "done").all() and set(df["steps"]) == {60}
 
 
 @pytest.mark.parametrize("p, msg", [

@@ -128,7 +128,6 @@ def test_parquet_carries_what_made_it(tmp_path):
     assert str(f.schema_arrow.field("answer").type) == "string"
 
 
-@pytest.mark.slow  # needs the datasets extra: pip install -e '.[dev,wandb,datasets]' && python -m pytest -m slow
 def test_hugging_face_datasets_loads_both_formats(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     datasets = need_module("datasets", "datasets")
@@ -232,7 +231,6 @@ def test_the_model_card_has_hub_front_matter_and_the_eval_table(exported):
         assert needle in body, needle
 
 
-@pytest.mark.slow  # needs huggingface_hub, which the datasets extra brings: '.[dev,wandb,datasets]'
 def test_the_card_parses_as_a_hub_model_card(exported):
     _, folder = exported
     card = (folder / "README.md").read_text(encoding="utf-8")

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,17 +16,16 @@ from experiments import outputs, tables
 from experiments.presets import PRESETS
 from experiments.errors import UserError
 from gpt.progress import TrainProgress
-from helpers import ROOT, cli
+from helpers import cli, forked_run
 
 # long-ish names: at 80 columns rich used to cut them to "addition-2…"
 NAMES = ("addition-20260101-120000-long-name-a", "addition-20260101-120000-long-name-b")
 
 
 def piped(*args: str, columns: str = "80") -> subprocess.CompletedProcess:
-    """The CLI with stdout a pipe (as in `workbench tasks | grep ...`) and an 80-column $COLUMNS."""
-    env = {**os.environ, "COLUMNS": columns}
-    return subprocess.run([sys.executable, "-m", "experiments", *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    """The CLI in a process of its own whose stdout is not a terminal (as in `workbench tasks | grep
+    ...`), with an 80-column $COLUMNS."""
+    return forked_run(*args, env={"COLUMNS": columns}, timeout=600)
 
 
 def whole(word: str, text: str) -> bool:
@@ -70,7 +68,6 @@ def _figures(records: list[dict]) -> list[str]:
 
 # ---- piped tables ------------------------------------------------------------------------------
 
-@pytest.mark.slow  # CI time: the piped multi-run eval below checks the same rendering path by default
 def test_piped_tasks_table_keeps_every_name_and_description_whole():
     from experiments.registry import task_class
 
@@ -87,7 +84,6 @@ def test_piped_tasks_table_keeps_every_name_and_description_whole():
         assert any(whole(name, line) and desc in line for line in p.stdout.splitlines()), name
 
 
-@pytest.mark.slow  # CI time, as above
 def test_piped_presets_keep_every_name_and_description_whole():
     p = piped("presets")
     assert p.returncode == 0, p.stderr
@@ -183,7 +179,6 @@ def test_list_formats_other_than_table_and_json_are_user_errors(fn):
         fn("yaml")
 
 
-@pytest.mark.slow  # two more subprocesses (~15 s); test_piped_tasks_table_* read --format json in the default run
 def test_cli_tasks_and_presets_format_json():
     p = piped("tasks", "--format", "json")
     assert p.returncode == 0, p.stderr

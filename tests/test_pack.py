@@ -153,7 +153,6 @@ def test_training_packed_follows_the_same_losses(tmp_path, capsys):
                 assert rb[key] == pytest.approx(ra[key], rel=1e-4), (ra["step"], key)
 
 
-@pytest.mark.slow  # about a minute of torch.compile on 2 cores
 def test_packed_training_compiled_on_the_cpu_follows_the_same_losses(tmp_path, capsys):
     # calc3 ships with train.compile=on: packed rows change shape every step (dynamic shapes)
     base = ["train", "--task", "calculator", "--preset", "calc3", *TINY, "--set", "model.block_size=416", "--steps", "6",

@@ -58,7 +58,6 @@ def wb(site, *args):
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.slow  # pip-installs a package (~20 s); the entry-point path is also covered by test_registry.py
 def test_installed_plugin_is_listed_trained_and_evaluated(site, tmp_path):
     p = wb(site, "tasks")
     assert p.returncode == 0, p.stderr

@@ -17,7 +17,7 @@ import pytest
 
 from experiments.evaluate import wilson
 from gpt.checkpoint import load_checkpoint
-from helpers import TINY, cli, killed, metrics, workbench_run
+from helpers import TINY, cli, killed, metrics, forked_run
 
 # ---- (a) --target-acc -----------------------------------------------------------------------
 
@@ -66,7 +66,7 @@ def test_a_resumed_run_keeps_the_target_rule(target_run, tmp_path, capsys):
     reference = metrics(run)
     stop = reference[-1]["step"]
     other = tmp_path / "run"
-    p = workbench_run(*target_args(other, "--quiet"), fault=f"kill:step={stop - 2}")  # just before the stop
+    p = forked_run(*target_args(other, "--quiet"), fault=f"kill:step={stop - 2}")  # just before the stop
     assert killed(p), p.stderr[-2000:]
     assert metrics(other)[-1]["step"] == stop - 3
     code, _, err = cli(capsys, "train", "--resume", "--out", other, "--quiet", "--device", "cpu")

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import need_module
 from experiments.trackers import hyperparameters, scalars
-from helpers import TINY, cli, killed, metrics, workbench_run
+from helpers import TINY, cli, forked_run, killed, metrics
 
 STEPS, EVERY, KILL_AT = 30, 10, 25  # the kill is 5 steps past the step-20 checkpoint
 
@@ -26,9 +26,9 @@ def all_metrics(run: Path) -> list[dict]:
 
 
 def killed_and_resumed(out: Path, *log: str, kill_at: int = KILL_AT) -> None:
-    p = workbench_run(*train_args(out, *log), fault=f"kill:step={kill_at}")
+    p = forked_run(*train_args(out, *log), fault=f"kill:step={kill_at}")
     assert killed(p), p.stderr[-2000:]
-    p = workbench_run("train", "--resume", "--out", out, "-q", "--device", "cpu", *log)
+    p = forked_run("train", "--resume", "--out", out, "-q", "--device", "cpu", *log)
     assert p.returncode == 0, p.stderr[-2000:]
 
 
@@ -65,9 +65,7 @@ def test_tensorboard_holds_metrics_jsonl(tmp_path, capsys):
     assert {"loss", "val_loss", "val_acc", "lr"} <= got.keys()
 
 
-# both under -m slow (CI time, 16 s each): the default run checks the sink's content on a clean run
-@pytest.mark.parametrize("kill_at", [pytest.param(KILL_AT, marks=pytest.mark.slow), pytest.param(5, marks=pytest.mark.slow)],
-                         ids=["past-a-checkpoint", "before-any-checkpoint"])
+@pytest.mark.parametrize("kill_at", [KILL_AT, 5], ids=["past-a-checkpoint", "before-any-checkpoint"])
 def test_tensorboard_after_kill_and_resume_has_each_step_once(tmp_path, kill_at):
     # killed before its first checkpoint, a run restarts from step 0: everything earlier is purged
     killed_and_resumed(tmp_path / "run", "--log", "tensorboard", kill_at=kill_at)
@@ -133,11 +131,10 @@ def offline(monkeypatch):
     monkeypatch.setenv("WANDB_DISABLE_GIT", "true")
 
 
-# W&B's tests start its service process and train in subprocesses (~30 s together); they run with
-# `-m slow` and the wandb extra (pip install -e '.[dev,wandb,datasets]'), outside the default run
-@pytest.mark.slow
+# W&B's tests start its service process and train in processes of their own, with the wandb extra
+# (pip install -e '.[dev,wandb]'; CI installs it)
 def test_wandb_offline_run_holds_metrics_jsonl_and_the_config(tmp_path, offline):
-    p = workbench_run(*train_args(tmp_path / "run", "--log", "wandb", "--tag", "variant=base"))
+    p = forked_run(*train_args(tmp_path / "run", "--log", "wandb", "--tag", "variant=base"))
     assert p.returncode == 0, p.stderr[-2000:]
     ids, config, history = wandb_history(tmp_path / "run")
     assert len(ids) == 1
@@ -150,7 +147,6 @@ def test_wandb_offline_run_holds_metrics_jsonl_and_the_config(tmp_path, offline)
         {k: hyperparameters(record, ["variant=base"])[k] for k in ("model.n_layer", "train.lr", "task", "tag.variant")}
 
 
-@pytest.mark.slow
 def test_wandb_resume_continues_the_same_run_with_each_step_once(tmp_path, offline):
     killed_and_resumed(tmp_path / "run", "--log", "wandb")
     ids, _, history = wandb_history(tmp_path / "run")

@@ -4,7 +4,7 @@ import torch
 from gpt.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gpt.model import GPT, GPTConfig
 from gpt.train import Fault, FaultSpecError, TrainConfig, length_chunks, lr_at, make_optimizer
-from helpers import TINY, cli, killed, metrics, workbench_run
+from helpers import TINY, cli, killed, metrics, forked_run
 
 
 def test_lr_schedule_warmup_cosine_floor():
@@ -120,7 +120,7 @@ def test_text_run_resumes_exactly_after_kill_9(tmp_path, capsys, shakespeare):
     full = metrics(tmp_path / "a")
     assert [r["step"] for r in full] == list(range(41))
 
-    p = workbench_run(*run_args(tmp_path / "b"), fault="kill:step=15")  # after the step-10 checkpoint
+    p = forked_run(*run_args(tmp_path / "b"), fault="kill:step=15")  # after the step-10 checkpoint
     assert killed(p), p.stderr[-2000:]
     assert metrics(tmp_path / "b")[-1]["step"] == 14 and load_checkpoint(tmp_path / "b" / "ckpt.pt")["step"] == 10
     code, _, err = cli(capsys, "train", "--resume", "--out", tmp_path / "b", "--quiet", "--device", "cpu")
