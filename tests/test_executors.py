@@ -138,12 +138,16 @@ def test_a_killed_local_runner_takes_its_trainers_down_and_the_rerun_finishes(tm
     spec = tmp_path / "spec.toml"
     spec.write_text(spec_text(steps=60, seeds="[1]", extra=f'include = ["{include}"]', task="held_addition"))
     out = tmp_path / "out"
+
+    def both_at_step_10() -> bool:  # both trainers ten steps in, held
+        logs = [len(p.read_text().splitlines()) for p in out.glob("*/seed1/metrics.jsonl")]
+        return len(logs) == 2 and min(logs) >= 10
+
     driver = workbench_proc("run", spec, "--out", out, "--jobs", "2")
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and sorted(
-                len(p.read_text().splitlines()) for p in out.glob("*/seed1/metrics.jsonl")) < [10, 10]:
-            time.sleep(0.1)  # both trainers ten steps in, held
+        while time.monotonic() < deadline and not both_at_step_10():
+            time.sleep(0.1)
         driver.send_signal(signal.SIGKILL)
     finally:
         driver.wait(timeout=60)

@@ -25,7 +25,7 @@ TIMING = ["wall_s", "train_time"]
 
 
 def _midway(out: Path) -> bool:
-    """A run has finished, and every other one is training (10 steps logged, not done)."""
+    """A run has finished, and every other one is training (10 steps logged: held, not done)."""
     runs = [out / v / f"seed{s}" for v in ("fmt.reverse_answer=true", "fmt.reverse_answer=false") for s in (1, 2)]
     done = [(read_result(r) or {}).get("status") == "done" for r in runs]
 
