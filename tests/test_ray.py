@@ -72,10 +72,13 @@ def grids(tmp_path_factory) -> tuple[Path, int, str]:
     driver = workbench_proc("run", path, "--out", out, "--executor", "ray")
     try:
         deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and not _midway(out):
+        while time.monotonic() < deadline and driver.poll() is None and not _midway(out):
             time.sleep(0.2)
+        if driver.poll() is not None:  # it ended on its own: say why, instead of waiting for nothing
+            pytest.fail(f"the Ray driver exited ({driver.returncode}) before the kill: {driver.stderr.read()[-3000:]}")
         driver.send_signal(signal.SIGKILL)
     finally:
+        driver.kill()  # (a no-op once it is dead)
         driver.wait(timeout=60)
     # Ray kills the dead driver's workers; their trainers, in process groups of their own, get their
     # lifeline's SIGTERM and stop, held where they were
