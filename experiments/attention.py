@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from experiments.build import rendered_positions
-from experiments.errors import UserError
+from experiments.errors import UserError, install_hint
 from experiments.load import Run, load_run
 from experiments.outputs import check_output, write_output
 from experiments.plots import pyplot
@@ -28,7 +28,6 @@ from tasks.base import Task
 from tasks.encode import Rendered, field_strings
 
 FORMATS = ("png", "json")
-PLOT_EXTRA = "pip install 'workbench[plot]'"
 
 
 @dataclass
@@ -57,7 +56,7 @@ def output_choice(fmt: str | None, out: Path | None) -> tuple[str, Path]:
     if fmt not in FORMATS:
         raise UserError(f"--format must be png or json, got {fmt!r}")
     if fmt == "png" and pyplot() is None:
-        raise UserError(f"--format png needs matplotlib: {PLOT_EXTRA}")
+        raise UserError(f"--format png needs matplotlib: {install_hint('plot')}")
     return fmt, out if out is not None else Path(f"attention.{fmt}")
 
 
@@ -169,7 +168,7 @@ def write_maps(maps: AttentionMaps, out: Path, fmt: str) -> None:
         return
     image = maps_image(maps)
     if image is None:
-        raise UserError(f"--format png needs matplotlib: {PLOT_EXTRA}")
+        raise UserError(f"--format png needs matplotlib: {install_hint('plot')}")
     write_output(out, image, "--out")
 
 

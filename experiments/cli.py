@@ -281,11 +281,13 @@ def new_task(
     name: str = typer.Argument(..., help="task name: lowercase letters, digits and _"),
     directory: Path = typer.Option(Path("."), "--dir", help="where to write NAME.py and test_NAME.py"),
 ) -> None:
-    """Write a working task file and its test from a template; it passes `workbench check` as written."""
+    """Write an example task (string reversal) and its test to make yours: it trains as written, and
+    `workbench check` fails until every line marked TODO(new-task) is yours."""
     for path in write_task_files(name, directory):
         typer.echo(f"wrote {path}")
     f = directory / f"{name}.py"
-    typer.echo(f"next:  workbench check --task {name} --include {f}\n"
+    typer.echo(f"next:  replace each TODO(new-task) in {f} with your task (check names the lines left)\n"
+               f"       workbench check --task {name} --include {f}\n"
                f"       workbench train --task {name} --include {f} --steps 500\n"
                f"       python -m pytest {directory / f'test_{name}.py'}")
 

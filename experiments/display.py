@@ -18,7 +18,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from experiments.errors import UserError
+from experiments.errors import UserError, install_hint
 from experiments.eval_runs import EvalTable
 from experiments.outputs import check_output, write_output
 from experiments.plots import heatmap_image, lines_image, pyplot
@@ -184,7 +184,7 @@ def check_plot_path(path: Path) -> Path:
     writes (by the suffix), and a path outputs.check_output accepts."""
     plt = pyplot()
     if plt is None:
-        raise UserError("--plot needs matplotlib: pip install 'workbench[plot]'")
+        raise UserError(f"--plot needs matplotlib: {install_hint('plot')}")
     formats = plt.figure().canvas.get_supported_filetypes()
     plt.close("all")
     return check_output(path, "--plot", tuple(sorted(f".{f}" for f in formats)))
@@ -204,7 +204,7 @@ def eval_plot(result: EvalTable, path: Path) -> None:
     except ValueError as e:  # an image format matplotlib does not write
         raise UserError(f"--plot {path}: {e}") from None
     if image is None:
-        raise UserError("--plot needs matplotlib: pip install 'workbench[plot]'")
+        raise UserError(f"--plot needs matplotlib: {install_hint('plot')}")
     write_output(path, image, "--plot")
 
 

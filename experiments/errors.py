@@ -5,7 +5,12 @@ A UserError ends a command with one clear line on stderr and exit code 2, never 
 
 import errno
 import importlib
+import importlib.metadata
+import json
+import os
+from pathlib import Path
 from types import ModuleType
+from urllib.parse import unquote, urlparse
 
 
 class UserError(Exception):
@@ -39,11 +44,27 @@ def check_steps(steps: int | None, flag: str = "--steps") -> int | None:
     return steps
 
 
+def install_hint(extra: str) -> str:
+    """The pip command that adds an extra to this installation: `pip install 'workbench[EXTRA]'`
+    from an index, `pip install -e 'SOURCE[EXTRA]'` for a clone installed with -e (SOURCE is `.`
+    from inside it), which is how most users of a research tool have it."""
+    try:
+        url = json.loads(importlib.metadata.distribution("workbench").read_text("direct_url.json") or "{}")
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        url = {}
+    if not url.get("dir_info", {}).get("editable"):
+        return f"pip install 'workbench[{extra}]'"
+    source = Path(unquote(urlparse(url.get("url", "")).path) or ".").resolve()
+    where = "." if source == Path.cwd().resolve() else os.path.relpath(source)
+    return f"pip install -e '{where}[{extra}]'"
+
+
 def optional_module(module: str, extra: str, what: str, needs: str | None = None) -> ModuleType:
     """An optional library, imported when first needed; missing, one line naming the extra to
-    install: "WHAT needs NEEDS: pip install 'workbench[EXTRA]'" (NEEDS: the module's package).
-    Callers import it here, not at the top, so that everything else works without it."""
+    install: "WHAT needs NEEDS: pip install 'workbench[EXTRA]'" (NEEDS: the module's package;
+    the command as install_hint gives it).  Callers import it here, not at the top, so that
+    everything else works without it."""
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise UserError(f"{what} needs {needs or module.split('.')[0]}: pip install 'workbench[{extra}]'") from None
+        raise UserError(f"{what} needs {needs or module.split('.')[0]}: {install_hint(extra)}") from None

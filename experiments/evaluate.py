@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -89,15 +90,23 @@ def accuracy(model: GPT, task: Task, problems, batch_size: int = 1024) -> float:
 def evaluate(model: GPT, task: Task, split: str = "test", n: int = 10_000, by: Sequence[str] = (),
              batch_size: int = 1024, seed: int = EVAL_SEED, samples: Path | None = None,
              use_cache: bool = True) -> pd.DataFrame:
-    """Bucketed accuracy table: rows per bucket of `by` plus an 'all' row."""
+    """Bucketed accuracy table: rows per bucket of `by` plus an 'all' row.
+
+    Its `baseline` column is the accuracy of always giving the set's most common answer (found in
+    its first chunk, 10,000 problems, so that a million problems still take constant memory): what
+    a model that learned only the answers' distribution scores, bucket by bucket."""
     model.eval()
     counts: pd.DataFrame | None = None
+    common: str | None = None
     with atomic_text_file(samples) if samples else nullcontext() as sample_file:
         for problems in task.eval_problems(seed, split, n):
             df = score_chunk(model, task, problems, batch_size, use_cache)
             if sample_file:
                 for rec in df.to_dict(orient="records"):
                     sample_file.write(json.dumps({k: _plain(v) for k, v in rec.items()}) + "\n")
+            if common is None:
+                common = Counter(df["expected"]).most_common(1)[0][0] if len(df) else ""
+            df["baseline"] = df["expected"] == common
             metrics = [c for c in df.columns if c not in ("prompt", "expected", "got") and c not in task.buckets]
             part = _counts(df, list(by), metrics)
             counts = part if counts is None else counts.add(part, fill_value=0)

@@ -9,6 +9,15 @@ import tasks as task_registry
 from experiments.errors import UserError
 from tasks.base import Task, check_contract
 
+# Columns the workbench's own tables use: a scored problem's row (experiments/evaluate.py), an eval
+# table's row, and a grid's results.csv/results.md.  A bucket column of the same name would
+# overwrite one, or be read as one, without a word.
+RESULT_COLUMNS = frozenset({
+    "prompt", "expected", "got", "correct", "trace_valid",  # a scored problem
+    "run", "bucket", "split", "n", "accuracy", "ci_low", "ci_high", "baseline", "loss", "ppl", "tokens",  # eval
+    "variant", "seed", "status", "error", "wall_s", "steps", "train_time", "val_loss", "best_val_loss",  # grid
+})
+
 
 def include_all(include: Sequence[str], sha256: Sequence[str | None] = ()) -> None:
     """Import --include files (each of a known hash, where given); two of them defining one
@@ -28,11 +37,19 @@ def task_class(name: str, include: Sequence[str] = (), sha256: Sequence[str | No
         include_all(include, sha256)
         cls = task_registry.get_task_class(name)
         check_contract(cls)
+        check_buckets(cls)
         return cls
     except (task_registry.TaskNotFound, task_registry.TaskLoadError, ValueError) as e:
         raise UserError(str(e)) from None
     except TypeError as e:  # the class does not meet the Task contract
         raise UserError(f"task {name!r} does not meet the task contract: {e}") from None
+
+
+def check_buckets(cls: type[Task]) -> None:
+    clash = [b for b in cls.buckets if b in RESULT_COLUMNS]
+    if clash:
+        raise ValueError(f"task {cls.name!r} has a bucket column named {clash[0]!r}, a column the workbench's "
+                         f"result tables use themselves; rename it (taken: {', '.join(sorted(RESULT_COLUMNS))})")
 
 
 def known_tasks(include: Sequence[str] = ()) -> dict[str, str]:

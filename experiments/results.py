@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from experiments import plots
-from experiments.errors import UserError
+from experiments.errors import UserError, install_hint
 from experiments.grid import json_short, json_type, plan, read_json, read_run_result
 from experiments.spec import LOG_METRICS, EvalSpec, Spec, load_spec, steps_to
 from experiments.tables import bucket_order, markdown_table
@@ -351,7 +351,7 @@ def build_report(root: Path, spec: Spec | None = None, echo=print) -> Path:
             if plots.metric_vs(df, spec.plot_x, m, root / name):
                 made.append(name)
     if plots.pyplot() is None:
-        echo("plots skipped: matplotlib is not installed (pip install 'workbench[plot]')")
+        echo(f"plots skipped: matplotlib is not installed ({install_hint('plot')})")
     atomic_write_text(root / "results.csv", df.to_csv(index=False))
     atomic_write_text(root / "results.md", markdown(spec, df, summary, root, made))
     echo(f"wrote {root / 'results.md'}, results.csv and {len(made)} plot(s)")

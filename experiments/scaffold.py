@@ -1,4 +1,4 @@
-"""`workbench new-task NAME`: a working task file and its test, from the templates."""
+"""`workbench new-task NAME`: an example task file to make one's own, and its test, from the templates."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from tasks import available
 
 
 def write_task_files(name: str, directory: Path) -> list[Path]:
-    """Write DIR/NAME.py (a task that passes `workbench check` as written) and DIR/test_NAME.py."""
+    """Write DIR/NAME.py (an example task marked TODO(new-task) where yours goes: it trains, and
+    `workbench check` fails on the markers) and DIR/test_NAME.py."""
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise UserError(f"task name {name!r} must be lowercase letters, digits and _, starting with a letter")
     if name in available():

@@ -99,6 +99,9 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 _VARIANT = _RUN_KEYS | {"name", "grid", "cases", "init_from", "seeds"}
 _EVAL = {"name", "split", "n", "by", "set", "heatmap"}
 _REPORT = {"metrics", "plot_x"}
+# where each key is allowed, for the error that names a misplaced one's table
+_HOMES = (("the top level", _TOP), ("[base]", _RUN_KEYS), ("a [[variant]]", _VARIANT), ("an [[eval]]", _EVAL),
+          ("[report]", _REPORT), ("resources", _RESOURCES))
 
 # One allow-list for every name that becomes part of a path (see the docstring): ASCII only,
 # so no look-alike slashes or normalisation surprises; no leading "." (hidden files, "." and
@@ -218,6 +221,9 @@ class _Reader:
     def check_keys(self, table: dict, allowed: set[str], where: str) -> None:
         for k in table:
             if k not in allowed:
+                homes = [place for place, keys in _HOMES if k in keys]
+                if homes:  # a key of another table: say which
+                    self.fail(f"{where}{k}", f"{k!r} does not go here; it belongs in {' or '.join(homes)}")
                 self.fail(f"{where}{k}", f"unknown key; expected one of {', '.join(sorted(allowed))}")
 
     def typed(self, table: dict, key: str, types, where: str, default=None):

@@ -269,7 +269,8 @@ def _train_locked(spec: RunSpec, opts: TrainOptions, task: Task, model_cfg, devi
         raise UserError(f"--target-acc needs a task with exact-match evaluation; {task.name!r} has none")
     mode = "quiet" if opts.quiet or not dist.is_main else opts.progress_mode
     start = int(ckpt["step"]) if ckpt else 0
-    progress = TrainProgress(spec.train.steps, start, mode, title=task.name)
+    stop_at = f"val_acc ≥ {spec.train.target_acc:g}" if spec.train.target_acc else ""
+    progress = TrainProgress(spec.train.steps, start, mode, title=task.name, stop_at=stop_at)
     sinks = make_sinks(opts.log, out, read_config(out), opts.tags) if dist.is_main else []
     try:
         trainer = Trainer(model, spec.train, batch, out, device, spec.seed, evaluate,

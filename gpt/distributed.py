@@ -64,6 +64,14 @@ class Dist:
         dist.broadcast(t, src=0)
         return bool(t.item())
 
+    def broadcast_float(self, value: float, device: torch.device) -> float:
+        """Rank 0's value of a number, on every rank (float64: a clock's seconds, exactly)."""
+        if not self.enabled:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=device)
+        dist.broadcast(t, src=0)
+        return float(t.item())
+
     def broadcast_object(self, obj: Any) -> Any:
         """Rank 0's value of a small picklable object, on every rank."""
         if not self.enabled:

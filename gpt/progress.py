@@ -44,12 +44,15 @@ class TrainProgress:
     read and one comparison."""
 
     def __init__(self, total: int, start: int = 0, mode: str | None = None, title: str = "train",
-                 interval: float = 30.0, clock: Callable[[], float] = time.monotonic):
+                 interval: float = 30.0, clock: Callable[[], float] = time.monotonic, stop_at: str = ""):
         if mode is None:
             mode = "bar" if sys.stderr.isatty() else "lines"
         if not interval > 0:
             raise ValueError(f"interval must be positive, got {interval}")
         self.mode, self.total, self.title = mode, total, title
+        # a run with a target (stop_at, e.g. "val_acc ≥ 1") usually stops long before `total`: the
+        # time left to `total` is then a bound, not an estimate, and the line says so
+        self.stop_at = stop_at
         self.interval, self._clock = interval, clock
         self.shown: dict[str, Any] = {}
         self._stats = ""
@@ -63,7 +66,8 @@ class TrainProgress:
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=self.console,
             )
-            self._id = self._bar.add_task(title, total=total, completed=start, stats="")
+            label = f"{title} (stops at {stop_at})" if stop_at else title
+            self._id = self._bar.add_task(label, total=total, completed=start, stats="")
             self._bar.start()
 
     def update(self, step: int, record: dict[str, Any]) -> None:
@@ -82,7 +86,10 @@ class TrainProgress:
     def _line(self, step: int, now: float) -> None:
         el = now - self.t0
         done = step - self.start
-        eta = f", ETA {_duration(el / done * (self.total - step))}" if 0 < done and step < self.total else ""
+        eta = ""
+        if 0 < done and step < self.total:
+            left = _duration(el / done * (self.total - step))
+            eta = f", at most {left} more: stops at {self.stop_at}" if self.stop_at else f", ETA {left}"
         print(f"step {step}/{self.total}  {self._stats}  ({_duration(el)}{eta})", file=sys.stderr, flush=True)
         self._next_line = now + self.interval
 

@@ -102,14 +102,21 @@ class TrainConfig:
             raise ValueError(f"train.curriculum_replay must be in [0, 1), got {self.curriculum_replay!r}")
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """nanoGPT's schedule: linear warmup, cosine decay to min_lr, then flat."""
+def lr_at(step: int, cfg: TrainConfig, train_time: float = 0.0) -> float:
+    """nanoGPT's schedule: linear warmup, cosine decay to min_lr, then flat.
+
+    With a time budget the decay runs over whichever ends first, the steps or the budget (the
+    training time spent so far, `train_time`, against train.time_budget_s): a run the budget
+    stops ends at min_lr, as one that runs out of steps does.  Its learning rates then depend on
+    the machine's speed, as its last step always did."""
     decay = cfg.lr_decay_steps or cfg.steps
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / (cfg.warmup_steps + 1)
-    if step > decay:
-        return cfg.min_lr
     ratio = (step - cfg.warmup_steps) / max(1, decay - cfg.warmup_steps)
+    if cfg.time_budget_s > 0:
+        ratio = max(ratio, train_time / cfg.time_budget_s)
+    if ratio >= 1:
+        return cfg.min_lr
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
 
 
@@ -504,7 +511,9 @@ class Trainer:
         while st.step < cfg.steps and not reached and not out_of_time:
             step_start = time.perf_counter()
             step = st.step
-            lr = lr_at(step, cfg)
+            # with a time budget the schedule follows the clock: rank 0's, as the stop does
+            elapsed = self.dist.broadcast_float(st.train_time, self.device) if cfg.time_budget_s > 0 else 0.0
+            lr = lr_at(step, cfg, elapsed)
             for g in self.optimizer.param_groups:
                 g["lr"] = lr
             if model.config.dropout > 0:

@@ -151,7 +151,7 @@ def get_task_class(name: str):
     if name not in known:
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known tasks: {', '.join(sorted(known))}"
-        raise TaskNotFound(f"unknown task {name!r}{hint}")
+        raise TaskNotFound(f"unknown task {name!r}{hint} (a task in a file of your own loads with --include FILE.py)")
     if name in _INCLUDED:
         return _INCLUDED[name]
     return import_object(known[name][1], name)

@@ -15,6 +15,7 @@ are drawn by hypothesis; a failure reports the smallest example it found.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from tasks.encode import END, IGNORE, to_xy
 from tasks.positions import SCHEMES, PositionIds
 
 LOSS_BLOCK = 32  # window length the batch checks use for a loss task (it has no longest problem)
+PLACEHOLDER = "TODO(new-task)"  # what `workbench new-task` marks in the example it writes
 
 
 class TaskCheckFailed(AssertionError):
@@ -94,6 +96,8 @@ def run_checks(cls: type, config=None, examples: int = 25) -> list[CheckResult]:
 
     if not record("contract", lambda: check_contract(cls)):
         return results
+    if placeholders := placeholder_lines(cls):  # a check only while the template's markers are there
+        record("new-task placeholders replaced", lambda: _no_placeholders(cls, placeholders))
     record("config validation", lambda: check_config_validation(cls))
     holder: list[Task] = []
     if not record("construct", lambda: holder.append(cls(config) if config is not None else cls())):
@@ -227,6 +231,21 @@ def run_checks(cls: type, config=None, examples: int = 25) -> list[CheckResult]:
     for name, fn in checks:
         record(name, fn)
     return results
+
+
+def placeholder_lines(cls: type) -> list[int]:
+    """The lines of the class's file that still hold a `workbench new-task` placeholder."""
+    try:
+        lines = inspect.getsource(inspect.getmodule(cls)).splitlines()
+    except (OSError, TypeError):  # no source to read (a class built at run time)
+        return []
+    return [i for i, line in enumerate(lines, 1) if PLACEHOLDER in line]
+
+
+def _no_placeholders(cls: type, lines: list[int]) -> None:
+    where = ", ".join(map(str, lines))
+    raise AssertionError(f"{inspect.getsourcefile(cls)} is still the new-task template's example: replace what "
+                         f"each {PLACEHOLDER} marks (line {where}) with your task, then delete the markers")
 
 
 def _has_scheme(task: Task, scheme: str) -> bool:

@@ -12,6 +12,7 @@ from torch.nn import functional as F
 
 import experiments.attention as attention_mod
 from experiments.attention import attention_of, maps_json
+from experiments.errors import install_hint
 from experiments.load import load_run
 from gpt import model as model_mod
 from gpt.generate import KVCache, greedy_batch
@@ -216,5 +217,5 @@ def test_cli_user_errors(add_run, tmp_path, capsys, args, message):
 def test_png_without_matplotlib_names_the_extra_before_any_work(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(attention_mod, "pyplot", lambda: None)
     code, out, err = cli(capsys, "attention", tmp_path / "no-such-run", "12+3", "--out", tmp_path / "a.png")
-    assert code == 2 and "pip install 'workbench[plot]'" in err
+    assert code == 2 and install_hint("plot") in err
     assert not (tmp_path / "a.png").exists()

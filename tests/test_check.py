@@ -1,5 +1,7 @@
 """`workbench check`: the conformance kit from the command line, on good and broken tasks."""
 
+import subprocess
+import sys
 import textwrap
 
 from helpers import cli
@@ -55,13 +57,27 @@ def test_check_bad_input(capsys):
     assert code == 2 and "unknown task" in err
 
 
-def test_new_task_scaffold_passes_check_trains_and_tests(tmp_path, capsys):
-    import subprocess
-    import sys
-
+def test_new_task_scaffold_trains_and_its_placeholders_fail_check_until_replaced(tmp_path, capsys):
+    """Issue 41: the template read as a finished task ("Gcd: reverse a string of digits") and its
+    test checked reversal with the template's options.  Its placeholders are marked, `check` fails
+    on them by line, and the test it writes follows the task's own solver."""
     code, out, err = cli(capsys, "new-task", "digit_rev", "--dir", tmp_path)
     assert code == 0, err
+    assert "replace each TODO(new-task)" in out
     f = tmp_path / "digit_rev.py"
+    code, out, err = cli(capsys, "check", "--task", "digit_rev", "--include", f, "--examples", "5")
+    marked = [i for i, line in enumerate(f.read_text().splitlines(), 1) if "TODO(new-task)" in line]
+    assert code == 1 and "10 of 11 checks passed" in out and "FAIL  new-task placeholders replaced" in out, out
+    assert f"(line {', '.join(map(str, marked))})" in out and len(marked) >= 8
+    test = tmp_path / "test_digit_rev.py"
+
+    def pytest_of_the_task() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", str(test)],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+    p = pytest_of_the_task()
+    assert p.returncode == 1 and "1 failed, 1 passed" in p.stdout, p.stdout[-2000:]  # conformance: the markers
+    f.write_text(f.read_text().replace("TODO(new-task)", "done:"))  # as if every placeholder were replaced
     code, out, err = cli(capsys, "check", "--task", "digit_rev", "--include", f, "--examples", "5")
     assert code == 0 and "10 of 10 checks passed" in out, out + err
     run = tmp_path / "run"
@@ -70,8 +86,7 @@ def test_new_task_scaffold_passes_check_trains_and_tests(tmp_path, capsys):
     assert code == 0, err
     code, out, err = cli(capsys, "eval", run, "--n", "20", "--format", "csv")
     assert code == 0 and "length" in out, err
-    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_digit_rev.py")],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    p = pytest_of_the_task()
     assert p.returncode == 0, p.stdout[-2000:]
     code, out, err = cli(capsys, "new-task", "digit_rev", "--dir", tmp_path)
     assert code == 2 and "already exists" in err

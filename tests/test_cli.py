@@ -248,6 +248,7 @@ def test_typer_cli_runner_end_to_end(tmp_path, shakespeare):
     assert res.exit_code == 0 and len(res.output) >= 5
     res = runner.invoke(app, ["train", "--task", "nope", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "unknown task" in res.output
+    assert "--include FILE.py" in res.output  # how a task of one's own is loaded (issue 41)
 
 
 @pytest.mark.parametrize("preset", [p for p in PRESETS.values() if p.for_tasks and "shakespeare" not in p.for_tasks],

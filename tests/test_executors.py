@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import experiments.grid as grid
-from experiments.errors import UserError
+from experiments.errors import UserError, install_hint
 from experiments.executors import LocalExecutor, Placement, RayExecutor, Unplaceable, check_placement, parse_gpus
 import experiments.runjob as runjob
 from experiments.runjob import Job, RunKey
@@ -224,7 +224,7 @@ def test_ray_missing_is_one_line_naming_the_extra(tmp_path, capsys, monkeypatch)
     spec = tmp_path / "spec.toml"
     spec.write_text(spec_text())
     code, _, err = cli(capsys, "run", spec, "--out", tmp_path / "out", "--executor", "ray")
-    assert code == 2 and err == "error: --executor ray needs ray: pip install 'workbench[ray]'\n"
+    assert code == 2 and err == f"error: --executor ray needs ray: {install_hint('ray')}\n"
     assert not (tmp_path / "out").exists()
 
 

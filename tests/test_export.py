@@ -14,7 +14,7 @@ import torch
 import experiments.export as ex
 from experiments.build import build_task
 from experiments.cli import main
-from experiments.errors import UserError
+from experiments.errors import UserError, install_hint
 from experiments.export import ROW_CHUNK, export_run, export_task, rendered_columns, task_columns
 from experiments.load import WEIGHTS, load_run
 from experiments.registry import known_tasks, task_class
@@ -181,7 +181,7 @@ def test_parquet_without_pyarrow_names_the_extra(tmp_path, capsys, monkeypatch):
         monkeypatch.setitem(sys.modules, name, None)  # import fails, as if not installed
     code, _, err = cli(capsys, "export", "task", "addition", "--n", "5", "--out", tmp_path / "a.parquet")
     assert code == 2
-    assert err.strip() == "error: export task --out FILE.parquet needs pyarrow: pip install 'workbench[export]'"
+    assert err.strip() == f"error: export task --out FILE.parquet needs pyarrow: {install_hint('export')}"
     assert not any(tmp_path.iterdir())
     code, _, err = cli(capsys, "export", "task", "addition", "--n", "5", "--out", tmp_path / "a.jsonl")
     assert code == 0, err  # jsonl needs no pyarrow
@@ -311,7 +311,7 @@ def test_missing_safetensors_names_the_extra(exported, tmp_path, capsys, monkeyp
     for name in ("safetensors", "safetensors.torch"):
         monkeypatch.setitem(sys.modules, name, None)
     code, _, err = cli(capsys, "export", "run", run_dir, "--out", tmp_path / "m", "--eval-n", "0", "--device", "cpu")
-    assert code == 2 and err.strip() == "error: export run needs safetensors: pip install 'workbench[export]'"
+    assert code == 2 and err.strip() == f"error: export run needs safetensors: {install_hint('export')}"
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(UserError, match=r"needs safetensors: pip install 'workbench\[export\]'"):
         load_run(folder, device="cpu")

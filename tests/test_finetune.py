@@ -1,5 +1,7 @@
 """--init-from (fine-tuning), task.train_size pools, train.time_budget_s, and the ood_sampling option."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -89,6 +91,9 @@ def test_time_budget_stops_evaluates_and_stays_stopped(tmp_path, capsys):
     recs = metrics(out, drop_timing=False)
     last = recs[-1]
     assert 0 < last["step"] < 100000 and "val_loss" in last and last["train_time"] >= 1.0
+    # the schedule decayed over the budget, not the 100,000 steps: the last step ran at about min_lr
+    train = json.loads((out / "config.json").read_text())["train"]
+    assert last["lr"] <= train["min_lr"] + 0.01 * (train["lr"] - train["min_lr"]), (last["lr"], train)
     assert cli(capsys, "train", "--resume", "--out", out, "--quiet")[0] == 0
     assert metrics(out, drop_timing=False)[-1]["step"] == last["step"]  # the budget is spent
 

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from experiments import display as report
@@ -219,6 +220,25 @@ def test_progress_lines_between_evals(capsys):
     assert "val_acc 50.00%" in lines[4]  # step 50 is an eval
 
 
+def test_progress_of_a_run_with_a_target_bounds_its_time_and_names_the_target(tmp_path, capsys):
+    """Issue 41: the quickstart run showed "ETA 25m" and stopped at its target after a third of its
+    steps.  With a target, the time left to the last step is a bound, and the line says where the
+    run stops."""
+    clock = FakeClock()
+    prog = TrainProgress(100, mode="lines", interval=10.0, clock=clock, stop_at="val_acc ≥ 1")
+    for step in range(1, 11):
+        clock.t += 1.0
+        prog.update(step, {"step": step, "loss": 0.5})
+    line = capsys.readouterr().err.splitlines()[0]
+    assert line.startswith("step 10/100 ") and "at most 1m30s more: stops at val_acc ≥ 1" in line
+    assert "ETA" not in line
+    code, _, err = cli(capsys, "train", "--task", "addition", "--steps", "3", "--set", "model.n_layer=1",
+                       "--set", "model.n_embd=32", "--set", "train.eval_interval=2",
+                       "--target-acc", "0.99", "--out", tmp_path / "run", "--device", "cpu")
+    assert code == 0, err
+    assert "stops at val_acc ≥ 0.99" in err  # the CLI passes the run's target
+
+
 def test_progress_with_a_tiny_interval_prints_steps_between_evals(capsys):
     prog = TrainProgress(30, start=10, mode="lines", interval=1e-9)
     for step in range(11, 31):
@@ -369,3 +389,22 @@ def test_outputs_follow_symlinks_and_leave_devices_alone(two_runs, tmp_path, cap
     code, _, err = cli(capsys, "eval", two_runs[0], "--n", "10", "--format", "csv", "--out", link)
     assert code == 0, err
     assert link.is_symlink() and real.read_text().startswith("run,")
+
+
+def test_eval_tables_carry_the_baseline_of_the_most_common_answer(two_runs, tmp_path, capsys):
+    """Issue 41: 79.5% looked like learning until pandas showed that always answering "1" got 60.6%.
+    Each row's baseline is the accuracy of always giving the set's most common answer, here checked
+    against the scored problems themselves (--samples), with pandas."""
+    code, out, err = cli(capsys, "eval", two_runs[0], "--n", "300", "--by", "a_digits", "--format", "json",
+                         "--samples", tmp_path / "s.jsonl", "--device", "cpu")
+    assert code == 0, err
+    rows = json.loads(out)
+    scored = pd.read_json(tmp_path / "s.jsonl", lines=True, dtype={"expected": str})
+    counts = scored["expected"].value_counts()
+    common = next(e for e in scored["expected"] if counts[e] == counts.max())  # ties: the first one seen
+    for row in rows:
+        part = scored if row["a_digits"] == "all" else scored[scored["a_digits"] == int(row["a_digits"])]
+        assert row["baseline"] == pytest.approx((part["expected"] == common).mean()), row
+    assert 0 < rows[-1]["baseline"] < 1  # addition's answers repeat, but no answer is every answer
+    code, out, err = cli(capsys, "eval", two_runs[0], "--n", "300", "--device", "cpu")
+    assert code == 0 and "baseline" in out, out  # the printed table has the column too

@@ -88,6 +88,13 @@ def test_grid_and_cases_expand_in_order(tmp_path):
     ('budget_minutes = 1\n[base]\ntask = "addition"\n[[variant]]\nname = "../x"\n',
      ":5: variant[0].name: variant name '../x' contains '/'"),
     ('budget_minutes = 1\n[base]\ntask = "addition"\n[[eval]]\nname = "a/b"\n', ":5: eval[0].name: eval name"),
+    # a key of another table: where it belongs (issue 41: `include` at the top level)
+    ('budget_minutes = 1\ninclude = ["t.py"]\n[base]\ntask = "addition"\n',
+     ":2: include: 'include' does not go here; it belongs in [base] or a [[variant]]"),
+    ('budget_minutes = 1\n[base]\ntask = "addition"\nseeds = [1]\n', ":4: base.seeds: 'seeds' does not go here; "
+     "it belongs in the top level or a [[variant]]"),
+    ('budget_minutes = 1\n[base]\ntask = "addition"\n[[eval]]\nsteps = 3\n',
+     ":5: eval[0].steps: 'steps' does not go here; it belongs in [base] or a [[variant]]"),
 ])
 def test_bad_specs_name_file_line_and_key(tmp_path, body, where):
     p = write(tmp_path, body)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import need_module
+from experiments.errors import install_hint
 from experiments.trackers import hyperparameters, scalars
 from helpers import TINY, cli, forked_run, killed, metrics
 
@@ -173,7 +174,7 @@ def test_a_missing_tracker_says_which_extra_to_install(tmp_path, capsys, monkeyp
 
     monkeypatch.setattr(importlib, "import_module", without)
     code, _, err = cli(capsys, *train_args(tmp_path / "run", "--log", sink))
-    assert code == 2 and err.strip() == f"error: --log {sink} needs {sink}: pip install 'workbench[{sink}]'"
+    assert code == 2 and err.strip() == f"error: --log {sink} needs {sink}: {install_hint(sink)}"
     assert not (tmp_path / "run").exists()  # refused before anything was made
     code, _, err = cli(capsys, *train_args(tmp_path / "run", "--log", "mlflow"))
     assert code == 2 and "--log 'mlflow': choose from tensorboard, wandb" in err

@@ -19,6 +19,15 @@ def test_lr_schedule_warmup_cosine_floor():
     assert all(a >= b for a, b in zip(values, values[1:]))
 
 
+def test_a_time_budget_decays_the_schedule_over_whichever_ends_first():
+    """Issue 41: a run stopped by its budget kept a high learning rate (1.22e-3 of 3e-4 at the end)."""
+    cfg = TrainConfig(steps=1000, lr=1e-3, min_lr=1e-4, warmup_steps=0, time_budget_s=10.0)
+    assert lr_at(100, cfg, 5.0) == pytest.approx(1e-4 + 0.5 * 0.9e-3)  # half the budget: cos(pi/2)
+    assert lr_at(600, cfg, 1.0) == lr_at(600, TrainConfig(steps=1000, lr=1e-3, min_lr=1e-4, warmup_steps=0))
+    assert lr_at(100, cfg, 10.0) == 1e-4 and lr_at(100, cfg, 99.0) == 1e-4  # spent: the floor
+    assert lr_at(100, TrainConfig(steps=1000, lr=1e-3, min_lr=1e-4, warmup_steps=0), 99.0) > 9e-4  # no budget
+
+
 @pytest.mark.parametrize("k", [1, 2, 3, 7])
 def test_length_chunks_give_the_whole_batch_gradient(k):
     torch.manual_seed(0)
