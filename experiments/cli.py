@@ -402,9 +402,12 @@ def report(
 
 @app.command()
 @user_errors
-def presets(fmt: str = typer.Option("table", "--format", help="table | json")) -> None:
-    """List named presets."""
-    list_presets(fmt)
+def presets(
+    fmt: str = typer.Option("table", "--format", help="table | json"),
+    everything: bool = typer.Option(False, "--all", help="also the presets kept only so that old figures reproduce"),
+) -> None:
+    """List named presets (--all: with those kept only to reproduce docs/LOG.md's figures)."""
+    list_presets(fmt, archived=everything)
 
 
 # ---- attention (workbench attention) ------------------------------------------------------

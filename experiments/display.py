@@ -304,14 +304,16 @@ def describe_preset(p: Preset) -> dict[str, Any]:
     }
 
 
-def list_presets(fmt: str = "table") -> None:
+def list_presets(fmt: str = "table", archived: bool = False) -> None:
     """`workbench presets`: two plain lines per preset (never folded, so grep finds them), or
-    with fmt "json" one JSON list of {name, description, tasks, task, model, train, target_acc}."""
+    with fmt "json" one JSON list of {name, description, tasks, task, model, train, target_acc}.
+    Presets kept only to reproduce old figures are listed with `archived` alone."""
     _check_list_format(fmt)
+    shown = [p for p in PRESETS.values() if archived or not p.archived]
     if fmt == "json":
-        _print_json([describe_preset(p) for p in PRESETS.values()])
+        _print_json([describe_preset(p) for p in shown])
         return
-    for p in PRESETS.values():
+    for p in shown:
         m, t = p.model, p.train
         print(f"{p.name:12s} {p.description}")
         print(f"{'':12s} model {m.n_layer}L {m.n_head}H {m.n_embd}d block {m.block_size}; "

@@ -26,6 +26,8 @@ class Preset:
     task_options: tuple[tuple[str, Any], ...] = ()  # task config overrides, as --set task.KEY=V
     for_tasks: tuple[str, ...] = ()  # the tasks it is meant for; empty = any
     default_for: tuple[str, ...] = ()  # the tasks that use it when no --preset is given
+    # kept only so that a figure of docs/LOG.md reproduces: `workbench presets` lists it with --all
+    archived: bool = False
 
     def task_overrides(self) -> dict[str, Any]:
         return dict(self.task_options)
@@ -141,40 +143,44 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "calc-weighted",
-            "the calculator preset before division_work=subtract: cot=mixed, long division from 3 digits, "
-            "big_weight=4, 10,000 steps, kept so that its figures reproduce",
+            "calculator chains, cot=mixed, long division from 3 digits, big_weight=4, 10,000 steps: "
+            "reproduces docs/LOG.md's figures before division_work=subtract",
             _CALC_MODEL,
             dataclasses.replace(_CALC_TRAIN, steps=10000),
             task_options=_CALC_TASK,
             for_tasks=("calculator",),
+            archived=True,
         ),
         Preset(
             "calc-mixed",
-            "the calculator preset before weighting: cot=mixed, long division from 4 digits, 11,500 steps, "
-            "kept so that its figures reproduce",
+            "calculator chains, cot=mixed, long division from 4 digits, 11,500 steps: reproduces "
+            "docs/LOG.md's figures before big_weight",
             _CALC_MODEL,
             dataclasses.replace(_CALC_TRAIN, steps=11500),
             task_options=(("cot", "mixed"),),
             for_tasks=("calculator",),
+            archived=True,
         ),
         Preset(
             "calc-steps",
-            "the calculator preset before cot=mixed (cot=steps, 13,500 steps), kept so that its figures reproduce",
+            "calculator chains, cot=steps, 13,500 steps: reproduces docs/LOG.md's figures before cot=mixed",
             dataclasses.replace(_DEEP_MODEL, block_size=64, norm="rmsnorm", mlp="swiglu", qk_norm=True, pos="rope"),
             dataclasses.replace(_DEEP_TRAIN, steps=13500, eval_interval=1000, length_chunks=4),
             for_tasks=("calculator",),
+            archived=True,
         ),
         Preset(
             "calc-v1",
-            "the first calculator preset, kept so that earlier figures reproduce",
+            "calculator chains with the first recipe (3x128, 12,000 steps): reproduces docs/LOG.md's first figures",
             dataclasses.replace(_DEEP_MODEL, block_size=64),
             dataclasses.replace(_DEEP_TRAIN, eval_interval=1000),
             for_tasks=("calculator",),
+            archived=True,
         ),
         Preset(
             "calc3",
-            "3-digit calculator chains: calc-weighted's recipe (cot=mixed, long division from 3 digits, "
-            "big_weight=4) with sign_work, block 416, batch 64 packed, 10,000 steps, torch.compile",
+            "3-digit calculator chains: cot=mixed, long division from 3 digits, hard steps 4x as likely, "
+            "sign_work; block 416, batch 64 packed, 10,000 steps, torch.compile",
             # cot=mixed keeps traces short enough (52.7 characters on average in training) for 10,000 steps
             # of 64 problems where cot=full's fit 12,500 of 32; sign_work halves the negative-result errors
             # (docs/LOG.md 2026-12-02). 8 chunks: 0.79x the step of 4 on these traces, whose lengths vary
@@ -229,12 +235,14 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "mul-lengthgen-reversed",
-            "mul-lengthgen before the scratchpad: the answer alone, reversed, kept so that its figures reproduce",
+            "N x 1 and N x 2 multiplication, the answer alone, reversed: reproduces docs/LOG.md's figures "
+            "before mul-lengthgen's scratchpad",
             # 3 layers: a direct N x 2 carry runs up to 17
             _MUL_LENGTHGEN_MODEL,
             dataclasses.replace(_SMALL_TRAIN, steps=10000, eval_interval=1000),
             task_options=(("format", "reversed"), *_MUL_LENGTHGEN_TASK),
             for_tasks=("multiplication",),
+            archived=True,
         ),
         Preset(
             "grokking",

@@ -19,6 +19,7 @@ from experiments.errors import UserError
 from gpt.progress import TrainProgress
 from helpers import cli, forked_run
 
+CURRENT = {name: p for name, p in PRESETS.items() if not p.archived}  # what `workbench presets` lists
 # long-ish names: at 80 columns rich used to cut them to "addition-2…"
 NAMES = ("addition-20260101-120000-long-name-a", "addition-20260101-120000-long-name-b")
 
@@ -89,7 +90,7 @@ def test_piped_presets_keep_every_name_and_description_whole():
     p = piped("presets")
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
-    for preset in PRESETS.values():
+    for preset in CURRENT.values():
         assert any(line.startswith(f"{preset.name} ") and preset.description in line for line in lines), preset.name
 
 
@@ -157,7 +158,7 @@ def test_list_tasks_and_presets_json(capsys):
     assert add["options"]["max_digits"] == 3 and "test" in add["splits"] and add["origin"] == "built-in"
     report.list_presets("json")
     presets = json.loads(capsys.readouterr().out)
-    assert [p["name"] for p in presets] == list(PRESETS)
+    assert [p["name"] for p in presets] == [p.name for p in PRESETS.values() if not p.archived]
     calc = next(p for p in presets if p["name"] == "calculator")
     assert calc["tasks"] == ["calculator"] and calc["model"]["n_layer"] == 3 and calc["train"]["steps"] > 0
     assert {"description", "task", "target_acc"} <= calc.keys()
@@ -171,7 +172,22 @@ def test_list_presets_table_is_the_old_text(capsys):
     assert lines[i + 1] == (f"{'':12s} model {p.model.n_layer}L {p.model.n_head}H {p.model.n_embd}d block "
                             f"{p.model.block_size}; {p.train.steps} steps x batch {p.train.batch_size}, "
                             f"lr {p.train.lr}; for addition")
-    assert len(lines) == 2 * len(PRESETS)
+    assert len(lines) == 2 * len(CURRENT)
+
+
+def test_presets_kept_only_for_old_figures_are_listed_with_all_and_still_train(tmp_path, capsys):
+    """Issue 41: five of twenty presets existed only so that old figures reproduce."""
+    old = [p.name for p in PRESETS.values() if p.archived]
+    assert set(old) == {"calc-weighted", "calc-mixed", "calc-steps", "calc-v1", "mul-lengthgen-reversed"}
+    code, out, _ = cli(capsys, "presets")
+    assert code == 0 and not any(line.split()[0] in old for line in out.splitlines() if line[:1].strip())
+    code, out, _ = cli(capsys, "presets", "--all", "--format", "json")
+    assert [r["name"] for r in json.loads(out)] == list(PRESETS)
+    for name in old:  # what it is for, not what it was
+        assert "reproduces docs/LOG.md" in PRESETS[name].description and "kept so" not in PRESETS[name].description
+    code, _, err = cli(capsys, "train", "--task", "calculator", "--preset", "calc-v1", "--steps", "1",
+                       "--set", "model.n_layer=1", "--out", tmp_path / "run", "-q", "--device", "cpu")
+    assert code == 0, err  # still reproducible by name
 
 
 @pytest.mark.parametrize("fn", [lambda f: report.list_tasks([], f), report.list_presets])
@@ -186,7 +202,7 @@ def test_cli_tasks_and_presets_format_json():
     assert "addition" in {r["name"] for r in json.loads(p.stdout)}
     p = piped("presets", "--format", "json")
     assert p.returncode == 0, p.stderr
-    assert [r["name"] for r in json.loads(p.stdout)] == list(PRESETS)
+    assert [r["name"] for r in json.loads(p.stdout)] == list(CURRENT)
     p = piped("presets", "--format", "xml")
     assert p.returncode == 2 and "table or json" in one_error_line(p.stderr)
 
