@@ -204,10 +204,13 @@ def eval_cmd(
     batch_size: int = typer.Option(1024, "--batch-size"),
     seed: int = typer.Option(0, "--seed", help="which fixed evaluation set"),
     checkpoint: str = typer.Option("ckpt.pt", "--checkpoint", help="ckpt.pt (latest) or best.pt"),
+    include: list[str] = typer.Option([], "--include", help="score with the task in this file (a new version of "
+                                      "the run's task: a bucket added after training, say) instead of the run's copy"),
     device: str = DeviceOpt,
     trust_code: bool = TrustOpt,
 ) -> None:
-    """Exact-match accuracy of runs on held-out problems, by bucket, with 95% Wilson intervals."""
+    """Exact-match accuracy of runs on held-out problems, by bucket, with 95% Wilson intervals, and the
+    baseline of always giving the most common answer."""
     check_seed(seed)
     check_count(n, "--n", 10**8)
     check_count(batch_size, "--batch-size", 2**16)
@@ -220,8 +223,12 @@ def eval_cmd(
         check_output(out, "--out")
     if plot is not None:
         check_plot_path(plot)
+    if include:  # on purpose, and said: the runs' own copies are what loading them normally runs
+        typer.echo(f"note: scoring with the task in {', '.join(include)}, not the copy each run was trained with",
+                   err=True)
     result = eval_runs(runs, n=n, split=split, by=by, task_options=options, samples=sample_paths, plot=plot is not None,
-                       batch_size=batch_size, seed=seed, checkpoint=checkpoint, device=device, trust_code=trust_code)
+                       batch_size=batch_size, seed=seed, checkpoint=checkpoint, device=device, trust_code=trust_code,
+                       include=include)
     print_eval(result, fmt, f"{split} accuracy, n={n}")
     if out:
         write_output(out, format_eval(result, "markdown" if fmt == "table" else fmt), "--out")

@@ -28,12 +28,14 @@ class EvalTable:
 
 def eval_runs(runs: Sequence[Path], n: int, split: str, by: str | None, task_options: dict[str, Any],
               samples: Sequence[Path | None], plot: bool, batch_size: int, seed: int, checkpoint: str,
-              device: str, trust_code: bool = False) -> EvalTable:
-    """Score each run on n problems (or windows) of a split; samples[i] receives run i's rows."""
+              device: str, trust_code: bool = False, include: Sequence[str] = ()) -> EvalTable:
+    """Score each run on n problems (or windows) of a split; samples[i] receives run i's rows.
+    `include`: task files that define the runs' task instead of the copies they keep."""
     parts: list[tuple[pd.DataFrame, list[str]]] = []
     metrics = set()
     for i, path in enumerate(runs):
-        run = load_run(path, device=device, checkpoint=checkpoint, task_overrides=task_options, trust_code=trust_code)
+        run = load_run(path, device=device, checkpoint=checkpoint, task_overrides=task_options, trust_code=trust_code,
+                       include=include)
         score = _SCORERS[run.task.metric]
         t, cols = score(run, path, n=n, split=split, by=by, plot=plot, batch_size=batch_size, seed=seed,
                         samples=samples[i])

@@ -72,14 +72,16 @@ class Run:
 
 
 def load_run(path: str | os.PathLike, device: str = "auto", checkpoint: str = "ckpt.pt",
-             task_overrides: dict[str, Any] | None = None, trust_code: bool = False) -> Run:
+             task_overrides: dict[str, Any] | None = None, trust_code: bool = False,
+             include: Sequence[str] = ()) -> Run:
     """Load a run's task and model.  task_overrides change the task for evaluation only.
 
     A run whose task is defined by a Python file (`--include`) runs the copy of that file kept in
     its folder; a folder not trained on this machine (a downloaded export, an edited config.json)
-    runs it only with trust_code=True (experiments/trust.py)."""
+    runs it only with trust_code=True (experiments/trust.py).  `include` names files of the user's
+    own that define the task instead (a new version of it, on purpose)."""
     path = Path(path)
-    spec, record = read_run_spec(path, trust_code)
+    spec, record = read_run_spec(path, trust_code, include)
     vocab = record["task"].get("vocab")
     task = build_task(spec.with_task_options(task_overrides or {}))
     if vocab is not None and task.vocab.chars != vocab:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import torch
 from experiments.errors import UserError, check_steps
 from experiments.presets import resolve_preset
 from experiments.trust import seal
-from experiments.registry import origin_of, task_class
+from experiments.registry import file_sha256, origin_of, task_class
 from experiments.rundir import RUN_FORMAT, git_commit, include_files, read_config
 from gpt.model import GPTConfig
 from gpt.train import TrainConfig
@@ -235,18 +236,30 @@ def from_record(record: dict[str, Any], includes: tuple[tuple[str, str], ...] = 
     )
 
 
+def _sha256_of(path: str) -> str:
+    try:
+        return file_sha256(str(path))
+    except OSError as e:
+        raise UserError(f"--include {path}: {e.strerror or e}") from None
+
+
 def model_of(record: dict[str, Any], run: Path) -> GPTConfig:
     """A run's model config alone: what --init-from needs, with no task code run."""
     return from_dict(GPTConfig, record["model"], f"model (in {run}/config.json)")
 
 
-def read_run_spec(run: Path, trust_code: bool = False) -> tuple[RunSpec, dict[str, Any]]:
+def read_run_spec(run: Path, trust_code: bool = False, include: Sequence[str] = ()) -> tuple[RunSpec, dict[str, Any]]:
     """A run directory's RunSpec and its raw record (vocabulary, provenance).
 
     Its --include files are checked against their recorded hashes before any of them runs, and
-    run only for a run trained on this machine or with trust_code (rundir.include_files)."""
+    run only for a run trained on this machine or with trust_code (rundir.include_files).  Given
+    `include`, the user's own files define the task instead (`eval --include NEW.py`): the run's
+    copies are neither checked nor run."""
     record = read_config(run)
-    includes = include_files(Path(run), record["task"], trust_code)
+    if include:
+        includes = tuple((str(Path(f)), _sha256_of(f)) for f in include)
+    else:
+        includes = include_files(Path(run), record["task"], trust_code)
     try:
         return from_record(record, includes), record
     except UserError as e:  # a value config.json holds: say which file holds it

@@ -191,3 +191,32 @@ def test_the_cli_refuses_a_changed_copy_in_one_line(trained):
     assert p.returncode == 2
     assert p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
     assert f"task file {copy} has changed since run {run} was trained" in p.stderr
+
+
+NEW_VERSION = TASK.replace('''    description = "string reversal, from an include file"''', '''    description = "string reversal, from an include file"
+    buckets = ("length", "odd")  # added after training
+
+    def sample(self, rng, n, split):
+        p = super().sample(rng, n, split)
+        return Problems(seq=p["seq"], length=p["length"], odd=p["length"] % 2)''').replace(
+    "from tasks.reverse import ReverseTask", "from tasks.base import Problems\nfrom tasks.reverse import ReverseTask")
+
+def test_eval_include_rescores_with_a_new_version_on_purpose_and_says_so(trained, tmp_path, capsys):
+    """Issue 41: a bucket could not be added after training.  The run keeps scoring with its own
+    copy, whatever happens to the original file; `eval --include NEW.py` scores with a new version
+    on purpose, in one line on stderr, and leaves the run's folder as it was."""
+    task_file, run = trained
+    task_file.write_text(TASK + "\n# a comment edited after training\n")  # the original: no longer locks the run
+    code, out, err = cli(capsys, "eval", run, "--n", "40", "--by", "odd", "--format", "json", "--device", "cpu")
+    assert code == 2 and "unknown column 'odd'" in err  # the run's own copy has no such bucket
+    before = checksums(run)
+    assert '"odd")' in NEW_VERSION  # the new version has the bucket
+    new = tmp_path / "mirror_v2.py"
+    new.write_text(NEW_VERSION)
+    code, out, err = cli(capsys, "eval", run, "--n", "40", "--by", "odd", "--format", "json", "--device", "cpu",
+                         "--include", new)
+    assert code == 0, err
+    assert err == f"note: scoring with the task in {new}, not the copy each run was trained with\n"
+    rows = json.loads(out)
+    assert [r["odd"] for r in rows] == ["0", "1", "all"] and rows[-1]["n"] == 40
+    assert checksums(run) == before  # nothing in the run changed
