@@ -223,6 +223,9 @@ def eval_cmd(
         check_output(out, "--out")
     if plot is not None:
         check_plot_path(plot)
+    missing = [f for f in include if not Path(f).is_file()]
+    if missing:
+        raise UserError(f"--include file not found: {missing[0]}")
     if include:  # on purpose, and said: the runs' own copies are what loading them normally runs
         typer.echo(f"note: scoring with the task in {', '.join(include)}, not the copy each run was trained with",
                    err=True)

@@ -26,7 +26,7 @@ import torch
 from experiments.errors import UserError, check_steps
 from experiments.presets import resolve_preset
 from experiments.trust import seal
-from experiments.registry import file_sha256, origin_of, task_class
+from experiments.registry import origin_of, task_class
 from experiments.rundir import RUN_FORMAT, git_commit, include_files, read_config
 from gpt.model import GPTConfig
 from gpt.train import TrainConfig
@@ -219,7 +219,7 @@ def with_train(record: dict[str, Any], train: TrainConfig) -> dict[str, Any]:
     return {**record, "train": to_jsonable(train), "target_acc": train.target_acc or None}
 
 
-def from_record(record: dict[str, Any], includes: tuple[tuple[str, str], ...] = ()) -> RunSpec:
+def from_record(record: dict[str, Any], includes: tuple[tuple[str, str | None], ...] = ()) -> RunSpec:
     """The RunSpec config.json records (checked by rundir.check_record); runs written by older
     versions load too.  includes: the task files to load, as rundir.include_files found them."""
     t = record["task"]
@@ -236,13 +236,6 @@ def from_record(record: dict[str, Any], includes: tuple[tuple[str, str], ...] = 
     )
 
 
-def _sha256_of(path: str) -> str:
-    try:
-        return file_sha256(str(path))
-    except OSError as e:
-        raise UserError(f"--include {path}: {e.strerror or e}") from None
-
-
 def model_of(record: dict[str, Any], run: Path) -> GPTConfig:
     """A run's model config alone: what --init-from needs, with no task code run."""
     return from_dict(GPTConfig, record["model"], f"model (in {run}/config.json)")
@@ -256,8 +249,9 @@ def read_run_spec(run: Path, trust_code: bool = False, include: Sequence[str] = 
     `include`, the user's own files define the task instead (`eval --include NEW.py`): the run's
     copies are neither checked nor run."""
     record = read_config(run)
-    if include:
-        includes = tuple((str(Path(f)), _sha256_of(f)) for f in include)
+    if include:  # no recorded hash to hold them to: loaded as `train --include` loads them, and their
+        task_class(record["task"]["name"], include)  # errors are the files', not config.json's
+        includes = tuple((str(f), None) for f in include)
     else:
         includes = include_files(Path(run), record["task"], trust_code)
     try:

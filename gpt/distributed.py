@@ -58,11 +58,7 @@ class Dist:
 
     def broadcast_flag(self, value: bool, device: torch.device) -> bool:
         """Rank 0's value of a boolean, on every rank."""
-        if not self.enabled:
-            return value
-        t = torch.tensor([1.0 if value else 0.0], device=device)
-        dist.broadcast(t, src=0)
-        return bool(t.item())
+        return bool(self.broadcast_float(float(value), device))
 
     def broadcast_float(self, value: float, device: torch.device) -> float:
         """Rank 0's value of a number, on every rank (float64: a clock's seconds, exactly)."""

@@ -507,12 +507,12 @@ class Trainer:
         reached = self.dist.broadcast_flag(reached, self.device)
         t_last = time.perf_counter()
         tokens = 0
-        out_of_time = cfg.time_budget_s > 0 and st.train_time >= cfg.time_budget_s  # a resumed, finished run
+        # with a time budget, rank 0's clock decides for every rank both the stop and the schedule
+        elapsed = self._elapsed(st.train_time)
+        out_of_time = cfg.time_budget_s > 0 and elapsed >= cfg.time_budget_s  # a resumed, finished run
         while st.step < cfg.steps and not reached and not out_of_time:
             step_start = time.perf_counter()
             step = st.step
-            # with a time budget the schedule follows the clock: rank 0's, as the stop does
-            elapsed = self.dist.broadcast_float(st.train_time, self.device) if cfg.time_budget_s > 0 else 0.0
             lr = lr_at(step, cfg, elapsed)
             for g in self.optimizer.param_groups:
                 g["lr"] = lr
@@ -555,9 +555,8 @@ class Trainer:
             if not finite:
                 record["skipped"] = f"non-finite loss {float(loss_val)}"
             st.train_time += time.perf_counter() - step_start
-            out_of_time = cfg.time_budget_s > 0 and st.train_time >= cfg.time_budget_s
-            if self.dist.enabled:  # rank 0's clock decides for everyone
-                out_of_time = self.dist.broadcast_flag(out_of_time, self.device)
+            elapsed = self._elapsed(st.train_time)
+            out_of_time = cfg.time_budget_s > 0 and elapsed >= cfg.time_budget_s
             do_eval = st.step % cfg.eval_interval == 0 or st.step == cfg.steps or out_of_time
             if st.step % cfg.log_interval == 0 or do_eval:
                 now = time.perf_counter()
@@ -588,6 +587,10 @@ class Trainer:
     def _fields(self) -> dict[str, Any]:
         """What the schedule logs with each record: the state the step just trained with."""
         return self.schedule.fields() if self.schedule is not None else {}
+
+    def _elapsed(self, train_time: float) -> float:
+        """Training time for the budget: rank 0's, on every rank (one broadcast a step, only with a budget)."""
+        return self.dist.broadcast_float(train_time, self.device) if self.cfg.time_budget_s > 0 else train_time
 
     def _evaluate_main(self, record: dict[str, Any], out_of_time: bool = False) -> dict[str, Any]:
         record = self._evaluate_rank0(record, out_of_time)
