@@ -15,7 +15,7 @@ from experiments.errors import UserError
 from experiments.registry import task_class
 from experiments.runspec import RunSpec
 from gpt.model import GPTConfig
-from gpt.positions import GIVEN, SLOTTED
+from gpt.config import GIVEN, SLOTTED
 from tasks.base import Task
 from tasks.encode import Rendered
 from tasks.positions import PositionIds, check_max_pos

@@ -14,61 +14,16 @@ positions with target -1 are ignored.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from gpt.layers import MLPS, NORMS, make_mlp, make_norm, make_qk_norm
-from gpt.positions import POSITIONS, SLOTTED, make_positions
+from gpt.config import GPTConfig
+from gpt.layers import make_mlp, make_norm, make_qk_norm
+from gpt.positions import make_positions
 
 IGNORE_INDEX = -1
-
-
-@dataclass(frozen=True)
-class GPTConfig:
-    vocab_size: int = 65
-    block_size: int = 256
-    n_layer: int = 6
-    n_head: int = 6
-    n_embd: int = 384
-    dropout: float = 0.0
-    bias: bool = False  # bias in Linear and LayerNorm layers; False is a little faster and as good
-    pos: str = "learned"  # learned | none | rope | abacus | coupled | coupled_rope | coupled_rel | coupled_local (gpt/positions.py)
-    norm: str = "layernorm"  # layernorm | rmsnorm          (gpt/layers.py)
-    mlp: str = "gelu"  # gelu | swiglu | relu2
-    qk_norm: bool = False
-    tie_weights: bool = True  # lm_head shares the token embedding matrix
-    max_pos: int = 64  # pos=abacus|coupled|coupled_rope: the largest position id; training offsets reach it
-    pos_slots: int = 0  # pos=coupled|coupled_rel|coupled_local: fixed-slot ids -1..-pos_slots the task uses (build fits it)
-    rel_clip: int = 2  # pos=coupled_rel|coupled_local: keys within this id difference are seen, each difference its own bias
-
-    def __post_init__(self) -> None:
-        for name, allowed in (("pos", POSITIONS), ("norm", NORMS), ("mlp", MLPS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"model.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "max_pos", "rel_clip"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"model.{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.pos_slots, int) or self.pos_slots < 0:
-            raise ValueError(f"model.pos_slots must be a non-negative integer, got {self.pos_slots!r}")
-        if self.pos_slots and self.pos not in SLOTTED:
-            raise ValueError(f"model.pos={self.pos} has no slot position ids (model.pos_slots={self.pos_slots}); "
-                             f"{' and '.join(SLOTTED)} have")
-        if self.n_embd % self.n_head:
-            raise ValueError(
-                f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head})"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout!r}")
-        if self.pos in ("rope", "coupled_rope") and self.head_size % 2:
-            raise ValueError(f"model.pos={self.pos} needs an even head size, got {self.head_size}")
-
-    @property
-    def head_size(self) -> int:
-        return self.n_embd // self.n_head
 
 
 class CausalSelfAttention(nn.Module):

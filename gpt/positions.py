@@ -23,11 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-POSITIONS = ("learned", "none", "rope", "abacus", "coupled", "coupled_rope", "coupled_rel", "coupled_local")
-# encodings whose position ids come with the data, and the task's numbering each one reads
-GIVEN = {"abacus": "abacus", "coupled": "coupled", "coupled_rope": "coupled", "coupled_rel": "coupled",
-         "coupled_local": "coupled"}
-SLOTTED = ("coupled", "coupled_rel", "coupled_local")  # encodings that embed slot ids (< 0)
+from gpt.config import GIVEN
 
 
 class NoPositions(nn.Module):

@@ -26,80 +26,12 @@ import numpy as np
 import torch
 
 from gpt.checkpoint import MetricsLog, save_checkpoint
+from gpt.config import TrainConfig
 from gpt.distributed import Dist
 from gpt.model import GPT
 
 EVAL_STEP_BASE = 1 << 40  # eval batches use step ids no training step ever reaches
-CURRICULA = ("off", "auto")
 FAULT_ENV = "WORKBENCH_FAULT"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    steps: int = 2000
-    batch_size: int = 12
-    grad_accum: int = 1
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_steps: int = 100
-    lr_decay_steps: int = 0  # 0: decay over all `steps`
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0  # 0 disables clipping
-    eval_interval: int = 250
-    eval_iters: int = 20
-    log_interval: int = 1
-    compile: str = "auto"  # auto (on for CUDA) | on | off
-    nan_policy: str = "stop"  # stop | skip
-    # the stopping rules besides `steps`; each stops at an eval, which is logged and saved
-    time_budget_s: float = 0.0  # stop after this much training time; 0: no limit
-    target_acc: float = 0.0  # stop once the eval's val_acc reaches this; 0: never
-    length_chunks: int = 1  # >1: split each micro-batch by length into this many trimmed chunks
-    pack: bool = False  # pack each micro-batch's rows end to end, one attention segment a problem (pack_rows)
-    pack_width: int = 0  # with pack: the packed rows' columns; 0: the micro-batch's width
-    # a curriculum through the task's levels of difficulty (the workbench runs it: experiments/curriculum.py)
-    curriculum: str = "off"  # off | auto: move up a level when accuracy on it reaches the threshold
-    curriculum_threshold: float = 0.99  # accuracy on the current level's eval problems that moves it up
-    curriculum_replay: float = 0.2  # share of each training batch drawn from the earlier levels
-
-    def __post_init__(self) -> None:
-        positive = ("steps", "batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval",
-                    "length_chunks")
-        for name in positive:
-            v = getattr(self, name)
-            if not isinstance(v, int) or v <= 0:
-                raise ValueError(f"train.{name} must be a positive integer, got {v!r}")
-        for name in ("warmup_steps", "lr_decay_steps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)!r}")
-        if not (self.lr > 0 and 0 <= self.min_lr <= self.lr):
-            raise ValueError(f"need 0 < train.lr and 0 <= train.min_lr <= train.lr, got {self.lr}, {self.min_lr}")
-        if self.weight_decay < 0 or self.grad_clip < 0:
-            raise ValueError("train.weight_decay and train.grad_clip must be >= 0")
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise ValueError("train.beta1 and train.beta2 must be in [0, 1)")
-        if self.compile not in ("auto", "on", "off"):
-            raise ValueError(f"train.compile must be auto, on or off, got {self.compile!r}")
-        if not isinstance(self.pack, bool):
-            raise ValueError(f"train.pack must be true or false, got {self.pack!r}")
-        if not isinstance(self.pack_width, int) or self.pack_width < 0:
-            raise ValueError(f"train.pack_width must be a non-negative integer, got {self.pack_width!r}")
-        if self.pack and self.length_chunks > 1:
-            raise ValueError("train.pack and train.length_chunks > 1 are two ways to skip padding: "
-                             "set train.length_chunks=1 with train.pack=true")
-        if self.time_budget_s < 0:
-            raise ValueError(f"train.time_budget_s must be >= 0, got {self.time_budget_s!r}")
-        if not 0 <= self.target_acc <= 1:
-            raise ValueError(f"train.target_acc must be in [0, 1], got {self.target_acc!r}")
-        if self.nan_policy not in ("stop", "skip"):
-            raise ValueError(f"train.nan_policy must be stop or skip, got {self.nan_policy!r}")
-        if self.curriculum not in CURRICULA:
-            raise ValueError(f"train.curriculum must be one of {', '.join(CURRICULA)}, got {self.curriculum!r}")
-        if not 0 < self.curriculum_threshold <= 1:
-            raise ValueError(f"train.curriculum_threshold must be in (0, 1], got {self.curriculum_threshold!r}")
-        if not 0 <= self.curriculum_replay < 1:
-            raise ValueError(f"train.curriculum_replay must be in [0, 1), got {self.curriculum_replay!r}")
 
 
 def lr_at(step: int, cfg: TrainConfig, train_time: float = 0.0) -> float:

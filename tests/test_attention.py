@@ -15,9 +15,9 @@ from experiments.attention import attention_of, maps_json
 from experiments.errors import install_hint
 from experiments.load import load_run
 from gpt import model as model_mod
+from gpt.config import GIVEN, POSITIONS
 from gpt.generate import KVCache, greedy_batch
 from gpt.model import GPT, Block, CausalSelfAttention, GPTConfig
-from gpt.positions import GIVEN, POSITIONS
 from helpers import TINY, cli
 
 BASE = GPTConfig(vocab_size=13, block_size=24, n_layer=2, n_head=2, n_embd=16)

@@ -11,9 +11,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gpt.config import GIVEN, POSITIONS, SLOTTED
 from gpt.generate import KVCache
 from gpt.model import GPT, GPTConfig, segment_positions
-from gpt.positions import GIVEN, POSITIONS, SLOTTED
 from gpt.train import TrainConfig, pack_rows, row_lengths
 from helpers import TINY, cli, metrics
 

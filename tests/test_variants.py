@@ -6,10 +6,12 @@ import itertools
 import pytest
 import torch
 
+from gpt import layers, positions
+from gpt.config import GIVEN, MLPS, NORMS, POSITIONS, SLOTTED
 from gpt.generate import KVCache, greedy_batch, next_position
 from gpt.layers import RMSNorm
 from gpt.model import GPT, GPTConfig
-from gpt.positions import GIVEN, POSITIONS, SLOTTED, _rotate
+from gpt.positions import _rotate
 
 BASE = GPTConfig(vocab_size=13, block_size=24, n_layer=2, n_head=2, n_embd=16, max_pos=30)
 POS = POSITIONS
@@ -216,3 +218,10 @@ def test_checkpoints_from_before_the_position_module_still_load():
     fresh = GPT(BASE)
     fresh.load_state_dict(state)
     assert torch.equal(fresh.pos.wpe.weight, model.pos.wpe.weight)
+
+
+def test_every_variant_name_the_config_accepts_has_one_class():
+    """gpt/config.py owns the names (so configs need no torch); the layers own a class per name."""
+    assert tuple(positions._CLASSES) == POSITIONS
+    assert tuple(layers._MLP_CLASSES) == MLPS
+    assert NORMS == ("layernorm", "rmsnorm")  # make_norm: RMSNorm, else nn.LayerNorm

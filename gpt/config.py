@@ -1,0 +1,132 @@
+"""The model's and the loop's configs: frozen dataclasses that check themselves, and no torch.
+
+Everything that only describes a run (presets, run records, `workbench presets`) reads these
+without importing torch; gpt/model.py and gpt/train.py build from them.  The variant names
+live here, and gpt/positions.py and gpt/layers.py hold one class per name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+POSITIONS = ("learned", "none", "rope", "abacus", "coupled", "coupled_rope", "coupled_rel", "coupled_local")
+# encodings whose position ids come with the data, and the task's numbering each one reads
+GIVEN = {"abacus": "abacus", "coupled": "coupled", "coupled_rope": "coupled", "coupled_rel": "coupled",
+         "coupled_local": "coupled"}
+SLOTTED = ("coupled", "coupled_rel", "coupled_local")  # encodings that embed slot ids (< 0)
+NORMS = ("layernorm", "rmsnorm")
+MLPS = ("gelu", "swiglu", "relu2")
+CURRICULA = ("off", "auto")
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    vocab_size: int = 65
+    block_size: int = 256
+    n_layer: int = 6
+    n_head: int = 6
+    n_embd: int = 384
+    dropout: float = 0.0
+    bias: bool = False  # bias in Linear and LayerNorm layers; False is a little faster and as good
+    pos: str = "learned"  # learned | none | rope | abacus | coupled | coupled_rope | coupled_rel | coupled_local (gpt/positions.py)
+    norm: str = "layernorm"  # layernorm | rmsnorm          (gpt/layers.py)
+    mlp: str = "gelu"  # gelu | swiglu | relu2
+    qk_norm: bool = False
+    tie_weights: bool = True  # lm_head shares the token embedding matrix
+    max_pos: int = 64  # pos=abacus|coupled|coupled_rope: the largest position id; training offsets reach it
+    pos_slots: int = 0  # pos=coupled|coupled_rel|coupled_local: fixed-slot ids -1..-pos_slots the task uses (build fits it)
+    rel_clip: int = 2  # pos=coupled_rel|coupled_local: keys within this id difference are seen, each difference its own bias
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("pos", POSITIONS), ("norm", NORMS), ("mlp", MLPS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"model.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "max_pos", "rel_clip"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"model.{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.pos_slots, int) or self.pos_slots < 0:
+            raise ValueError(f"model.pos_slots must be a non-negative integer, got {self.pos_slots!r}")
+        if self.pos_slots and self.pos not in SLOTTED:
+            raise ValueError(f"model.pos={self.pos} has no slot position ids (model.pos_slots={self.pos_slots}); "
+                             f"{' and '.join(SLOTTED)} have")
+        if self.n_embd % self.n_head:
+            raise ValueError(
+                f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head})"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.pos in ("rope", "coupled_rope") and self.head_size % 2:
+            raise ValueError(f"model.pos={self.pos} needs an even head size, got {self.head_size}")
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 2000
+    batch_size: int = 12
+    grad_accum: int = 1
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 100
+    lr_decay_steps: int = 0  # 0: decay over all `steps`
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # 0 disables clipping
+    eval_interval: int = 250
+    eval_iters: int = 20
+    log_interval: int = 1
+    compile: str = "auto"  # auto (on for CUDA) | on | off
+    nan_policy: str = "stop"  # stop | skip
+    # the stopping rules besides `steps`; each stops at an eval, which is logged and saved
+    time_budget_s: float = 0.0  # stop after this much training time; 0: no limit
+    target_acc: float = 0.0  # stop once the eval's val_acc reaches this; 0: never
+    length_chunks: int = 1  # >1: split each micro-batch by length into this many trimmed chunks
+    pack: bool = False  # pack each micro-batch's rows end to end, one attention segment a problem (pack_rows)
+    pack_width: int = 0  # with pack: the packed rows' columns; 0: the micro-batch's width
+    # a curriculum through the task's levels of difficulty (the workbench runs it: experiments/curriculum.py)
+    curriculum: str = "off"  # off | auto: move up a level when accuracy on it reaches the threshold
+    curriculum_threshold: float = 0.99  # accuracy on the current level's eval problems that moves it up
+    curriculum_replay: float = 0.2  # share of each training batch drawn from the earlier levels
+
+    def __post_init__(self) -> None:
+        positive = ("steps", "batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval",
+                    "length_chunks")
+        for name in positive:
+            v = getattr(self, name)
+            if not isinstance(v, int) or v <= 0:
+                raise ValueError(f"train.{name} must be a positive integer, got {v!r}")
+        for name in ("warmup_steps", "lr_decay_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)!r}")
+        if not (self.lr > 0 and 0 <= self.min_lr <= self.lr):
+            raise ValueError(f"need 0 < train.lr and 0 <= train.min_lr <= train.lr, got {self.lr}, {self.min_lr}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("train.weight_decay and train.grad_clip must be >= 0")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError("train.beta1 and train.beta2 must be in [0, 1)")
+        if self.compile not in ("auto", "on", "off"):
+            raise ValueError(f"train.compile must be auto, on or off, got {self.compile!r}")
+        if not isinstance(self.pack, bool):
+            raise ValueError(f"train.pack must be true or false, got {self.pack!r}")
+        if not isinstance(self.pack_width, int) or self.pack_width < 0:
+            raise ValueError(f"train.pack_width must be a non-negative integer, got {self.pack_width!r}")
+        if self.pack and self.length_chunks > 1:
+            raise ValueError("train.pack and train.length_chunks > 1 are two ways to skip padding: "
+                             "set train.length_chunks=1 with train.pack=true")
+        if self.time_budget_s < 0:
+            raise ValueError(f"train.time_budget_s must be >= 0, got {self.time_budget_s!r}")
+        if not 0 <= self.target_acc <= 1:
+            raise ValueError(f"train.target_acc must be in [0, 1], got {self.target_acc!r}")
+        if self.nan_policy not in ("stop", "skip"):
+            raise ValueError(f"train.nan_policy must be stop or skip, got {self.nan_policy!r}")
+        if self.curriculum not in CURRICULA:
+            raise ValueError(f"train.curriculum must be one of {', '.join(CURRICULA)}, got {self.curriculum!r}")
+        if not 0 < self.curriculum_threshold <= 1:
+            raise ValueError(f"train.curriculum_threshold must be in (0, 1], got {self.curriculum_threshold!r}")
+        if not 0 <= self.curriculum_replay < 1:
+            raise ValueError(f"train.curriculum_replay must be in [0, 1), got {self.curriculum_replay!r}")
