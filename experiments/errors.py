@@ -17,6 +17,16 @@ class UserError(Exception):
     """Something the user can fix: a bad name, option, file or run directory."""
 
 
+class TrainFailed(Exception):
+    """The run stopped on its own (NaN, a failed write, a signal): the message, and its exit code:
+    1, or 2 when the user can fix the cause (a full disk, a folder that became unwritable), or
+    128 + the signal's number when a signal stopped it (after a checkpoint)."""
+
+    def __init__(self, msg: str, code: int = 1):
+        super().__init__(msg)
+        self.code = code
+
+
 # OS errors that are the user's to fix: a full disk, a path that can't be written or doesn't exist
 USER_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT,
                          errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.EEXIST, errno.ELOOP, errno.EFBIG})

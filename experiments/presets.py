@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from experiments.errors import UserError
-from gpt.model import GPTConfig
-from gpt.train import TrainConfig
+from gpt.config import GPTConfig, TrainConfig
 
 
 @dataclass(frozen=True)

@@ -15,22 +15,23 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.metadata
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from experiments.errors import UserError, check_steps
 from experiments.presets import resolve_preset
 from experiments.trust import seal
 from experiments.registry import origin_of, task_class
 from experiments.rundir import RUN_FORMAT, git_commit, include_files, read_config
-from gpt.model import GPTConfig
-from gpt.train import TrainConfig
+from gpt.config import GPTConfig, TrainConfig
 from tasks.base import TaskConfig
+
+if TYPE_CHECKING:  # the record names the device; describing a run needs no torch
+    import torch
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ def _replace(config: Any, **changes: Any) -> Any:
 
 # ---- config.json ----------------------------------------------------------------------------------
 
-def to_record(spec: RunSpec, vocab: str, model: GPTConfig, device: torch.device,
+def to_record(spec: RunSpec, vocab: str, model: GPTConfig, device: torch.device | str,
               copies: dict[str, str] | None = None) -> dict[str, Any]:
     """config.json's content: the spec (with the model as fitted to the task) and provenance.
 
@@ -205,7 +206,7 @@ def to_record(spec: RunSpec, vocab: str, model: GPTConfig, device: torch.device,
         "seed": spec.seed,
         "preset": spec.preset,
         "device": str(device),
-        "torch": torch.__version__,
+        "torch": importlib.metadata.version("torch"),
         "git": git_commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "target_acc": spec.train.target_acc or None,

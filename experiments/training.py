@@ -19,7 +19,7 @@ from experiments.batches import batch_source
 from experiments.build import build, position_ids
 from experiments.curriculum import make_schedule, with_levels
 from experiments.devices import resolve_device
-from experiments.errors import USER_ERRNOS, UserError
+from experiments.errors import USER_ERRNOS, TrainFailed, UserError
 from experiments.evaluate import EVAL_SEED, accuracy
 from experiments.finetune import init_from
 from experiments.load import WEIGHTS, check_checkpoint
@@ -49,15 +49,6 @@ class TrainOptions:
     tags: tuple[str, ...] = ()  # KEY=VALUE labels for the trackers (a spec's name and variant)
     batch_workers: int | None = None  # processes building batches ahead (None: batches.auto_workers)
     trust_code: bool = False  # --resume: run the task code of a run not trained here (trust.py)
-
-
-class TrainFailed(Exception):
-    """The run stopped on its own (NaN, a failed write): the message, and exit code 1, or 2 when the
-    user can fix the cause (a full disk, a folder that became unwritable)."""
-
-    def __init__(self, msg: str, code: int = 1):
-        super().__init__(msg)
-        self.code = code
 
 
 def make_eval_fn(task: Task, n: int, seed: int = 0):
@@ -338,9 +329,8 @@ def _train_locked(spec: RunSpec, opts: TrainOptions, task: Task, model_cfg, devi
     return out
 
 
-class TrainFailedInterrupt(Exception):
+class TrainFailedInterrupt(TrainFailed):
     def __init__(self, e: TrainingInterrupted, out: Path):
         super().__init__(
-            f"interrupted at step {e.step}; checkpoint saved. Resume with: workbench train --resume --out {out}"
-        )
-        self.code = 130 if e.signum == 2 else 143
+            f"interrupted at step {e.step}; checkpoint saved. Resume with: workbench train --resume --out {out}",
+            130 if e.signum == 2 else 143)

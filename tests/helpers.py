@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from experiments.cli import main
+from experiments.commands import COMMANDS
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMING = {"tokens_per_s", "ms_per_step", "train_time"}
@@ -54,7 +55,8 @@ def workbench_run(*args: str, fault: str | None = None, timeout: float = 300) ->
 # and typer's pydantic adapters (its first parsed option).  Imports only: a server that had run torch
 # code would hand its children a thread pool whose threads did not survive the fork.
 _FORKS = multiprocessing.get_context("forkserver")
-_FORKS.set_forkserver_preload(["experiments.cli", "torch._dynamo", "typer._adapters"])
+_FORKS.set_forkserver_preload(["experiments.cli", *sorted({c.module for c in COMMANDS.values()}), "torch._dynamo",
+                               "typer._adapters"])
 
 
 def _forked_main(args: list[str], env: dict[str, str], out: str, err: str) -> None:

@@ -109,12 +109,12 @@ def test_a_task_that_breaks_the_contract_is_one_clear_error(tmp_path, capsys):
 
 def test_check_checks_the_config_train_uses(monkeypatch, capsys):
     """`workbench check --task addition` checks the preset's task options, as `train` applies them."""
-    import experiments.cli
+    import experiments.commands.problems
     from experiments.runspec import resolve_spec as build_spec
     from tasks.addition import AdditionTask
 
     seen = []
-    monkeypatch.setattr(experiments.cli, "run_checks", lambda cls, config, n: seen.append(config) or [])
+    monkeypatch.setattr(experiments.commands.problems, "run_checks", lambda cls, config, n: seen.append(config) or [])
     assert cli(capsys, "check", "--task", "addition")[0] == 0
     assert cli(capsys, "check", "--task", "addition", "--set", "task.max_digits=2")[0] == 0
     trained = build_spec("addition", None, [], None, 1337, []).task_config

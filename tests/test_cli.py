@@ -1,5 +1,7 @@
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -267,3 +269,36 @@ def test_the_tiny_adder_keeps_to_its_parameter_budget():
     model = GPT(build(resolve_spec("addition", "add10-tiny")).model)
     unique = {id(p): p for p in model.parameters() if p.requires_grad}
     assert sum(p.numel() for p in unique.values()) == 1932
+
+
+def test_the_help_lists_each_command_by_its_own_summary():
+    """`workbench --help` prints COMMANDS' summaries without importing the commands; each is the
+    first paragraph of the command's own help, so the two cannot drift."""
+    import typer
+
+    from experiments.cli import LazyCommands, app
+    from experiments.commands import COMMANDS
+
+    group = typer.main.get_group(app)
+    assert isinstance(group, LazyCommands)
+    for c in COMMANDS.values():
+        command = group.get_command(None, c.name)
+        assert command is not None and command.name == c.name
+        assert " ".join(command.help.split("\n\n")[0].split()) == c.summary, c.name
+    assert group.get_command(None, "nope") is None
+
+
+@pytest.mark.parametrize("args", [["--help"], ["tasks"], ["presets"], ["presets", "--format", "json"]])
+def test_the_light_commands_load_no_torch(args):
+    """--help, tasks and presets answer in well under a second (docs/benchmarks.md): a fresh process
+    running one must not have imported torch, pandas or matplotlib (a real process is the point)."""
+    heavy = ("torch", "pandas", "matplotlib")
+    code = ("import sys\nfrom experiments.cli import main\ncode = main(sys.argv[1:])\n"
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)\nsys.exit(code)\n")
+    p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout and p.stderr.strip().splitlines()[-1] == "[]"
+    # the check can fail: a command on a run loads torch before it finds there is no run
+    p = subprocess.run([sys.executable, "-c", code, "eval", "no-such-run"], capture_output=True, text=True, cwd=ROOT,
+                       timeout=120)
+    assert p.returncode == 2 and "'torch'" in p.stderr.strip().splitlines()[-1]

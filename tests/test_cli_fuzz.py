@@ -348,12 +348,12 @@ def first_valid_line(name: str, sandbox: Sandbox) -> list[str]:
 
 def test_fuzz_oracle_catches_an_internal_error(capsys, monkeypatch):
     """The fault is real: a command that crashes gives `internal error` and exit 1, which the fuzz rejects."""
-    import experiments.cli
+    import experiments.commands.catalog
 
     def boom(*a, **k):
         raise ZeroDivisionError("injected")
 
-    monkeypatch.setattr(experiments.cli, "list_presets", boom)
+    monkeypatch.setattr(experiments.commands.catalog, "list_presets", boom)
     code = main(["presets"])
     err = capsys.readouterr().err
     assert code == 1

@@ -133,7 +133,7 @@ def test_several_runs_write_one_samples_file_each_and_refuse_a_device(folders, c
 
 
 def test_a_bad_plot_suffix_is_refused_before_the_evaluation(folders, capsys, monkeypatch):
-    import experiments.cli as cli_module
+    import experiments.commands.runs as cli_module
 
     def no_eval(*a, **k):
         raise AssertionError("the evaluation ran")
@@ -143,7 +143,7 @@ def test_a_bad_plot_suffix_is_refused_before_the_evaluation(folders, capsys, mon
 
 
 def test_bench_json_is_checked_before_the_benchmark(capsys, tmp_path, monkeypatch):
-    import experiments.cli as cli_module
+    import experiments.commands.bench as cli_module
 
     monkeypatch.setattr(cli_module, "run_bench", lambda *a, **k: pytest.fail("the benchmark ran"))
     refused(capsys, "bench", "--json", tmp_path / "missing" / "b.json", needle="does not exist")
