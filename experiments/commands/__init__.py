@@ -40,6 +40,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
             'Run an experiment spec: every variant x seed (finished ones are skipped), then its report.'),
     Command("report", "experiments.commands.sweep",
             "Rebuild a spec's tables and plots (results.md, results.csv, *.png) from its finished runs."),
+    Command("card", "experiments.commands.card",
+            "Print the results card, a markdown table generated from committed run records (--check FILE: compare)."),
     Command("presets", "experiments.commands.catalog",
             "List named presets (--all: with those kept only to reproduce docs/LOG.md's figures)."),
     Command("attention", "experiments.commands.runs",
