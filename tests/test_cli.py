@@ -290,7 +290,7 @@ def test_the_help_lists_each_command_by_its_own_summary():
 
 @pytest.mark.parametrize("args", [["--help"], ["tasks"], ["presets"], ["presets", "--format", "json"]])
 def test_the_light_commands_load_no_torch(args):
-    """--help, tasks and presets answer in well under a second (docs/benchmarks.md): a fresh process
+    """--help, tasks and presets answer in under a second (docs/benchmarks.md, "CLI start-up"): a fresh process
     running one must not have imported torch, pandas or matplotlib (a real process is the point)."""
     heavy = ("torch", "pandas", "matplotlib")
     code = ("import sys\nfrom experiments.cli import main\ncode = main(sys.argv[1:])\n"
