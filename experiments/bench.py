@@ -68,21 +68,37 @@ def bench(task_name: str, preset_name: str | None, device_name: str = "auto", st
     spec = dataclasses.replace(spec, train=dataclasses.replace(
         spec.train, steps=warmup + steps, eval_interval=warmup + steps, eval_iters=1, log_interval=1))
     built = build(spec)
-    task, cfg, train = built.task, built.model, spec.train
+    task, cfg = built.task, built.model
     result: dict[str, Any] = {"task": task.name, "preset": spec.preset, "device": str(device),
                               "machine": _machine(device), "torch": torch.__version__,
                               "model": f"{cfg.n_layer}L {cfg.n_head}H {cfg.n_embd}d block {cfg.block_size}",
-                              "batch_size": train.batch_size}
+                              "batch_size": spec.train.batch_size}
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     ceiling = matmul_ceiling(device)
     result["matmul_ceiling_gflops"] = round(ceiling, 1)
-
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "run"
-        start_run(spec, TrainOptions(out=out, device=device_name, quiet=True, eval_n=0))
-        recs = [r for r in read_metrics(out / "metrics.jsonl") if "ms_per_step" in r and r["step"] > warmup]
-        trained = load_run(out, device=device_name)
+        trained = _train_figures(spec, built, device_name, device, warmup, steps, ceiling, Path(tmp) / "run", result)
+    if task.metric == "accuracy" and decode_n > 0:  # decoding is how such a task is scored
+        decoder, label = trained.model, "untrained model, full-length decode"
+        if run is not None:
+            r = load_run(run, device=device_name, trust_code=trust_code)
+            if r.task.name != task.name:
+                raise UserError(f"--run {run} is a {r.task.name!r} run, not {task.name!r}")
+            decoder, task, label = r.model, r.task, f"trained run {run}"
+        result.update(_decode_figures(decoder, task, decode_n, device), decode_model=label)
+        result["decode_speedup"] = round(result["decode_problems_per_s_cache"] / result["decode_problems_per_s_no_cache"], 2)
+    return result
+
+
+def _train_figures(spec, built, device_name: str, device: torch.device, warmup: int, steps: int, ceiling: float,
+                   out: Path, result: dict[str, Any]):
+    """Train the timed run in `out` and add its step time, tokens/s, MFU and data share to `result`;
+    returns the trained run (its model decodes next)."""
+    task, cfg, train = built.task, built.model, spec.train
+    start_run(spec, TrainOptions(out=out, device=device_name, quiet=True, eval_n=0))
+    recs = [r for r in read_metrics(out / "metrics.jsonl") if "ms_per_step" in r and r["step"] > warmup]
+    trained = load_run(out, device=device_name)
     step_ms = statistics.median(r["ms_per_step"] for r in recs)
     batch = make_batch_fn(task, spec.seed, train.batch_size, cfg.block_size, device, ids=position_ids(cfg))
     widths = []
@@ -95,33 +111,29 @@ def bench(task_name: str, preset_name: str | None, device_name: str = "auto", st
     data_ms = _median_ms(one_batch, max(20, steps))
     T = statistics.mean(widths)
     tokens = train.batch_size * train.grad_accum * T
-    n = trained.model.num_params()
-    flops_per_token = 6 * n + 12 * cfg.n_layer * cfg.n_embd * T
+    flops_per_token = 6 * trained.model.num_params() + 12 * cfg.n_layer * cfg.n_embd * T
     result.update(
         ms_per_step=round(step_ms, 2), tokens_per_s=round(tokens / step_ms * 1000, 1),
         mfu=round(flops_per_token * tokens / (step_ms / 1000) / (ceiling * 1e9), 4),
         model_gflops=round(flops_per_token * tokens / (step_ms / 1000) / 1e9, 1),
         data_ms=round(data_ms, 3), data_share=round(data_ms / step_ms, 4),
     )
-    if task.metric == "accuracy" and decode_n > 0:  # decoding is how such a task is scored
-        decoder, label = trained.model, "untrained model, full-length decode"
-        if run is not None:
-            r = load_run(run, device=device_name, trust_code=trust_code)
-            if r.task.name != task.name:
-                raise UserError(f"--run {run} is a {r.task.name!r} run, not {task.name!r}")
-            decoder, task, label = r.model, r.task, f"trained run {run}"
-        rendered = task.render(next(iter(task.eval_problems(0, "test", decode_n, chunk=decode_n))))
-        for cache in (True, False):  # decoding alone: the same rendered prompts, completions out
-            t = time.perf_counter()
-            complete_rendered(decoder, task, rendered, use_cache=cache)
-            _sync(device)
-            result[f"decode_problems_per_s_{'cache' if cache else 'no_cache'}"] = round(decode_n / (time.perf_counter() - t), 1)
-        t = time.perf_counter()  # what `workbench eval` does: decode with the cache, then score
-        evaluate(decoder, task, n=decode_n)
-        result["eval_problems_per_s"] = round(decode_n / (time.perf_counter() - t), 1)
-        result["decode_model"] = label
-        result["decode_speedup"] = round(result["decode_problems_per_s_cache"] / result["decode_problems_per_s_no_cache"], 2)
-    return result
+    return trained
+
+
+def _decode_figures(decoder, task, decode_n: int, device: torch.device) -> dict[str, float]:
+    """Problems/s decoded with and without the KV cache, and scored as `workbench eval` does."""
+    figures = {}
+    rendered = task.render(next(iter(task.eval_problems(0, "test", decode_n, chunk=decode_n))))
+    for cache in (True, False):  # decoding alone: the same rendered prompts, completions out
+        t = time.perf_counter()
+        complete_rendered(decoder, task, rendered, use_cache=cache)
+        _sync(device)
+        figures[f"decode_problems_per_s_{'cache' if cache else 'no_cache'}"] = round(decode_n / (time.perf_counter() - t), 1)
+    t = time.perf_counter()  # what `workbench eval` does: decode with the cache, then score
+    evaluate(decoder, task, n=decode_n)
+    figures["eval_problems_per_s"] = round(decode_n / (time.perf_counter() - t), 1)
+    return figures
 
 
 def _median_ms(fn, n: int) -> float:
