@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments import display as report
+from experiments import catalog, console
 from experiments import outputs, tables
 from experiments.presets import PRESETS
 from experiments.errors import UserError
@@ -116,9 +116,9 @@ def test_narrow_terminal_keeps_key_columns_whole(two_runs, capsys, monkeypatch):
     intervals stay whole and lines fit; the description column wraps instead."""
     import tasks as registry
 
-    monkeypatch.setattr(report, "stdout_is_terminal", lambda: True)
+    monkeypatch.setattr(console, "stdout_is_terminal", lambda: True)
     monkeypatch.setenv("COLUMNS", "80")
-    report.list_tasks([])
+    catalog.list_tasks([])
     out = capsys.readouterr().out
     assert max(len(line) for line in out.splitlines()) <= 80
     for name in registry.available():
@@ -138,7 +138,7 @@ def test_narrow_terminal_keeps_key_columns_whole(two_runs, capsys, monkeypatch):
 
 
 def test_a_wide_terminal_shows_runs_side_by_side(two_runs, capsys, monkeypatch):
-    monkeypatch.setattr(report, "stdout_is_terminal", lambda: True)
+    monkeypatch.setattr(console, "stdout_is_terminal", lambda: True)
     monkeypatch.setenv("COLUMNS", "250")
     code, out, err = cli(capsys, "eval", *two_runs, "--n", "100")
     assert code == 0, err
@@ -151,12 +151,12 @@ def test_a_wide_terminal_shows_runs_side_by_side(two_runs, capsys, monkeypatch):
 def test_list_tasks_and_presets_json(capsys):
     import tasks as registry
 
-    report.list_tasks([], "json")
+    catalog.list_tasks([], "json")
     rows = json.loads(capsys.readouterr().out)
     assert {r["name"] for r in rows} == set(registry.available())
     add = next(r for r in rows if r["name"] == "addition")
     assert add["options"]["max_digits"] == 3 and "test" in add["splits"] and add["origin"] == "built-in"
-    report.list_presets("json")
+    catalog.list_presets("json")
     presets = json.loads(capsys.readouterr().out)
     assert [p["name"] for p in presets] == [p.name for p in PRESETS.values() if not p.archived]
     calc = next(p for p in presets if p["name"] == "calculator")
@@ -165,7 +165,7 @@ def test_list_tasks_and_presets_json(capsys):
 
 
 def test_list_presets_table_is_the_old_text(capsys):
-    report.list_presets()
+    catalog.list_presets()
     lines = capsys.readouterr().out.splitlines()
     p = PRESETS["addition"]
     i = lines.index(f"{p.name:12s} {p.description}")
@@ -190,7 +190,7 @@ def test_presets_kept_only_for_old_figures_are_listed_with_all_and_still_train(t
     assert code == 0, err  # still reproducible by name
 
 
-@pytest.mark.parametrize("fn", [lambda f: report.list_tasks([], f), report.list_presets])
+@pytest.mark.parametrize("fn", [lambda f: catalog.list_tasks([], f), catalog.list_presets])
 def test_list_formats_other_than_table_and_json_are_user_errors(fn):
     with pytest.raises(UserError, match="table or json"):
         fn("yaml")
