@@ -23,8 +23,9 @@ from typing import Any
 
 from experiments.errors import UserError
 from experiments.evaluate import EVAL_SEED, accuracy
+from gpt.config import TrainConfig
 from gpt.model import GPT
-from gpt.train import EvalFn, TrainConfig
+from gpt.protocols import EvalFn
 from tasks.base import Problems, Task
 from tasks.curriculum import Curriculum
 
@@ -33,7 +34,7 @@ LEVEL_N = 1000  # problems per level check when the run scores no held-out probl
 
 
 class LevelSchedule:
-    """The level a run trains at (gpt.train.Schedule), moved up by `evaluate`."""
+    """The level a run trains at (gpt.protocols.Schedule), moved up by `evaluate`."""
 
     def __init__(self, curriculum: Curriculum, threshold: float, n: int):
         self.curriculum, self.threshold, self.n = curriculum, threshold, n

@@ -32,7 +32,8 @@ from gpt.checkpoint import CheckpointError, check_metrics, load_checkpoint, stat
 from gpt.distributed import Dist
 from gpt.model import GPT, rename_legacy_keys
 from gpt.progress import TrainProgress
-from gpt.train import FaultSpecError, NonFiniteLoss, Trainer, TrainingInterrupted
+from gpt.faults import FaultSpecError
+from gpt.train import NonFiniteLoss, Trainer, TrainingInterrupted
 from tasks.base import Task
 
 

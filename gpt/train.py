@@ -1,11 +1,12 @@
 """The training loop: AdamW, warmup + cosine LR, clipping, accumulation, exact resume.
 
-The loop knows nothing about tasks.  It is handed
+The loop knows nothing about tasks (gpt/protocols.py).  It is handed
   - `batch(split, step, micro) -> (x, y)`: a pure function, so resuming at
     step s replays exactly the batches an uninterrupted run would have seen;
   - `evaluate(model) -> dict`: extra metrics at each eval (e.g. val_acc).
 Dropout, the only other randomness, is reseeded from (seed, step) every step,
-so there is no RNG state to save.
+so there is no RNG state to save.  Each micro-batch is cut into parts with less padding
+(gpt/packing.py); WORKBENCH_FAULT kills a run at a chosen point (gpt/faults.py).
 """
 
 from __future__ import annotations
@@ -13,14 +14,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import math
-import os
-import re
 import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,10 +27,12 @@ import torch
 from gpt.checkpoint import MetricsLog, save_checkpoint
 from gpt.config import TrainConfig
 from gpt.distributed import Dist
+from gpt.faults import KillPoints, die
 from gpt.model import GPT
+from gpt.packing import batch_parts
+from gpt.protocols import BatchFn, EvalFn, MetricSink, Schedule
 
 EVAL_STEP_BASE = 1 << 40  # eval batches use step ids no training step ever reaches
-FAULT_ENV = "WORKBENCH_FAULT"
 
 
 def lr_at(step: int, cfg: TrainConfig, train_time: float = 0.0) -> float:
@@ -73,96 +74,6 @@ def autocast_for(device: torch.device):
     return contextlib.nullcontext()
 
 
-def row_lengths(y: torch.Tensor) -> torch.Tensor:
-    """(B, T) targets -> (B,) each row's length up to its last target: 1 + that index, 0 for none."""
-    valid = y != -1
-    return torch.where(valid.any(1), y.size(1) - valid.flip(1).int().argmax(1),
-                       torch.zeros_like(valid[:, 0], dtype=torch.long))
-
-
-def length_chunks(x: torch.Tensor, y: torch.Tensor, k: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | float]]:
-    """Split a right-padded batch into k chunks of rows of similar length, each trimmed to its
-    longest row, with each chunk's share of the batch's targets.
-
-    A batch is padded to its longest row, so with problems of very different lengths (the
-    calculator's traces, scratchpads) most of a step's work is on padding. Columns after a
-    row's last target cannot change any earlier position's loss (causal attention), so
-    sum_i share_i * mean_loss(chunk_i) is the batch's mean loss, at less cost. Chunks with
-    no targets are dropped (a batch with none at all stays whole: its loss is 0).
-    """
-    if k <= 1:
-        return [(x, y, 1.0)]  # the default: the step is exactly what it was, at no extra cost
-    valid = y != -1
-    length = row_lengths(y)
-    total = valid.sum().clamp(min=1)
-    out = []
-    for rows in length.argsort().tensor_split(k):
-        w = int(length[rows].max()) if len(rows) else 0
-        if w == 0:
-            continue
-        yc = y[rows, :w]
-        out.append((x[rows, :w], yc, (yc != -1).sum() / total))
-    return out or [(x, y, 1.0)]
-
-
-Part = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | float", "torch.Tensor | None"]
-
-
-def pack_rows(x: torch.Tensor, y: torch.Tensor, width: int = 0) -> list[Part]:
-    """Pack a right-padded batch's rows end to end: (B, T[, 2]) tokens and (B, T) targets ->
-    parts (tokens, targets, share of the batch's targets, segment ids or None), as length_chunks.
-
-    Each row is cut after its last target (columns after it change no loss) and placed, longest
-    first, in the first packed row of `width` columns (0: T) with room (first-fit decreasing).
-    Segment ids number the problems of a packed row 0, 1, ...; its padding gets an id of its
-    own. GPT.forward(..., segments=) lets no token see another segment and counts positions from
-    each segment's start, so the parts' share-weighted mean loss is the batch's, computed with
-    almost no padding. Attention costs width^2 a packed row whatever its problems, so rows
-    longer than `width` are not packed: they make one more part, trimmed, one problem a row.
-    Rows without targets are dropped; a batch with none at all stays as it is.
-    """
-    width = width or x.size(1)
-    length = row_lengths(y).tolist()
-    total = (y != -1).sum().clamp(min=1)
-    long = [r for r in range(len(length)) if length[r] > width]
-    bins: list[list[int]] = []
-    room: list[int] = []
-    for r in sorted((r for r in range(len(length)) if 0 < length[r] <= width), key=lambda r: -length[r]):
-        b = next((i for i, free in enumerate(room) if free >= length[r]), len(bins))
-        if b == len(bins):
-            bins.append([])
-            room.append(width)
-        bins[b].append(r)
-        room[b] -= length[r]
-    parts: list[Part] = []
-    if bins:
-        w = width - min(room)
-        xp = x.new_zeros((len(bins), w, *x.shape[2:]))
-        yp = y.new_full((len(bins), w), -1)
-        seg = torch.empty((len(bins), w), dtype=torch.long, device=y.device)
-        for i, rows in enumerate(bins):
-            at = 0
-            for j, r in enumerate(rows):
-                n = length[r]
-                xp[i, at : at + n], yp[i, at : at + n], seg[i, at : at + n] = x[r, :n], y[r, :n], j
-                at += n
-            seg[i, at:] = len(rows)
-        parts.append((xp, yp, (yp != -1).sum() / total, seg))
-    if long:
-        rows = torch.tensor(long, device=y.device)
-        yl = y[rows, : max(length[r] for r in long)]
-        parts.append((x[rows, : yl.size(1)], yl, (yl != -1).sum() / total, None))
-    return parts or [(x, y, 1.0, None)]
-
-
-def batch_parts(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig) -> list[Part]:
-    """A micro-batch as the training step computes it: packed rows (train.pack) or length chunks,
-    each part (tokens, targets, share of the batch's targets, segment ids or None)."""
-    if cfg.pack:
-        return pack_rows(x, y, cfg.pack_width)
-    return [(*chunk, None) for chunk in length_chunks(x, y, cfg.length_chunks)]
-
-
 def _find_malloc_trim() -> Callable[[int], int] | None:
     try:
         return ctypes.CDLL(None).malloc_trim  # glibc's; musl, macOS and Windows have none
@@ -195,50 +106,6 @@ def step_seed(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, 0xD0, step]).generate_state(1, np.uint64)[0]) >> 1
 
 
-@dataclass(frozen=True)
-class Fault:
-    """A deliberate SIGKILL at one chosen point of a run, so that tests kill exactly where
-    they mean to instead of sleeping and hoping.  Set WORKBENCH_FAULT to one of
-
-        kill:step=N   during update N (1-based, as metrics.jsonl counts), after its backward
-                      pass and before the optimizer step: step N is never logged
-        kill:eval=N   during the eval at step N (0 included), after the loss estimate and before
-                      the accuracy eval: nothing of that eval is logged or saved
-        kill:ckpt=N   while ckpt.pt is written at step N, after its temp file is complete and
-                      fsynced, before os.replace: ckpt.pt is still the previous checkpoint
-
-    The variable is read once, when the Trainer is built; unset, the loop pays one integer
-    comparison per step.  Under DDP every rank that reaches the point kills itself (eval and
-    ckpt happen on rank 0 only).
-    """
-
-    point: str  # step | eval | ckpt
-    at: int
-
-    POINTS = ("step", "eval", "ckpt")
-
-    @classmethod
-    def parse(cls, text: str | None) -> "Fault | None":
-        if not text:
-            return None
-        m = re.fullmatch(r"\s*kill:(step|eval|ckpt)=(\d+)\s*", text)
-        if m is None:
-            raise FaultSpecError(f"{FAULT_ENV}={text!r}: expected kill:step=N, kill:eval=N or kill:ckpt=N")
-        return cls(m.group(1), int(m.group(2)))
-
-    def at_point(self, point: str) -> int:
-        """The step at which to die at this point, or -1 (never: no step is negative)."""
-        return self.at if self.point == point else -1
-
-
-class FaultSpecError(ValueError):
-    """A malformed WORKBENCH_FAULT."""
-
-
-def _die() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)  # what `kill -9` does: no handler, no cleanup, no flush
-
-
 class TrainingInterrupted(Exception):
     def __init__(self, signum: int, step: int):
         super().__init__(f"interrupted by signal {signum} at step {step}")
@@ -258,36 +125,6 @@ class TrainState:
     skipped: int = 0
     train_time: float = 0.0  # seconds spent in training steps (evals excluded), across resumes
     stop: str = ""  # why the run ended: steps | target | time_budget ("" while it runs); not saved
-
-
-BatchFn = Callable[[str, int, int], tuple[torch.Tensor, torch.Tensor]]
-EvalFn = Callable[[GPT], dict[str, float]]
-
-
-class Schedule(Protocol):
-    """State of the data side that evals may change as training goes (a curriculum's level).
-
-    The batch function reads it; the eval function may change it.  The loop saves it with every
-    checkpoint and restores it on resume, so a resumed run sees exactly the batches an
-    uninterrupted one would; `fields` goes into every logged record (e.g. {"level": 2})."""
-
-    def state_dict(self) -> dict[str, Any]: ...
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-    def fields(self) -> dict[str, Any]: ...
-
-
-class MetricSink(Protocol):
-    """Somewhere else every metrics.jsonl record goes too (an experiment tracker).
-
-    metrics.jsonl stays the record; a sink gets the same records, on rank 0 only.  `open` says
-    where the run starts: a resumed run replays the steps after its checkpoint, so a sink drops
-    whatever an earlier attempt logged past `start_step` (each step ends up there once).  `flush`
-    is called with every checkpoint, so that what a checkpoint covers is never lost by a kill."""
-
-    def open(self, start_step: int) -> None: ...
-    def log(self, record: dict[str, Any]) -> None: ...
-    def flush(self) -> None: ...
-    def close(self) -> None: ...
 
 
 class _NoLog:
@@ -343,9 +180,7 @@ class Trainer:
             self.fwd = self.eval_fwd
         self._signal: int | None = None
         self._resumed: dict[str, Any] = {}
-        fault = Fault.parse(os.environ.get(FAULT_ENV))  # once, here: never a lookup per step
-        self._kill_step, self._kill_eval, self._kill_ckpt = (
-            fault.at_point(p) if fault else -1 for p in Fault.POINTS)
+        self._kill = KillPoints.from_env()  # once, here: never a lookup per step
 
     # ---- checkpoints -------------------------------------------------------------------
     def state_payload(self) -> dict[str, Any]:
@@ -379,8 +214,8 @@ class Trainer:
         self.metrics.sync()
         for sink in self.sinks:
             sink.flush()
-        die = _die if self.state.step == self._kill_ckpt else None
-        save_checkpoint(self.out_dir / "ckpt.pt", payload, before_replace=die)
+        before_replace = die if self.state.step == self._kill.ckpt else None
+        save_checkpoint(self.out_dir / "ckpt.pt", payload, before_replace=before_replace)
         if best:
             save_checkpoint(self.out_dir / "best.pt", payload)
 
@@ -397,8 +232,8 @@ class Trainer:
                     _, loss = self.eval_fwd(x, y)
                 losses[i] = loss.float()
             out[key] = float(losses.mean())
-        if self.state.step == self._kill_eval:
-            _die()
+        if self.state.step == self._kill.eval:
+            die()
         if self.evaluate is not None:
             out.update(self.evaluate(self.model))
         self.model.train()
@@ -463,8 +298,8 @@ class Trainer:
                         (loss * share / cfg.grad_accum).backward()
                     loss_sum += loss.detach() * share
             loss_val = loss_sum / cfg.grad_accum
-            if step + 1 == self._kill_step:
-                _die()
+            if step + 1 == self._kill.step:
+                die()
             if self.dist.enabled:  # every rank must take the same decisions: mean loss, any signal
                 shared = self.dist.all_sum(torch.stack([loss_val.float(), torch.tensor(
                     float(self._signal is not None), device=self.device)]))

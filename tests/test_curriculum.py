@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from experiments.curriculum import LevelSchedule, make_schedule
 from experiments.errors import UserError
 from gpt.checkpoint import load_checkpoint
-from gpt.train import TrainConfig
+from gpt.config import TrainConfig
 from helpers import TINY, cli, killed, metrics, forked_run
 from tasks.addition import AdditionConfig, AdditionTask, n_digits
 from tasks.calculator import CalculatorTask
