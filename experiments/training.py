@@ -33,7 +33,8 @@ from gpt.distributed import Dist
 from gpt.model import GPT, rename_legacy_keys
 from gpt.progress import TrainProgress
 from gpt.faults import FaultSpecError
-from gpt.train import NonFiniteLoss, Trainer, TrainingInterrupted
+from gpt.stopping import NonFiniteLoss
+from gpt.train import Trainer, TrainingInterrupted
 from tasks.base import Task
 
 

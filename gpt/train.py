@@ -1,12 +1,17 @@
 """The training loop: AdamW, warmup + cosine LR, clipping, accumulation, exact resume.
 
+    Trainer.run -> _loop: while no stop rule holds (gpt/stopping.py):
+        train_step   one optimizer update: forward and backward over the micro-batches' parts
+                     (gpt/packing.py), the NaN policy, the optimizer step
+        _step_record what the step logs (every log_interval steps)
+        _evaluate_*  at an eval: losses, the task's metrics, the stop rule that ended it, a checkpoint
+
 The loop knows nothing about tasks (gpt/protocols.py).  It is handed
   - `batch(split, step, micro) -> (x, y)`: a pure function, so resuming at
     step s replays exactly the batches an uninterrupted run would have seen;
   - `evaluate(model) -> dict`: extra metrics at each eval (e.g. val_acc).
 Dropout, the only other randomness, is reseeded from (seed, step) every step,
-so there is no RNG state to save.  Each micro-batch is cut into parts with less padding
-(gpt/packing.py); WORKBENCH_FAULT kills a run at a chosen point (gpt/faults.py).
+so there is no RNG state to save.  WORKBENCH_FAULT kills a run at a chosen point (gpt/faults.py).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import math
 import signal
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +36,7 @@ from gpt.faults import KillPoints, die
 from gpt.model import GPT
 from gpt.packing import batch_parts
 from gpt.protocols import BatchFn, EvalFn, MetricSink, Schedule
+from gpt.stopping import keep_update, out_of_time, reached_target, stop_reason
 
 EVAL_STEP_BASE = 1 << 40  # eval batches use step ids no training step ever reaches
 
@@ -112,12 +118,6 @@ class TrainingInterrupted(Exception):
         self.signum, self.step = signum, step
 
 
-class NonFiniteLoss(Exception):
-    def __init__(self, step: int, value: float):
-        super().__init__(f"loss became {value} at step {step}")
-        self.step, self.value = step, value
-
-
 @dataclass
 class TrainState:
     step: int = 0  # optimizer updates done
@@ -135,6 +135,33 @@ class _NoLog:
     def append(self, record: dict[str, Any]) -> None: ...
     def sync(self) -> None: ...
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One optimizer update, as the loop logs it."""
+
+    loss: torch.Tensor  # the step's mean loss (over ranks, under DDP); a 0-dim tensor on the device
+    lr: float
+    finite: bool  # False: the update was skipped (nan_policy=skip)
+    tokens: int  # target positions computed, padding included
+
+
+@dataclass
+class _Meter:
+    """Throughput since the last logged record: tokens computed, and when it was logged."""
+
+    tokens: int = 0
+    since: float = field(default_factory=time.perf_counter)
+
+    def restart(self, now: float | None = None) -> None:
+        self.tokens, self.since = 0, time.perf_counter() if now is None else now
+
+
+def eval_due(step: int, cfg: TrainConfig, spent: bool) -> bool:
+    """Whether the loop evaluates after update `step`: every eval_interval steps, and at the
+    end, whether the steps or the time budget (`spent`) end it."""
+    return step % cfg.eval_interval == 0 or step == cfg.steps or spent
 
 
 class Trainer:
@@ -239,6 +266,77 @@ class Trainer:
         self.model.train()
         return out
 
+    # ---- the step ----------------------------------------------------------------------
+    def train_step(self, train_time: float) -> StepResult:
+        """One optimizer update, the state's step + 1; its time goes into state.train_time.
+        train_time: rank 0's training time so far, which a time budget's schedule reads (lr_at)."""
+        start = time.perf_counter()
+        st, cfg = self.state, self.cfg
+        step = st.step
+        lr = lr_at(step, cfg, train_time)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        if self.model.config.dropout > 0:
+            torch.manual_seed(step_seed(self.seed, step))
+        loss, tokens = self._forward_backward(step)
+        if step + 1 == self._kill.step:
+            die()
+        loss = self._agree(loss)
+        finite = self._update(step, loss)
+        st.step += 1
+        st.train_time += time.perf_counter() - start
+        return StepResult(loss, lr, finite, tokens)
+
+    def _forward_backward(self, step: int) -> tuple[torch.Tensor, int]:
+        """Gradients of the step's micro-batches, each cut into parts (batch_parts), accumulated:
+        the step's mean loss, and the target positions computed."""
+        cfg = self.cfg
+        loss_sum = torch.zeros((), device=self.device)
+        tokens = 0
+        for micro in range(cfg.grad_accum):
+            x, y = self.batch("train", step, micro)
+            parts = batch_parts(x, y, cfg)
+            for c, (xc, yc, share, segments) in enumerate(parts):
+                tokens += yc.numel()  # x may carry position ids beside the tokens
+                last = micro == cfg.grad_accum - 1 and c == len(parts) - 1
+                with autocast_for(self.device), self._grad_sync(last):
+                    _, loss = self.fwd(xc, yc, segments=segments)
+                    (loss * share / cfg.grad_accum).backward()
+                loss_sum += loss.detach() * share
+        return loss_sum / cfg.grad_accum, tokens
+
+    def _grad_sync(self, last: bool) -> contextlib.AbstractContextManager:
+        """Under DDP, gradients are all-reduced on the last backward of the step only."""
+        return contextlib.nullcontext() if self.ddp is None or last else self.ddp.no_sync()
+
+    def _agree(self, loss: torch.Tensor) -> torch.Tensor:
+        """The loss every rank decides on: under DDP the ranks' mean, and a signal any rank got
+        becomes every rank's, so that all take the same decisions."""
+        if not self.dist.enabled:
+            return loss
+        shared = self.dist.all_sum(torch.stack([loss.float(), torch.tensor(
+            float(self._signal is not None), device=self.device)]))
+        if shared[1] > 0 and self._signal is None:
+            self._signal = signal.SIGTERM
+        return shared[0] / self.dist.world
+
+    def _update(self, step: int, loss: torch.Tensor) -> bool:
+        """The optimizer step, or a skipped one (the NaN policy); whether the loss was finite.
+
+        On CUDA the loss is checked only on logged steps (reading it waits for the device); on
+        the CPU and under DDP, on every step."""
+        cfg = self.cfg
+        check = self.device.type == "cpu" or self.dist.enabled or (step + 1) % cfg.log_interval == 0
+        finite = bool(torch.isfinite(loss)) if check else True
+        if keep_update(finite, loss, step + 1, cfg):
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+        else:
+            self.state.skipped += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        return finite
+
     # ---- the loop ----------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
         self._signal = signum
@@ -263,93 +361,67 @@ class Trainer:
             sink.log(record)
 
     def _loop(self, cfg: TrainConfig, model: GPT) -> TrainState:
+        """Steps until a stop rule holds; each eval checks the target, and the state says which rule ended it."""
         model.train()
         st = self.state
-        if st.step == 0:
-            record = self._evaluate_main({"step": 0, **self._fields()})
-            reached = record.get("stop") == "target"
-        else:
-            record = self._resumed
-            reached = self._reached(record)
-        reached = self.dist.broadcast_flag(reached, self.device)
-        t_last = time.perf_counter()
-        tokens = 0
+        reached = self._start()
+        meter = _Meter()
         # with a time budget, rank 0's clock decides for every rank both the stop and the schedule
         elapsed = self._elapsed(st.train_time)
-        out_of_time = cfg.time_budget_s > 0 and elapsed >= cfg.time_budget_s  # a resumed, finished run
-        while st.step < cfg.steps and not reached and not out_of_time:
-            step_start = time.perf_counter()
-            step = st.step
-            lr = lr_at(step, cfg, elapsed)
-            for g in self.optimizer.param_groups:
-                g["lr"] = lr
-            if model.config.dropout > 0:
-                torch.manual_seed(step_seed(self.seed, step))
-            loss_sum = torch.zeros((), device=self.device)
-            for micro in range(cfg.grad_accum):
-                x, y = self.batch("train", step, micro)
-                chunks = batch_parts(x, y, cfg)
-                for c, (xc, yc, share, segments) in enumerate(chunks):
-                    tokens += yc.numel()  # x may carry position ids beside the tokens
-                    # gradients are all-reduced on the last backward of the step only
-                    sync = self.ddp is None or (micro == cfg.grad_accum - 1 and c == len(chunks) - 1)
-                    with autocast_for(self.device), (contextlib.nullcontext() if sync else self.ddp.no_sync()):
-                        _, loss = self.fwd(xc, yc, segments=segments)
-                        (loss * share / cfg.grad_accum).backward()
-                    loss_sum += loss.detach() * share
-            loss_val = loss_sum / cfg.grad_accum
-            if step + 1 == self._kill.step:
-                die()
-            if self.dist.enabled:  # every rank must take the same decisions: mean loss, any signal
-                shared = self.dist.all_sum(torch.stack([loss_val.float(), torch.tensor(
-                    float(self._signal is not None), device=self.device)]))
-                loss_val = shared[0] / self.dist.world
-                if shared[1] > 0 and self._signal is None:
-                    self._signal = signal.SIGTERM
-            check = self.device.type == "cpu" or self.dist.enabled or (step + 1) % cfg.log_interval == 0
-            finite = bool(torch.isfinite(loss_val)) if check else True
-            if not finite and cfg.nan_policy == "stop":
-                raise NonFiniteLoss(step + 1, float(loss_val))
-            if finite:
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                self.optimizer.step()
-            else:
-                st.skipped += 1
-            self.optimizer.zero_grad(set_to_none=True)
-            st.step += 1
-            record = {"step": st.step}
-            if not finite:
-                record["skipped"] = f"non-finite loss {float(loss_val)}"
-            st.train_time += time.perf_counter() - step_start
+        while not (why := stop_reason(cfg, st.step, out_of_time(elapsed, cfg), reached)):
+            done = self.train_step(elapsed)
+            meter.tokens += done.tokens
             elapsed = self._elapsed(st.train_time)
-            out_of_time = cfg.time_budget_s > 0 and elapsed >= cfg.time_budget_s
-            do_eval = st.step % cfg.eval_interval == 0 or st.step == cfg.steps or out_of_time
-            if st.step % cfg.log_interval == 0 or do_eval:
-                now = time.perf_counter()
-                dt = now - t_last
-                record.update(
-                    loss=round(float(loss_val), 6), lr=lr,
-                    tokens_per_s=round(tokens / dt, 1), ms_per_step=round(1000 * dt / cfg.log_interval, 3),
-                    train_time=round(st.train_time, 3), **self._fields(),
-                )
-                tokens, t_last = 0, now
+            spent = out_of_time(elapsed, cfg)
+            do_eval = eval_due(st.step, cfg, spent)
+            record = self._step_record(done, meter, do_eval)
             if do_eval:
-                record = self._evaluate_main(record, out_of_time)
+                record = self._evaluate_main(record, spent)
                 reached = self.dist.broadcast_flag(record.get("stop") == "target", self.device)
-                t_last = time.perf_counter()  # eval time is not training time
+                meter.restart()  # eval time is not training time
             elif len(record) > 1:
                 self._log(record)
             if self.progress:
                 self.progress.update(st.step, record)
-            if self._signal is not None:
-                if not do_eval:
-                    self.save()
-                raise TrainingInterrupted(self._signal, st.step)
-            if out_of_time:
-                break
-        st.stop = "target" if reached else "time_budget" if out_of_time else "steps"
+            self._stop_if_signalled(saved=do_eval)
+        st.stop = why
         return st
+
+    def _start(self) -> bool:
+        """The eval a run starts from: a new run's at step 0, a resumed run's from its log (a
+        checkpoint saved at an eval).  Whether it met the target, as rank 0 says."""
+        if self.state.step == 0:
+            reached = self._evaluate_main({"step": 0, **self._fields()}).get("stop") == "target"
+        else:
+            reached = reached_target(self._resumed, self.cfg)
+        return self.dist.broadcast_flag(reached, self.device)
+
+    def _step_record(self, done: StepResult, meter: _Meter, do_eval: bool) -> dict[str, Any]:
+        """What a step logs: its number, a skipped update's reason, and on logged steps (every
+        log_interval, and every eval) the loss, the lr and the throughput since the last one."""
+        st, cfg = self.state, self.cfg
+        record: dict[str, Any] = {"step": st.step}
+        if not done.finite:
+            record["skipped"] = f"non-finite loss {float(done.loss)}"
+        if st.step % cfg.log_interval == 0 or do_eval:
+            now = time.perf_counter()
+            dt = now - meter.since
+            record.update(
+                loss=round(float(done.loss), 6), lr=done.lr,
+                tokens_per_s=round(meter.tokens / dt, 1), ms_per_step=round(1000 * dt / cfg.log_interval, 3),
+                train_time=round(st.train_time, 3), **self._fields(),
+            )
+            meter.restart(now)
+        return record
+
+    def _stop_if_signalled(self, saved: bool) -> None:
+        """A SIGINT or SIGTERM ends the run after the step it arrived in, checkpointed (`saved`:
+        this step's eval already was)."""
+        if self._signal is None:
+            return
+        if not saved:
+            self.save()
+        raise TrainingInterrupted(self._signal, self.state.step)
 
     def _fields(self) -> dict[str, Any]:
         """What the schedule logs with each record: the state the step just trained with."""
@@ -359,28 +431,25 @@ class Trainer:
         """Training time for the budget: rank 0's, on every rank (one broadcast a step, only with a budget)."""
         return self.dist.broadcast_float(train_time, self.device) if self.cfg.time_budget_s > 0 else train_time
 
-    def _evaluate_main(self, record: dict[str, Any], out_of_time: bool = False) -> dict[str, Any]:
-        record = self._evaluate_rank0(record, out_of_time)
+    def _evaluate_main(self, record: dict[str, Any], spent: bool = False) -> dict[str, Any]:
+        record = self._evaluate_rank0(record, spent)
         if self.schedule is not None and self.dist.enabled:  # rank 0's eval may have moved it
             self.schedule.load_state_dict(self.dist.broadcast_object(self.schedule.state_dict()))
         return record
 
-    def _evaluate_rank0(self, record: dict[str, Any], out_of_time: bool = False) -> dict[str, Any]:
+    def _evaluate_rank0(self, record: dict[str, Any], spent: bool = False) -> dict[str, Any]:
         """Rank 0 evaluates, logs and checkpoints; the other ranks skip ahead to the next step.
 
         The eval that ends the run says why in its record: "stop" is "target" (val_acc reached
-        --target-acc), "time_budget" or "steps".  (A kill between that record and its checkpoint
-        leaves the record behind; --resume cuts the log back to the checkpoint and redoes it.)"""
+        --target-acc), "time_budget" or "steps" (stop_reason).  (A kill between that record and
+        its checkpoint leaves the record behind; --resume cuts the log back to the checkpoint
+        and redoes it.)"""
         if not self.dist.is_main:
             return record
         st = self.state
         record = {**record, **self.estimate_loss()}
-        if self._reached(record):
-            record["stop"] = "target"
-        elif out_of_time:
-            record["stop"] = "time_budget"
-        elif st.step >= self.cfg.steps:
-            record["stop"] = "steps"
+        if why := stop_reason(self.cfg, st.step, spent, reached_target(record, self.cfg)):
+            record["stop"] = why
         best = st.step == 0 or record["val_loss"] < st.best_val
         if best:
             st.best_val = record["val_loss"]
@@ -391,8 +460,3 @@ class Trainer:
         if st.step == 0 and self.progress:  # the loop reports later evals itself
             self.progress.update(0, record)
         return record
-
-    def _reached(self, record: dict[str, Any]) -> bool:
-        """Whether an eval's record meets train.target_acc (val_acc comes from `evaluate`)."""
-        target = self.cfg.target_acc
-        return target > 0 and "val_acc" in record and record["val_acc"] >= target
