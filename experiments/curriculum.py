@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from experiments.curriculum_config import check_curriculum
 from experiments.errors import UserError
 from experiments.evaluate import EVAL_SEED, accuracy
 from gpt.config import TrainConfig
@@ -77,6 +78,10 @@ class LevelSchedule:
 def make_schedule(task: Task, train: TrainConfig, eval_n: int) -> LevelSchedule | None:
     """The run's LevelSchedule for train.curriculum=auto, else None; one clear error when the
     task cannot have one."""
+    try:
+        check_curriculum(train)  # a RunSpec's are checked (runspec.py); a TrainConfig built elsewhere may not be
+    except ValueError as e:
+        raise UserError(str(e)) from None
     if train.curriculum == "off":
         return None
     if task.metric != "accuracy":
