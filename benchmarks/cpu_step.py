@@ -36,7 +36,8 @@ from experiments.build import build, position_ids
 from experiments.errors import UserError
 from experiments.runspec import resolve_spec
 from gpt.model import GPT
-from gpt.train import batch_parts, make_optimizer, row_lengths
+from gpt.packing import batch_parts, row_lengths
+from gpt.train import make_optimizer
 
 
 def _ms(fn: Callable[[], object], n: int = 100) -> float:

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from experiments.curriculum_config import check_curriculum
 from experiments.errors import UserError
 from experiments.evaluate import EVAL_SEED, accuracy
+from gpt.config import TrainConfig
 from gpt.model import GPT
-from gpt.train import EvalFn, TrainConfig
+from gpt.protocols import EvalFn
 from tasks.base import Problems, Task
 from tasks.curriculum import Curriculum
 
@@ -33,7 +35,7 @@ LEVEL_N = 1000  # problems per level check when the run scores no held-out probl
 
 
 class LevelSchedule:
-    """The level a run trains at (gpt.train.Schedule), moved up by `evaluate`."""
+    """The level a run trains at (gpt.protocols.Schedule), moved up by `evaluate`."""
 
     def __init__(self, curriculum: Curriculum, threshold: float, n: int):
         self.curriculum, self.threshold, self.n = curriculum, threshold, n
@@ -76,6 +78,10 @@ class LevelSchedule:
 def make_schedule(task: Task, train: TrainConfig, eval_n: int) -> LevelSchedule | None:
     """The run's LevelSchedule for train.curriculum=auto, else None; one clear error when the
     task cannot have one."""
+    try:
+        check_curriculum(train)  # a RunSpec's are checked (runspec.py); a TrainConfig built elsewhere may not be
+    except ValueError as e:
+        raise UserError(str(e)) from None
     if train.curriculum == "off":
         return None
     if task.metric != "accuracy":

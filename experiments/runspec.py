@@ -17,11 +17,12 @@ import dataclasses
 import difflib
 import importlib.metadata
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from experiments.curriculum_config import check_curriculum
 from experiments.errors import UserError, check_steps
 from experiments.presets import resolve_preset
 from experiments.trust import seal
@@ -75,6 +76,10 @@ def resolve_spec(task: str, preset: str | None = None, sets: list[str] = (), ste
     if target_acc is not None:
         train = _replace(train, target_acc=target_acc)
     train = apply_overrides(train, over["train"], "train")
+    try:
+        check_curriculum(train)  # gpt's TrainConfig holds these settings but leaves them to us
+    except ValueError as e:
+        raise UserError(str(e)) from None
     return RunSpec(task=task, task_config=task_cfg, model=model, train=train, seed=seed, preset=p.name,
                    include=tuple(include), init_from=str(Path(init_from).resolve()) if init_from else "")
 
@@ -149,15 +154,19 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def from_dict(cls: type, d: dict[str, Any], section: str) -> Any:
-    """Rebuild a config dataclass from config.json, ignoring keys a newer version dropped."""
+def from_dict(cls: type, d: dict[str, Any], section: str, check: Callable[[Any], None] | None = None) -> Any:
+    """Rebuild a config dataclass from config.json, ignoring keys a newer version dropped.
+    check: more of the section's checks, which raise ValueError as the config's own do."""
     valid = {f.name: f for f in fields(cls) if f.init}
     for k, v in d.items():
         if k in valid and not _fits(v, valid[k].type):
             raise UserError(f"run config has an invalid {section} section: {k} should be {valid[k].type}, "
                             f"not {type(v).__name__}")
     try:
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in valid})
+        config = cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in valid})
+        if check is not None:
+            check(config)
+        return config
     except (ValueError, TypeError) as e:
         raise UserError(f"run config has an invalid {section} section: {e}") from None
 
@@ -231,7 +240,8 @@ def from_record(record: dict[str, Any], includes: tuple[tuple[str, str | None], 
     cls = task_class(t["name"], paths, [sha for _, sha in includes])
     return RunSpec(
         task=t["name"], task_config=from_dict(cls.Config, t.get("config") or {}, "task"),
-        model=from_dict(GPTConfig, record["model"], "model"), train=from_dict(TrainConfig, train, "train"),
+        model=from_dict(GPTConfig, record["model"], "model"),
+        train=from_dict(TrainConfig, train, "train", check_curriculum),
         seed=record.get("seed", 0), preset=record.get("preset") or "", include=paths,
         init_from=record.get("init_from") or "", world_size=record.get("world_size") or 1,
     )

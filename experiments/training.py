@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import torch
 
 from experiments.batches import batch_source
 from experiments.build import build, position_ids
-from experiments.curriculum import make_schedule, with_levels
+from experiments.curriculum import LevelSchedule, make_schedule, with_levels
 from experiments.devices import resolve_device
 from experiments.errors import USER_ERRNOS, TrainFailed, UserError
 from experiments.evaluate import EVAL_SEED, accuracy
@@ -30,9 +31,13 @@ from experiments.trackers import make_sinks
 from gpt.atomic import remove_temp_files
 from gpt.checkpoint import CheckpointError, check_metrics, load_checkpoint, state_mismatch
 from gpt.distributed import Dist
+from gpt.config import GPTConfig, TrainConfig
+from gpt.faults import FaultSpecError
 from gpt.model import GPT, rename_legacy_keys
 from gpt.progress import TrainProgress
-from gpt.train import FaultSpecError, NonFiniteLoss, Trainer, TrainingInterrupted
+from gpt.protocols import BatchFn
+from gpt.stopping import NonFiniteLoss
+from gpt.train import Trainer, TrainingInterrupted, TrainState
 from tasks.base import Task
 
 
@@ -191,77 +196,88 @@ def _locked(out: Path, spec: RunSpec, opts: TrainOptions, ckpt: dict | None, dis
     config now (into a folder that was empty); a resumed one changes its folder only once
     every check has passed (`commit`, just before training)."""
     built = build(spec)
-    if built.task.train_size:  # drawn now: a pool larger than the task has problems is a user error
-        try:
-            built.task.train_pool(spec.seed)
-        except ValueError as e:
-            raise UserError(f"{e}; lower task.train_size") from None
-    lock = RunLock(out) if dist.is_main else None
-    created = False
-    if lock is not None:
-        created = _make_dir(out)
-        try:
-            lock.acquire()
-        except UserError:
-            if created:  # rmdir: only while empty; a process that won the lock meanwhile keeps its folder
-                with contextlib.suppress(OSError):
-                    out.rmdir()
-            raise
+    _draw_pool(built.task, spec.seed)
+    lock, created = _take_lock(out) if dist.is_main else (None, False)
     try:
         if dist.is_main and new:
             copies = copy_includes(out, spec.include)
             write_config(out, to_record(spec, built.task.vocab.chars, built.model, device, copies))
-
-        def commit() -> None:
-            if not dist.is_main or new:
-                return
-            remove_temp_files(out)  # a killed writer's leftovers; we hold the lock, so no writer is live
-            if ckpt is None:
-                (out / "metrics.jsonl").unlink(missing_ok=True)  # a restart from step 0 logs afresh
-            if rewrite:  # a changed stopping rule; the record keeps its provenance
-                write_config(out, with_train(read_config(out), spec.train))
-
+        commit = _no_commit
+        if dist.is_main and not new:
+            commit = functools.partial(_commit, out, spec.train, ckpt is None, rewrite)
         dist.barrier()  # the other ranks start once the run directory is ready
         return _train_locked(spec, opts, built.task, built.model, device, out, ckpt, dist, commit)
     except UserError:
         # a new run that could not start (a bad --init-from, say) leaves no half-made run
         # directory behind: it was empty or absent before, and is again
         if lock is not None and new and not (out / "ckpt.pt").exists():
-            if created:
-                shutil.rmtree(out, ignore_errors=True)
-            else:
-                for name in ("config.json", "metrics.jsonl"):
-                    (out / name).unlink(missing_ok=True)
-                shutil.rmtree(out / INCLUDE_DIR, ignore_errors=True)
+            _unmake(out, created)
         raise
     finally:
         if lock is not None:
             lock.release()
 
 
-def _train_locked(spec: RunSpec, opts: TrainOptions, task: Task, model_cfg, device: torch.device, out: Path,
-                  ckpt: dict | None, dist: Dist, commit: Callable[[], None] = lambda: None) -> Path:
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    torch.manual_seed(spec.seed)  # only the initial weights come from here
-    model = GPT(model_cfg)
-    init_note = ""
-    if ckpt is None and spec.init_from:
-        init_note = init_from(model, Path(spec.init_from), task.vocab.chars)
-    model = model.to(device)
+def _draw_pool(task: Task, seed: int) -> None:
+    """Draw a task.train_size pool now: one larger than the task has problems is a user error."""
+    if task.train_size:
+        try:
+            task.train_pool(seed)
+        except ValueError as e:
+            raise UserError(f"{e}; lower task.train_size") from None
+
+
+def _take_lock(out: Path) -> tuple[RunLock, bool]:
+    """The run directory's lock, the directory made first if absent; and whether this process made it."""
+    lock = RunLock(out)
+    created = _make_dir(out)
+    try:
+        lock.acquire()
+    except UserError:
+        if created:  # rmdir: only while empty; a process that won the lock meanwhile keeps its folder
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+    return lock, created
+
+
+def _unmake(out: Path, created: bool) -> None:
+    """Undo a new run's start: its folder removed if this process made it, else emptied of the
+    run's files again."""
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for name in ("config.json", "metrics.jsonl"):
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / INCLUDE_DIR, ignore_errors=True)
+
+
+def _no_commit() -> None:
+    """A new run's folder, and another rank's, have nothing to commit."""
+
+
+def _commit(out: Path, train: TrainConfig, restart: bool, rewrite: bool) -> None:
+    """A resumed run's changes to its folder, made once every check has passed (we hold its lock,
+    so no writer is live): a killed writer's leftovers removed; for a restart from step 0 (no
+    checkpoint) a fresh log; for a changed stopping rule, the record's train section."""
+    remove_temp_files(out)
+    if restart:
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+    if rewrite:  # the record keeps its provenance
+        write_config(out, with_train(read_config(out), train))
+
+
+def _train_locked(spec: RunSpec, opts: TrainOptions, task: Task, model_cfg: GPTConfig, device: torch.device,
+                  out: Path, ckpt: dict | None, dist: Dist, commit: Callable[[], None] = _no_commit) -> Path:
+    """Train in a locked run directory: the model, its batches, evals and Trainer; then the
+    checkpoint restored (a resume) or the run announced (a new one); then the loop."""
+    model, init_note = _make_model(spec, task, model_cfg, device, ckpt)
     schedule = make_schedule(task, spec.train, opts.eval_n)
-    curriculum, level = (schedule.curriculum, lambda: schedule.level) if schedule else (None, lambda: 0)
-    batch, close_batches = batch_source(task, spec.seed, spec.train.batch_size, model_cfg.block_size, device,
-                                        dist.rank, spec.train.grad_accum, opts.batch_workers, position_ids(model_cfg),
-                                        curriculum, level)
+    batch, close_batches = _batch_source(spec, opts, task, model_cfg, device, dist, schedule)
     evaluate = with_levels(make_eval_fn(task, opts.eval_n, spec.seed), schedule)
     if spec.train.target_acc and evaluate is None:
         raise UserError(f"--target-acc needs a task with exact-match evaluation; {task.name!r} has none")
-    mode = "quiet" if opts.quiet or not dist.is_main else opts.progress_mode
-    start = int(ckpt["step"]) if ckpt else 0
-    stop_at = f"val_acc ≥ {spec.train.target_acc:g}" if spec.train.target_acc else ""
-    progress = TrainProgress(spec.train.steps, start, mode, title=task.name, stop_at=stop_at)
+    progress = _progress(spec, opts, task, ckpt, dist)
     sinks = make_sinks(opts.log, out, read_config(out), opts.tags) if dist.is_main else []
     try:
         trainer = Trainer(model, spec.train, batch, out, device, spec.seed, evaluate,
@@ -271,62 +287,119 @@ def _train_locked(spec: RunSpec, opts: TrainOptions, task: Task, model_cfg, devi
         progress.close()
         raise UserError(str(e)) from None
     if ckpt is not None:
-        try:
-            check_checkpoint(ckpt, task, model_cfg, out / "ckpt.pt")
-            if (mismatch := fits(model, ckpt["model"])) is not None:
-                raise UserError(f"--resume: {out / 'ckpt.pt'} does not fit the run's model: {mismatch}")
-            trainer.load_state(ckpt)
-        except ValueError as e:  # a schedule or optimizer state that does not fit this run
-            progress.close()
-            raise UserError(f"--resume: {out / 'ckpt.pt'}: {e}") from None
-        except UserError:
-            progress.close()
-            raise
-        progress.print(f"resuming {out} at step {trainer.state.step}")
+        _restore(trainer, ckpt, task, out, progress)
     else:
-        if init_note:
-            progress.print(init_note)
-        n_params = model.num_params()  # a tiny model's count in full: "0.00M" says nothing
-        size = f"{n_params / 1e6:.2f}M" if n_params >= 100_000 else f"{n_params:,}"
-        progress.print(f"{task.name}: {size} parameters, {spec.train.steps} steps -> {out}")
-        if schedule is not None:
-            progress.print(f"curriculum: {len(schedule.curriculum)} levels, up at {schedule.threshold:.2%} accuracy on "
-                           f"the level, {schedule.curriculum.replay:.0%} of each batch from earlier levels")
+        _announce(progress, task, model, spec.train, out, init_note, schedule)
     commit()
+    state = _run(trainer, progress, out, close_batches)
+    if not opts.quiet and dist.is_main:
+        print(_done_line(state, spec.train, out))
+    return out
+
+
+def _make_model(spec: RunSpec, task: Task, model_cfg: GPTConfig, device: torch.device, ckpt: dict | None
+                ) -> tuple[GPT, str]:
+    """The run's model on `device`, and --init-from's note: a new run's weights come from the seed,
+    or from the run it starts from; a resumed run's are loaded later, from its checkpoint."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(spec.seed)  # only the initial weights come from here
+    model = GPT(model_cfg)
+    init_note = ""
+    if ckpt is None and spec.init_from:
+        init_note = init_from(model, Path(spec.init_from), task.vocab.chars)
+    return model.to(device), init_note
+
+
+def _batch_source(spec: RunSpec, opts: TrainOptions, task: Task, model_cfg: GPTConfig, device: torch.device,
+                  dist: Dist, schedule: LevelSchedule | None) -> tuple[BatchFn, Callable[[], None]]:
+    """The loop's batch function (this rank's micro-batches, at the curriculum's level), and what closes it."""
+    curriculum, level = (schedule.curriculum, lambda: schedule.level) if schedule else (None, lambda: 0)
+    return batch_source(task, spec.seed, spec.train.batch_size, model_cfg.block_size, device, dist.rank,
+                        spec.train.grad_accum, opts.batch_workers, position_ids(model_cfg), curriculum, level)
+
+
+def _progress(spec: RunSpec, opts: TrainOptions, task: Task, ckpt: dict | None, dist: Dist) -> TrainProgress:
+    mode = "quiet" if opts.quiet or not dist.is_main else opts.progress_mode
+    start = int(ckpt["step"]) if ckpt else 0
+    stop_at = f"val_acc ≥ {spec.train.target_acc:g}" if spec.train.target_acc else ""
+    return TrainProgress(spec.train.steps, start, mode, title=task.name, stop_at=stop_at)
+
+
+def _restore(trainer: Trainer, ckpt: dict, task: Task, out: Path, progress: TrainProgress) -> None:
+    """Load a resumed run's checkpoint into the trainer, or refuse it in one line."""
+    try:
+        check_checkpoint(ckpt, task, trainer.model.config, out / "ckpt.pt")
+        if (mismatch := fits(trainer.model, ckpt["model"])) is not None:
+            raise UserError(f"--resume: {out / 'ckpt.pt'} does not fit the run's model: {mismatch}")
+        trainer.load_state(ckpt)
+    except ValueError as e:  # a schedule or optimizer state that does not fit this run
+        progress.close()
+        raise UserError(f"--resume: {out / 'ckpt.pt'}: {e}") from None
+    except UserError:
+        progress.close()
+        raise
+    progress.print(f"resuming {out} at step {trainer.state.step}")
+
+
+def _announce(progress: TrainProgress, task: Task, model: GPT, train: TrainConfig, out: Path, init_note: str,
+              schedule: LevelSchedule | None) -> None:
+    """A new run's opening lines: where its weights come from, its size, its curriculum."""
+    if init_note:
+        progress.print(init_note)
+    n_params = model.num_params()  # a tiny model's count in full: "0.00M" says nothing
+    size = f"{n_params / 1e6:.2f}M" if n_params >= 100_000 else f"{n_params:,}"
+    progress.print(f"{task.name}: {size} parameters, {train.steps} steps -> {out}")
+    if schedule is not None:
+        progress.print(f"curriculum: {len(schedule.curriculum)} levels, up at {schedule.threshold:.2%} accuracy on "
+                       f"the level, {schedule.curriculum.replay:.0%} of each batch from earlier levels")
+
+
+def _run(trainer: Trainer, progress: TrainProgress, out: Path, close_batches: Callable[[], None]) -> TrainState:
+    """The loop, its batch workers closed after it; a stop the user should hear of, in one line."""
     try:
         state = trainer.run()
-    except TrainingInterrupted as e:
-        progress.close()
-        raise TrainFailedInterrupt(e, out) from None
-    except NonFiniteLoss as e:
-        progress.close()
-        raise TrainFailed(
-            f"training stopped: loss became {e.value} at step {e.step}; the last good checkpoint is "
-            f"{out / 'ckpt.pt'}. Lower train.lr, or pass --set train.nan_policy=skip to skip such steps"
-        ) from None
-    except OSError as e:
-        progress.close()
-        raise TrainFailed(f"training stopped: writing to {out} failed ({e}); the previous checkpoint is intact",
-                          code=2 if e.errno in USER_ERRNOS else 1) from None
     except Exception as e:
-        if not compile_failed(e):
+        failure = _failure(e, out)
+        if failure is None:
             raise
         progress.close()
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise TrainFailed(
-            f"training stopped: torch.compile failed ({first[:200]}); on the CPU it needs a working C++ "
-            f"compiler. Pass --set train.compile=off to train without it", code=2) from None
+        raise failure from None
     finally:
         close_batches()
     progress.close()
-    if not opts.quiet and dist.is_main:
-        why = ""
-        if state.stop == "target":
-            why = f" (val_acc reached the target {spec.train.target_acc:g})"
-        elif state.stop == "time_budget":
-            why = f" (the time budget of {spec.train.time_budget_s:g} s is spent)"
-        print(f"done: {out} at step {state.step}{why}, best val loss {state.best_val:.4f}")
-    return out
+    return state
+
+
+def _failure(e: Exception, out: Path) -> Exception | None:
+    """What a run that stopped on its own says and exits with (TrainFailed, TrainFailedInterrupt);
+    None for an error that is not the run's to explain (a bug: its traceback is the message)."""
+    if isinstance(e, TrainingInterrupted):
+        return TrainFailedInterrupt(e, out)
+    if isinstance(e, NonFiniteLoss):
+        return TrainFailed(
+            f"training stopped: loss became {e.value} at step {e.step}; the last good checkpoint is "
+            f"{out / 'ckpt.pt'}. Lower train.lr, or pass --set train.nan_policy=skip to skip such steps")
+    if isinstance(e, OSError):
+        return TrainFailed(f"training stopped: writing to {out} failed ({e}); the previous checkpoint is intact",
+                           code=2 if e.errno in USER_ERRNOS else 1)
+    if compile_failed(e):
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        return TrainFailed(
+            f"training stopped: torch.compile failed ({first[:200]}); on the CPU it needs a working C++ "
+            f"compiler. Pass --set train.compile=off to train without it", code=2)
+    return None
+
+
+def _done_line(state: TrainState, train: TrainConfig, out: Path) -> str:
+    """The last line of a run: where it stopped, and why when not at its last step."""
+    why = ""
+    if state.stop == "target":
+        why = f" (val_acc reached the target {train.target_acc:g})"
+    elif state.stop == "time_budget":
+        why = f" (the time budget of {train.time_budget_s:g} s is spent)"
+    return f"done: {out} at step {state.step}{why}, best val loss {state.best_val:.4f}"
 
 
 class TrainFailedInterrupt(TrainFailed):

@@ -1,11 +1,17 @@
 """The training loop: AdamW, warmup + cosine LR, clipping, accumulation, exact resume.
 
-The loop knows nothing about tasks.  It is handed
+    Trainer.run -> _loop: while no stop rule holds (gpt/stopping.py):
+        train_step   one optimizer update: forward and backward over the micro-batches' parts
+                     (gpt/packing.py), the NaN policy, the optimizer step
+        _step_record what the step logs (every log_interval steps)
+        _evaluate_*  at an eval: losses, the task's metrics, the stop rule that ended it, a checkpoint
+
+The loop knows nothing about tasks (gpt/protocols.py).  It is handed
   - `batch(split, step, micro) -> (x, y)`: a pure function, so resuming at
     step s replays exactly the batches an uninterrupted run would have seen;
   - `evaluate(model) -> dict`: extra metrics at each eval (e.g. val_acc).
 Dropout, the only other randomness, is reseeded from (seed, step) every step,
-so there is no RNG state to save.
+so there is no RNG state to save.  WORKBENCH_FAULT kills a run at a chosen point (gpt/faults.py).
 """
 
 from __future__ import annotations
@@ -13,14 +19,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import math
-import os
-import re
 import signal
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,10 +32,13 @@ import torch
 from gpt.checkpoint import MetricsLog, save_checkpoint
 from gpt.config import TrainConfig
 from gpt.distributed import Dist
+from gpt.faults import KillPoints, die
 from gpt.model import GPT
+from gpt.packing import batch_parts
+from gpt.protocols import BatchFn, EvalFn, MetricSink, Schedule
+from gpt.stopping import keep_update, out_of_time, reached_target, stop_reason
 
 EVAL_STEP_BASE = 1 << 40  # eval batches use step ids no training step ever reaches
-FAULT_ENV = "WORKBENCH_FAULT"
 
 
 def lr_at(step: int, cfg: TrainConfig, train_time: float = 0.0) -> float:
@@ -73,96 +80,6 @@ def autocast_for(device: torch.device):
     return contextlib.nullcontext()
 
 
-def row_lengths(y: torch.Tensor) -> torch.Tensor:
-    """(B, T) targets -> (B,) each row's length up to its last target: 1 + that index, 0 for none."""
-    valid = y != -1
-    return torch.where(valid.any(1), y.size(1) - valid.flip(1).int().argmax(1),
-                       torch.zeros_like(valid[:, 0], dtype=torch.long))
-
-
-def length_chunks(x: torch.Tensor, y: torch.Tensor, k: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | float]]:
-    """Split a right-padded batch into k chunks of rows of similar length, each trimmed to its
-    longest row, with each chunk's share of the batch's targets.
-
-    A batch is padded to its longest row, so with problems of very different lengths (the
-    calculator's traces, scratchpads) most of a step's work is on padding. Columns after a
-    row's last target cannot change any earlier position's loss (causal attention), so
-    sum_i share_i * mean_loss(chunk_i) is the batch's mean loss, at less cost. Chunks with
-    no targets are dropped (a batch with none at all stays whole: its loss is 0).
-    """
-    if k <= 1:
-        return [(x, y, 1.0)]  # the default: the step is exactly what it was, at no extra cost
-    valid = y != -1
-    length = row_lengths(y)
-    total = valid.sum().clamp(min=1)
-    out = []
-    for rows in length.argsort().tensor_split(k):
-        w = int(length[rows].max()) if len(rows) else 0
-        if w == 0:
-            continue
-        yc = y[rows, :w]
-        out.append((x[rows, :w], yc, (yc != -1).sum() / total))
-    return out or [(x, y, 1.0)]
-
-
-Part = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | float", "torch.Tensor | None"]
-
-
-def pack_rows(x: torch.Tensor, y: torch.Tensor, width: int = 0) -> list[Part]:
-    """Pack a right-padded batch's rows end to end: (B, T[, 2]) tokens and (B, T) targets ->
-    parts (tokens, targets, share of the batch's targets, segment ids or None), as length_chunks.
-
-    Each row is cut after its last target (columns after it change no loss) and placed, longest
-    first, in the first packed row of `width` columns (0: T) with room (first-fit decreasing).
-    Segment ids number the problems of a packed row 0, 1, ...; its padding gets an id of its
-    own. GPT.forward(..., segments=) lets no token see another segment and counts positions from
-    each segment's start, so the parts' share-weighted mean loss is the batch's, computed with
-    almost no padding. Attention costs width^2 a packed row whatever its problems, so rows
-    longer than `width` are not packed: they make one more part, trimmed, one problem a row.
-    Rows without targets are dropped; a batch with none at all stays as it is.
-    """
-    width = width or x.size(1)
-    length = row_lengths(y).tolist()
-    total = (y != -1).sum().clamp(min=1)
-    long = [r for r in range(len(length)) if length[r] > width]
-    bins: list[list[int]] = []
-    room: list[int] = []
-    for r in sorted((r for r in range(len(length)) if 0 < length[r] <= width), key=lambda r: -length[r]):
-        b = next((i for i, free in enumerate(room) if free >= length[r]), len(bins))
-        if b == len(bins):
-            bins.append([])
-            room.append(width)
-        bins[b].append(r)
-        room[b] -= length[r]
-    parts: list[Part] = []
-    if bins:
-        w = width - min(room)
-        xp = x.new_zeros((len(bins), w, *x.shape[2:]))
-        yp = y.new_full((len(bins), w), -1)
-        seg = torch.empty((len(bins), w), dtype=torch.long, device=y.device)
-        for i, rows in enumerate(bins):
-            at = 0
-            for j, r in enumerate(rows):
-                n = length[r]
-                xp[i, at : at + n], yp[i, at : at + n], seg[i, at : at + n] = x[r, :n], y[r, :n], j
-                at += n
-            seg[i, at:] = len(rows)
-        parts.append((xp, yp, (yp != -1).sum() / total, seg))
-    if long:
-        rows = torch.tensor(long, device=y.device)
-        yl = y[rows, : max(length[r] for r in long)]
-        parts.append((x[rows, : yl.size(1)], yl, (yl != -1).sum() / total, None))
-    return parts or [(x, y, 1.0, None)]
-
-
-def batch_parts(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig) -> list[Part]:
-    """A micro-batch as the training step computes it: packed rows (train.pack) or length chunks,
-    each part (tokens, targets, share of the batch's targets, segment ids or None)."""
-    if cfg.pack:
-        return pack_rows(x, y, cfg.pack_width)
-    return [(*chunk, None) for chunk in length_chunks(x, y, cfg.length_chunks)]
-
-
 def _find_malloc_trim() -> Callable[[int], int] | None:
     try:
         return ctypes.CDLL(None).malloc_trim  # glibc's; musl, macOS and Windows have none
@@ -195,60 +112,10 @@ def step_seed(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, 0xD0, step]).generate_state(1, np.uint64)[0]) >> 1
 
 
-@dataclass(frozen=True)
-class Fault:
-    """A deliberate SIGKILL at one chosen point of a run, so that tests kill exactly where
-    they mean to instead of sleeping and hoping.  Set WORKBENCH_FAULT to one of
-
-        kill:step=N   during update N (1-based, as metrics.jsonl counts), after its backward
-                      pass and before the optimizer step: step N is never logged
-        kill:eval=N   during the eval at step N (0 included), after the loss estimate and before
-                      the accuracy eval: nothing of that eval is logged or saved
-        kill:ckpt=N   while ckpt.pt is written at step N, after its temp file is complete and
-                      fsynced, before os.replace: ckpt.pt is still the previous checkpoint
-
-    The variable is read once, when the Trainer is built; unset, the loop pays one integer
-    comparison per step.  Under DDP every rank that reaches the point kills itself (eval and
-    ckpt happen on rank 0 only).
-    """
-
-    point: str  # step | eval | ckpt
-    at: int
-
-    POINTS = ("step", "eval", "ckpt")
-
-    @classmethod
-    def parse(cls, text: str | None) -> "Fault | None":
-        if not text:
-            return None
-        m = re.fullmatch(r"\s*kill:(step|eval|ckpt)=(\d+)\s*", text)
-        if m is None:
-            raise FaultSpecError(f"{FAULT_ENV}={text!r}: expected kill:step=N, kill:eval=N or kill:ckpt=N")
-        return cls(m.group(1), int(m.group(2)))
-
-    def at_point(self, point: str) -> int:
-        """The step at which to die at this point, or -1 (never: no step is negative)."""
-        return self.at if self.point == point else -1
-
-
-class FaultSpecError(ValueError):
-    """A malformed WORKBENCH_FAULT."""
-
-
-def _die() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)  # what `kill -9` does: no handler, no cleanup, no flush
-
-
 class TrainingInterrupted(Exception):
     def __init__(self, signum: int, step: int):
         super().__init__(f"interrupted by signal {signum} at step {step}")
         self.signum, self.step = signum, step
-
-
-class NonFiniteLoss(Exception):
-    def __init__(self, step: int, value: float):
-        super().__init__(f"loss became {value} at step {step}")
-        self.step, self.value = step, value
 
 
 @dataclass
@@ -260,36 +127,6 @@ class TrainState:
     stop: str = ""  # why the run ended: steps | target | time_budget ("" while it runs); not saved
 
 
-BatchFn = Callable[[str, int, int], tuple[torch.Tensor, torch.Tensor]]
-EvalFn = Callable[[GPT], dict[str, float]]
-
-
-class Schedule(Protocol):
-    """State of the data side that evals may change as training goes (a curriculum's level).
-
-    The batch function reads it; the eval function may change it.  The loop saves it with every
-    checkpoint and restores it on resume, so a resumed run sees exactly the batches an
-    uninterrupted one would; `fields` goes into every logged record (e.g. {"level": 2})."""
-
-    def state_dict(self) -> dict[str, Any]: ...
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-    def fields(self) -> dict[str, Any]: ...
-
-
-class MetricSink(Protocol):
-    """Somewhere else every metrics.jsonl record goes too (an experiment tracker).
-
-    metrics.jsonl stays the record; a sink gets the same records, on rank 0 only.  `open` says
-    where the run starts: a resumed run replays the steps after its checkpoint, so a sink drops
-    whatever an earlier attempt logged past `start_step` (each step ends up there once).  `flush`
-    is called with every checkpoint, so that what a checkpoint covers is never lost by a kill."""
-
-    def open(self, start_step: int) -> None: ...
-    def log(self, record: dict[str, Any]) -> None: ...
-    def flush(self) -> None: ...
-    def close(self) -> None: ...
-
-
 class _NoLog:
     """Metrics sink for ranks other than 0."""
 
@@ -298,6 +135,33 @@ class _NoLog:
     def append(self, record: dict[str, Any]) -> None: ...
     def sync(self) -> None: ...
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One optimizer update, as the loop logs it."""
+
+    loss: torch.Tensor  # the step's mean loss (over ranks, under DDP); a 0-dim tensor on the device
+    lr: float
+    finite: bool  # False: the update was skipped (nan_policy=skip)
+    tokens: int  # target positions computed, padding included
+
+
+@dataclass
+class _Meter:
+    """Throughput since the last logged record: tokens computed, and when it was logged."""
+
+    tokens: int = 0
+    since: float = field(default_factory=time.perf_counter)
+
+    def restart(self, now: float | None = None) -> None:
+        self.tokens, self.since = 0, time.perf_counter() if now is None else now
+
+
+def eval_due(step: int, cfg: TrainConfig, spent: bool) -> bool:
+    """Whether the loop evaluates after update `step`: every eval_interval steps, and at the
+    end, whether the steps or the time budget (`spent`) end it."""
+    return step % cfg.eval_interval == 0 or step == cfg.steps or spent
 
 
 class Trainer:
@@ -343,9 +207,7 @@ class Trainer:
             self.fwd = self.eval_fwd
         self._signal: int | None = None
         self._resumed: dict[str, Any] = {}
-        fault = Fault.parse(os.environ.get(FAULT_ENV))  # once, here: never a lookup per step
-        self._kill_step, self._kill_eval, self._kill_ckpt = (
-            fault.at_point(p) if fault else -1 for p in Fault.POINTS)
+        self._kill = KillPoints.from_env()  # once, here: never a lookup per step
 
     # ---- checkpoints -------------------------------------------------------------------
     def state_payload(self) -> dict[str, Any]:
@@ -379,8 +241,8 @@ class Trainer:
         self.metrics.sync()
         for sink in self.sinks:
             sink.flush()
-        die = _die if self.state.step == self._kill_ckpt else None
-        save_checkpoint(self.out_dir / "ckpt.pt", payload, before_replace=die)
+        before_replace = die if self.state.step == self._kill.ckpt else None
+        save_checkpoint(self.out_dir / "ckpt.pt", payload, before_replace=before_replace)
         if best:
             save_checkpoint(self.out_dir / "best.pt", payload)
 
@@ -397,12 +259,83 @@ class Trainer:
                     _, loss = self.eval_fwd(x, y)
                 losses[i] = loss.float()
             out[key] = float(losses.mean())
-        if self.state.step == self._kill_eval:
-            _die()
+        if self.state.step == self._kill.eval:
+            die()
         if self.evaluate is not None:
             out.update(self.evaluate(self.model))
         self.model.train()
         return out
+
+    # ---- the step ----------------------------------------------------------------------
+    def train_step(self, train_time: float) -> StepResult:
+        """One optimizer update, the state's step + 1; its time goes into state.train_time.
+        train_time: rank 0's training time so far, which a time budget's schedule reads (lr_at)."""
+        start = time.perf_counter()
+        st, cfg = self.state, self.cfg
+        step = st.step
+        lr = lr_at(step, cfg, train_time)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        if self.model.config.dropout > 0:
+            torch.manual_seed(step_seed(self.seed, step))
+        loss, tokens = self._forward_backward(step)
+        if step + 1 == self._kill.step:
+            die()
+        loss = self._agree(loss)
+        finite = self._update(step, loss)
+        st.step += 1
+        st.train_time += time.perf_counter() - start
+        return StepResult(loss, lr, finite, tokens)
+
+    def _forward_backward(self, step: int) -> tuple[torch.Tensor, int]:
+        """Gradients of the step's micro-batches, each cut into parts (batch_parts), accumulated:
+        the step's mean loss, and the target positions computed."""
+        cfg = self.cfg
+        loss_sum = torch.zeros((), device=self.device)
+        tokens = 0
+        for micro in range(cfg.grad_accum):
+            x, y = self.batch("train", step, micro)
+            parts = batch_parts(x, y, cfg)
+            for c, (xc, yc, share, segments) in enumerate(parts):
+                tokens += yc.numel()  # x may carry position ids beside the tokens
+                last = micro == cfg.grad_accum - 1 and c == len(parts) - 1
+                with autocast_for(self.device), self._grad_sync(last):
+                    _, loss = self.fwd(xc, yc, segments=segments)
+                    (loss * share / cfg.grad_accum).backward()
+                loss_sum += loss.detach() * share
+        return loss_sum / cfg.grad_accum, tokens
+
+    def _grad_sync(self, last: bool) -> contextlib.AbstractContextManager:
+        """Under DDP, gradients are all-reduced on the last backward of the step only."""
+        return contextlib.nullcontext() if self.ddp is None or last else self.ddp.no_sync()
+
+    def _agree(self, loss: torch.Tensor) -> torch.Tensor:
+        """The loss every rank decides on: under DDP the ranks' mean, and a signal any rank got
+        becomes every rank's, so that all take the same decisions."""
+        if not self.dist.enabled:
+            return loss
+        shared = self.dist.all_sum(torch.stack([loss.float(), torch.tensor(
+            float(self._signal is not None), device=self.device)]))
+        if shared[1] > 0 and self._signal is None:
+            self._signal = signal.SIGTERM
+        return shared[0] / self.dist.world
+
+    def _update(self, step: int, loss: torch.Tensor) -> bool:
+        """The optimizer step, or a skipped one (the NaN policy); whether the loss was finite.
+
+        On CUDA the loss is checked only on logged steps (reading it waits for the device); on
+        the CPU and under DDP, on every step."""
+        cfg = self.cfg
+        check = self.device.type == "cpu" or self.dist.enabled or (step + 1) % cfg.log_interval == 0
+        finite = bool(torch.isfinite(loss)) if check else True
+        if keep_update(finite, loss, step + 1, cfg):
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+        else:
+            self.state.skipped += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        return finite
 
     # ---- the loop ----------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
@@ -428,93 +361,67 @@ class Trainer:
             sink.log(record)
 
     def _loop(self, cfg: TrainConfig, model: GPT) -> TrainState:
+        """Steps until a stop rule holds; each eval checks the target, and the state says which rule ended it."""
         model.train()
         st = self.state
-        if st.step == 0:
-            record = self._evaluate_main({"step": 0, **self._fields()})
-            reached = record.get("stop") == "target"
-        else:
-            record = self._resumed
-            reached = self._reached(record)
-        reached = self.dist.broadcast_flag(reached, self.device)
-        t_last = time.perf_counter()
-        tokens = 0
+        reached = self._start()
+        meter = _Meter()
         # with a time budget, rank 0's clock decides for every rank both the stop and the schedule
         elapsed = self._elapsed(st.train_time)
-        out_of_time = cfg.time_budget_s > 0 and elapsed >= cfg.time_budget_s  # a resumed, finished run
-        while st.step < cfg.steps and not reached and not out_of_time:
-            step_start = time.perf_counter()
-            step = st.step
-            lr = lr_at(step, cfg, elapsed)
-            for g in self.optimizer.param_groups:
-                g["lr"] = lr
-            if model.config.dropout > 0:
-                torch.manual_seed(step_seed(self.seed, step))
-            loss_sum = torch.zeros((), device=self.device)
-            for micro in range(cfg.grad_accum):
-                x, y = self.batch("train", step, micro)
-                chunks = batch_parts(x, y, cfg)
-                for c, (xc, yc, share, segments) in enumerate(chunks):
-                    tokens += yc.numel()  # x may carry position ids beside the tokens
-                    # gradients are all-reduced on the last backward of the step only
-                    sync = self.ddp is None or (micro == cfg.grad_accum - 1 and c == len(chunks) - 1)
-                    with autocast_for(self.device), (contextlib.nullcontext() if sync else self.ddp.no_sync()):
-                        _, loss = self.fwd(xc, yc, segments=segments)
-                        (loss * share / cfg.grad_accum).backward()
-                    loss_sum += loss.detach() * share
-            loss_val = loss_sum / cfg.grad_accum
-            if step + 1 == self._kill_step:
-                _die()
-            if self.dist.enabled:  # every rank must take the same decisions: mean loss, any signal
-                shared = self.dist.all_sum(torch.stack([loss_val.float(), torch.tensor(
-                    float(self._signal is not None), device=self.device)]))
-                loss_val = shared[0] / self.dist.world
-                if shared[1] > 0 and self._signal is None:
-                    self._signal = signal.SIGTERM
-            check = self.device.type == "cpu" or self.dist.enabled or (step + 1) % cfg.log_interval == 0
-            finite = bool(torch.isfinite(loss_val)) if check else True
-            if not finite and cfg.nan_policy == "stop":
-                raise NonFiniteLoss(step + 1, float(loss_val))
-            if finite:
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                self.optimizer.step()
-            else:
-                st.skipped += 1
-            self.optimizer.zero_grad(set_to_none=True)
-            st.step += 1
-            record = {"step": st.step}
-            if not finite:
-                record["skipped"] = f"non-finite loss {float(loss_val)}"
-            st.train_time += time.perf_counter() - step_start
+        while not (why := stop_reason(cfg, st.step, out_of_time(elapsed, cfg), reached)):
+            done = self.train_step(elapsed)
+            meter.tokens += done.tokens
             elapsed = self._elapsed(st.train_time)
-            out_of_time = cfg.time_budget_s > 0 and elapsed >= cfg.time_budget_s
-            do_eval = st.step % cfg.eval_interval == 0 or st.step == cfg.steps or out_of_time
-            if st.step % cfg.log_interval == 0 or do_eval:
-                now = time.perf_counter()
-                dt = now - t_last
-                record.update(
-                    loss=round(float(loss_val), 6), lr=lr,
-                    tokens_per_s=round(tokens / dt, 1), ms_per_step=round(1000 * dt / cfg.log_interval, 3),
-                    train_time=round(st.train_time, 3), **self._fields(),
-                )
-                tokens, t_last = 0, now
+            spent = out_of_time(elapsed, cfg)
+            do_eval = eval_due(st.step, cfg, spent)
+            record = self._step_record(done, meter, do_eval)
             if do_eval:
-                record = self._evaluate_main(record, out_of_time)
+                record = self._evaluate_main(record, spent)
                 reached = self.dist.broadcast_flag(record.get("stop") == "target", self.device)
-                t_last = time.perf_counter()  # eval time is not training time
+                meter.restart()  # eval time is not training time
             elif len(record) > 1:
                 self._log(record)
             if self.progress:
                 self.progress.update(st.step, record)
-            if self._signal is not None:
-                if not do_eval:
-                    self.save()
-                raise TrainingInterrupted(self._signal, st.step)
-            if out_of_time:
-                break
-        st.stop = "target" if reached else "time_budget" if out_of_time else "steps"
+            self._stop_if_signalled(saved=do_eval)
+        st.stop = why
         return st
+
+    def _start(self) -> bool:
+        """The eval a run starts from: a new run's at step 0, a resumed run's from its log (a
+        checkpoint saved at an eval).  Whether it met the target, as rank 0 says."""
+        if self.state.step == 0:
+            reached = self._evaluate_main({"step": 0, **self._fields()}).get("stop") == "target"
+        else:
+            reached = reached_target(self._resumed, self.cfg)
+        return self.dist.broadcast_flag(reached, self.device)
+
+    def _step_record(self, done: StepResult, meter: _Meter, do_eval: bool) -> dict[str, Any]:
+        """What a step logs: its number, a skipped update's reason, and on logged steps (every
+        log_interval, and every eval) the loss, the lr and the throughput since the last one."""
+        st, cfg = self.state, self.cfg
+        record: dict[str, Any] = {"step": st.step}
+        if not done.finite:
+            record["skipped"] = f"non-finite loss {float(done.loss)}"
+        if st.step % cfg.log_interval == 0 or do_eval:
+            now = time.perf_counter()
+            dt = now - meter.since
+            record.update(
+                loss=round(float(done.loss), 6), lr=done.lr,
+                tokens_per_s=round(meter.tokens / dt, 1), ms_per_step=round(1000 * dt / cfg.log_interval, 3),
+                train_time=round(st.train_time, 3), **self._fields(),
+            )
+            meter.restart(now)
+        return record
+
+    def _stop_if_signalled(self, saved: bool) -> None:
+        """A SIGINT or SIGTERM ends the run after the step it arrived in, checkpointed (`saved`:
+        this step's eval already was)."""
+        if self._signal is None:
+            return
+        if not saved:
+            self.save()
+        raise TrainingInterrupted(self._signal, self.state.step)
 
     def _fields(self) -> dict[str, Any]:
         """What the schedule logs with each record: the state the step just trained with."""
@@ -524,28 +431,25 @@ class Trainer:
         """Training time for the budget: rank 0's, on every rank (one broadcast a step, only with a budget)."""
         return self.dist.broadcast_float(train_time, self.device) if self.cfg.time_budget_s > 0 else train_time
 
-    def _evaluate_main(self, record: dict[str, Any], out_of_time: bool = False) -> dict[str, Any]:
-        record = self._evaluate_rank0(record, out_of_time)
+    def _evaluate_main(self, record: dict[str, Any], spent: bool = False) -> dict[str, Any]:
+        record = self._evaluate_rank0(record, spent)
         if self.schedule is not None and self.dist.enabled:  # rank 0's eval may have moved it
             self.schedule.load_state_dict(self.dist.broadcast_object(self.schedule.state_dict()))
         return record
 
-    def _evaluate_rank0(self, record: dict[str, Any], out_of_time: bool = False) -> dict[str, Any]:
+    def _evaluate_rank0(self, record: dict[str, Any], spent: bool = False) -> dict[str, Any]:
         """Rank 0 evaluates, logs and checkpoints; the other ranks skip ahead to the next step.
 
         The eval that ends the run says why in its record: "stop" is "target" (val_acc reached
-        --target-acc), "time_budget" or "steps".  (A kill between that record and its checkpoint
-        leaves the record behind; --resume cuts the log back to the checkpoint and redoes it.)"""
+        --target-acc), "time_budget" or "steps" (stop_reason).  (A kill between that record and
+        its checkpoint leaves the record behind; --resume cuts the log back to the checkpoint
+        and redoes it.)"""
         if not self.dist.is_main:
             return record
         st = self.state
         record = {**record, **self.estimate_loss()}
-        if self._reached(record):
-            record["stop"] = "target"
-        elif out_of_time:
-            record["stop"] = "time_budget"
-        elif st.step >= self.cfg.steps:
-            record["stop"] = "steps"
+        if why := stop_reason(self.cfg, st.step, spent, reached_target(record, self.cfg)):
+            record["stop"] = why
         best = st.step == 0 or record["val_loss"] < st.best_val
         if best:
             st.best_val = record["val_loss"]
@@ -556,8 +460,3 @@ class Trainer:
         if st.step == 0 and self.progress:  # the loop reports later evals itself
             self.progress.update(0, record)
         return record
-
-    def _reached(self, record: dict[str, Any]) -> bool:
-        """Whether an eval's record meets train.target_acc (val_acc comes from `evaluate`)."""
-        target = self.cfg.target_acc
-        return target > 0 and "val_acc" in record and record["val_acc"] >= target

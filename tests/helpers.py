@@ -38,7 +38,7 @@ def workbench_proc(*args: str, **kw) -> subprocess.Popen:
 
 
 def workbench_run(*args: str, fault: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the CLI in a subprocess to its end.  fault sets WORKBENCH_FAULT (gpt.train.Fault:
+    """Run the CLI in a subprocess to its end.  fault sets WORKBENCH_FAULT (gpt.faults.Fault:
     kill:step=N, kill:eval=N or kill:ckpt=N), so the process SIGKILLs itself at that point."""
     env = {k: v for k, v in os.environ.items() if k != "WORKBENCH_FAULT"}
     env["PYTHONUNBUFFERED"] = "1"

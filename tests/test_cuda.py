@@ -137,7 +137,7 @@ def _ragged_batch_gradient() -> tuple[GPT, torch.Tensor, torch.Tensor, list[torc
 
 @pytest.mark.parametrize("k", [2, 4])
 def test_length_chunks_give_the_whole_batch_gradient_on_gpu(k):
-    from gpt.train import length_chunks
+    from gpt.packing import length_chunks
     model, x, y, want = _ragged_batch_gradient()
     for xc, yc, share in length_chunks(x, y, k):
         _, lc = model(xc, yc)
@@ -148,7 +148,7 @@ def test_length_chunks_give_the_whole_batch_gradient_on_gpu(k):
 
 @pytest.mark.parametrize("width", [0, 16])
 def test_packed_rows_give_the_whole_batch_gradient_on_gpu(width):
-    from gpt.train import pack_rows
+    from gpt.packing import pack_rows
     model, x, y, want = _ragged_batch_gradient()
     for xp, yp, share, seg in pack_rows(x, y, width):
         _, lp = model(xp, yp, segments=seg)

@@ -1,14 +1,20 @@
 """Curricula: a task's levels (tasks/curriculum.py) and a run that climbs them (experiments/curriculum.py)."""
 
+import json
+
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from experiments.build import build
 from experiments.curriculum import LevelSchedule, make_schedule
+from experiments.curriculum_config import check_curriculum
 from experiments.errors import UserError
+from experiments.runspec import from_record, resolve_spec, to_record
 from gpt.checkpoint import load_checkpoint
-from gpt.train import TrainConfig
+from gpt.config import TrainConfig
 from helpers import TINY, cli, killed, metrics, forked_run
 from tasks.addition import AdditionConfig, AdditionTask, n_digits
 from tasks.calculator import CalculatorTask
@@ -129,7 +135,29 @@ def test_the_schedule_moves_up_at_the_threshold_and_not_before(monkeypatch):
                                  dict(curriculum_replay=1.0)])
 def test_curriculum_options_are_validated(bad):
     with pytest.raises(ValueError, match="train.curriculum"):
-        TrainConfig(**bad)
+        check_curriculum(TrainConfig(**bad))
+
+
+def test_gpt_leaves_the_curriculum_settings_it_never_reads_to_the_workbench(tmp_path, capsys):
+    assert TrainConfig(curriculum="bogus").curriculum == "bogus"  # gpt/ holds the field, unchecked
+    with pytest.raises(UserError, match="train.curriculum must be one of off, auto, got 'bogus'"):
+        resolve_spec("addition", sets=["train.curriculum=bogus"])
+    with pytest.raises(UserError, match="train.curriculum_threshold"):
+        make_schedule(ADD, TrainConfig(curriculum="auto", curriculum_threshold=2.0), 50)
+    code, _, err = cli(capsys, "train", "--task", "addition", "--set", "train.curriculum=bogus", "--steps", "1",
+                       "--out", tmp_path / "r", "--quiet")
+    assert code == 2 and err == "error: train.curriculum must be one of off, auto, got 'bogus'\n", err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_record_with_a_bad_curriculum_setting_is_refused_as_its_other_settings_are():
+    spec = resolve_spec("addition", sets=["train.curriculum=auto"])
+    built = build(spec)
+    record = json.loads(json.dumps(to_record(spec, built.task.vocab.chars, built.model, torch.device("cpu"))))
+    assert from_record(record).train.curriculum == "auto"
+    record["train"]["curriculum_replay"] = 1.5
+    with pytest.raises(UserError, match="invalid train section: train.curriculum_replay must be in"):
+        from_record(record)
 
 
 STEPS = 40

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from gpt.config import GIVEN, POSITIONS, SLOTTED
 from gpt.generate import KVCache
 from gpt.model import GPT, GPTConfig, segment_positions
-from gpt.train import TrainConfig, pack_rows, row_lengths
+from gpt.config import TrainConfig
+from gpt.packing import pack_rows, row_lengths
 from helpers import TINY, cli, metrics
 
 BASE = GPTConfig(vocab_size=13, block_size=24, n_layer=2, n_head=2, n_embd=16, max_pos=30,

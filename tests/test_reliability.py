@@ -3,7 +3,7 @@
 The runs are addition problems, which need no data file, with the features most likely to
 break an exact resume switched on: dropout (reseeded per step), Abacus positions (offsets
 hashed from the data) and length-split batches.  Kills land exactly where a test means
-them to: the run SIGKILLs itself at a point named by WORKBENCH_FAULT (gpt.train.Fault).
+them to: the run SIGKILLs itself at a point named by WORKBENCH_FAULT (gpt.faults.Fault).
 """
 
 import errno

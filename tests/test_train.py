@@ -3,7 +3,10 @@ import torch
 
 from gpt.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gpt.model import GPT, GPTConfig
-from gpt.train import Fault, FaultSpecError, TrainConfig, length_chunks, lr_at, make_optimizer
+from gpt.config import TrainConfig
+from gpt.faults import Fault, FaultSpecError
+from gpt.packing import length_chunks
+from gpt.train import lr_at, make_optimizer
 from helpers import TINY, cli, killed, metrics, forked_run
 
 
