@@ -233,8 +233,8 @@ class BaseTask:
     def train_size(self) -> int:
         """Size of the fixed training pool; 0 (the default) means fresh problems every batch.
 
-        A task opts in by giving its Config a `train_size` field (see TaskConfig); one without
-        problems has no pool, and its config the TaskConfig's 0."""
+        A task opts in by giving its Config a `train_size` field (see TaskConfig); a task
+        without problems has no pool, and its config keeps TaskConfig's 0."""
         return self.config.train_size
 
     def position_scheme(self, scheme: str) -> Scheme:
@@ -256,8 +256,9 @@ class BaseTask:
 class Task(BaseTask):
     """A task that makes problems and answers them: the class a task file subclasses.
 
-    It defines chars, sample, render, solve, parse_answer and key_columns (check_contract
-    insists); held-out splits, training pools, batches, examples and scoring come from here."""
+    The subclass defines chars, sample, render, solve, parse_answer and key_columns
+    (check_contract insists); held-out splits, training pools, batches, examples and scoring
+    come from here."""
 
     metric: ClassVar[str] = "accuracy"
     key_columns: ClassVar[tuple[str, ...]] = ()

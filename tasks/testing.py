@@ -69,6 +69,7 @@ class Subject:
 
     @classmethod
     def of(cls, task: BaseTask, examples: int) -> "Subject":
+        """What the checks need of a task, worked out once (max_length samples 512 problems a split)."""
         if not makes_problems(type(task)):
             return cls(task, examples, False, tuple(task.splits), {}, ())
         splits = tuple(s for s in task.splits if s in ("train", "test", "ood"))
@@ -81,6 +82,7 @@ class Subject:
         return self.longest[split] if self.problems else LOSS_BLOCK
 
     def any_split(self) -> st.SearchStrategy[str]:
+        """Draws one of the splits the checks cover."""
         return st.sampled_from(self.splits)
 
 
@@ -93,10 +95,11 @@ def _has_scheme(task: Task, scheme: str) -> bool:
 
 
 def _for_all(n: int, **strategies: st.SearchStrategy) -> Callable[[Callable], Callable[[], None]]:
-    """A property checked on n examples drawn from strategies (`@_for_all(n, seed=SEEDS)`, then call it)."""
+    """Decorates a property: calling it checks it on n examples drawn from strategies."""
     # explicit settings win over any hypothesis profile: derandomized, no database, so `workbench check` is reproducible
-    return lambda prop: settings(max_examples=n, deadline=None, database=None, suppress_health_check=list(HealthCheck),
-                                 derandomize=True)(given(**strategies)(prop))
+    at_n = settings(max_examples=n, deadline=None, database=None, suppress_health_check=list(HealthCheck),
+                    derandomize=True)
+    return lambda prop: at_n(given(**strategies)(prop))
 
 
 def _few(s: Subject) -> int:
