@@ -96,8 +96,25 @@ class TaskConfig:
     mask_prompt = True  # the loss covers the target only, not the prompt
     train_size = 0  # > 0: train on a fixed pool of this many distinct problems; 0: fresh ones every batch
 
+    # An option's old name -> its new one.  The old name stays a field, default None, because run
+    # records written before the rename (config.json) hold it, and `--set task.OLD=...` may too;
+    # __post_init__ calls adopt_renamed first, which moves its value to the new name.
+    renamed: ClassVar[dict[str, str]] = {}
+
     def replace(self, **changes: Any) -> "TaskConfig":
         return dataclasses.replace(self, **changes)
+
+    def adopt_renamed(self) -> None:
+        """Move each renamed option given by its old name to its new one, and clear the old
+        (ValueError when both are given, differently)."""
+        for old, new in self.renamed.items():
+            value = getattr(self, old)
+            if value is None:
+                continue
+            if getattr(self, new) not in (value, self.__dataclass_fields__[new].default):
+                raise ValueError(f"{old} is the old name of {new}; give only {new}")
+            object.__setattr__(self, new, value)  # frozen: __post_init__ is where a config settles itself
+            object.__setattr__(self, old, None)
 
 
 def parse_odds(name: str, text: str, n: int, what: str) -> np.ndarray | None:
