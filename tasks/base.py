@@ -1,12 +1,11 @@
-"""The task contract: one protocol for every task, text included.
+"""The task contract: what every task has (BaseTask), and what a task that makes problems adds (Task).
 
-A task makes training batches and answers for itself the questions the
-workbench asks of it: how am I scored (`metric`), does this block size fit me
-(`check_block_size`), what do my examples look like (`examples`).  It knows
-nothing about models or training.
+Every task makes training batches and answers for itself the questions the workbench asks of
+it: how am I scored (`metric`), does this block size fit me (`check_block_size`), what do my
+examples look like (`examples`).  It knows nothing about models or training.
 
-A problem task (metric "accuracy": exact match of parsed answers on held-out
-problems) subclasses `Task` and defines
+A problem task (metric "accuracy": exact match of parsed answers on held-out problems) is the
+one you write (docs/adding-a-task.md): it subclasses `Task` and defines
 
     name, description   class attributes
     Config              a frozen dataclass, a TaskConfig, that validates itself (ValueError)
@@ -17,9 +16,13 @@ problems) subclasses `Task` and defines
     solve(problems) -> list               reference answers, computed independently
     parse_answer(text) -> answer or None  completion text -> answer
 
-Everything else (held-out splits, batches, scoring) is built on those.  A
-language-modelling task (metric "loss": next-token loss only, no answers)
-defines `batch`, `check_block_size` and `examples` itself instead (tasks/text.py).
+Everything else (held-out splits, training pools, batches, scoring) is built on those.
+
+A task scored by its loss alone (metric "loss": next-token loss, no problems, no answers)
+subclasses `BaseTask` and defines make_vocab, batch, check_block_size and examples
+(tasks/text.py).  It carries none of the problem machinery.  (Before BaseTask, such a task
+subclassed Task and declared metric = "loss"; a file written so still loads and is checked as
+a loss task: see `makes_problems`.)
 
 Determinism: a batch is a pure function of (seed, split, step, micro), drawn
 with np.random.default_rng([seed, split_id, step, micro]).  SeedSequence
@@ -93,8 +96,25 @@ class TaskConfig:
     mask_prompt = True  # the loss covers the target only, not the prompt
     train_size = 0  # > 0: train on a fixed pool of this many distinct problems; 0: fresh ones every batch
 
+    # An option's old name -> its new one.  The old name stays a field, default None, because run
+    # records written before the rename (config.json) hold it, and `--set task.OLD=...` may too;
+    # __post_init__ calls adopt_renamed first, which moves its value to the new name.
+    renamed: ClassVar[dict[str, str]] = {}
+
     def replace(self, **changes: Any) -> "TaskConfig":
         return dataclasses.replace(self, **changes)
+
+    def adopt_renamed(self) -> None:
+        """Move each renamed option given by its old name to its new one, and clear the old
+        (ValueError when both are given, differently)."""
+        for old, new in self.renamed.items():
+            value = getattr(self, old)
+            if value is None:
+                continue
+            if getattr(self, new) not in (value, self.__dataclass_fields__[new].default):
+                raise ValueError(f"{old} is the old name of {new}; give only {new}")
+            object.__setattr__(self, new, value)  # frozen: __post_init__ is where a config settles itself
+            object.__setattr__(self, old, None)
 
 
 def parse_odds(name: str, text: str, n: int, what: str) -> np.ndarray | None:
@@ -177,19 +197,21 @@ class Example:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-class Task:
+class BaseTask:
+    """What every task has: a name, options, a vocabulary, splits, a metric, and batches.
+
+    A subclass that makes no problems (a text corpus) defines make_vocab, batch,
+    check_block_size and examples; a problem task subclasses Task, which defines them."""
+
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     Config: ClassVar[type[TaskConfig]] = TaskConfig
     splits: ClassVar[tuple[str, ...]] = ("train", "test")
-    buckets: ClassVar[tuple[str, ...]] = ()  # metadata columns for accuracy tables
+    metric: ClassVar[str] = "loss"  # one of METRICS; a Task's is "accuracy"
+    # eval tables' group-by columns: the workbench lists them for every task, and a task without
+    # problems has none
+    buckets: ClassVar[tuple[str, ...]] = ()
     default_by: ClassVar[tuple[str, ...]] = ()  # buckets `workbench eval` groups by unless --by says
-    key_columns: ClassVar[tuple[str, ...]] = ()
-    test_fraction: ClassVar[float] = 0.05  # share of problems (per bucket, by hash) held out
-    metric: ClassVar[str] = "accuracy"  # one of METRICS: "accuracy" (exact match) or "loss" (no answers)
-    finite_train: ClassVar[bool] = False  # training draws from a small fixed pool: track train_acc too
-    # check_answer adds a trace_valid column; every config has it, so runs of one task compare
-    scores_traces: ClassVar[bool] = False
 
     def __init__(self, config: TaskConfig | None = None):
         self.config = config if config is not None else self.Config()
@@ -197,18 +219,86 @@ class Task:
             raise TypeError(f"{type(self).__name__} needs a {self.Config.__name__}")
         self.vocab = self.make_vocab()
 
+    # ---- what a task without problems implements (check_contract insists) ---------------------
+    # Not abstract: check_contract names what is missing, before anything is constructed.
     def make_vocab(self) -> Vocab:
-        """The task's alphabet and END, which closes every target (a text task has no END)."""
-        return Vocab(self.chars + END)
+        """The task's vocabulary, built once at construction."""
+        raise NotImplementedError(f"task {self.name!r} does not implement make_vocab")
 
+    def batch(self, seed: int, split: str, step: int, micro: int, batch_size: int,
+              block_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Training arrays (x, y), each (batch_size, block_size), for one micro-batch; a pure
+        function of its arguments."""
+        raise NotImplementedError(f"task {self.name!r} does not implement batch")
+
+    def check_block_size(self, block_size: int) -> None:
+        """ValueError unless a model with this block size can train on the task's train split."""
+        raise NotImplementedError(f"task {self.name!r} does not implement check_block_size")
+
+    def examples(self, seed: int, split: str, n: int) -> list[Example]:
+        """n rows of a split as the model sees them (`workbench show`), a pure function of seed."""
+        raise NotImplementedError(f"task {self.name!r} does not implement examples")
+
+    # ---- what every task answers --------------------------------------------------------------
     @property
     def end_id(self) -> int | None:
         """The token that closes every answer, where decoding stops; None for a task without
         answers (a text corpus, in which END may be an ordinary character)."""
+        return None
+
+    @property
+    def train_size(self) -> int:
+        """Size of the fixed training pool; 0 (the default) means fresh problems every batch.
+
+        A task opts in by giving its Config a `train_size` field (see TaskConfig); a task
+        without problems has no pool, and its config keeps TaskConfig's 0."""
+        return self.config.train_size
+
+    def position_scheme(self, scheme: str) -> Scheme:
+        """How this task numbers its tokens for model.pos=scheme (tasks/positions.py): a task
+        without problems has no prompts and targets to number them in."""
+        raise ValueError(f"task {self.name!r} is scored by its loss and has no problems whose tokens it "
+                         f"could number: model.pos={scheme} needs a problem task")
+
+    def check_split(self, split: str) -> None:
+        """ValueError unless split is one of the task's splits."""
+        if split not in self.splits:
+            raise ValueError(f"task {self.name!r} has no split {split!r}; it has {', '.join(self.splits)}")
+
+    def rng(self, seed: int, split: str, step: int, micro: int = 0) -> np.random.Generator:
+        """The generator of one micro-batch: every draw of a batch comes from it."""
+        return np.random.default_rng([seed, SPLIT_IDS[split], step, micro])
+
+
+class Task(BaseTask):
+    """A task that makes problems and answers them: the class a task file subclasses.
+
+    The subclass defines chars, sample, render, solve, parse_answer and key_columns
+    (check_contract insists); held-out splits, training pools, batches, examples and scoring
+    come from here."""
+
+    metric: ClassVar[str] = "accuracy"
+    key_columns: ClassVar[tuple[str, ...]] = ()
+    test_fraction: ClassVar[float] = 0.05  # share of problems (per bucket, by hash) held out
+    finite_train: ClassVar[bool] = False  # training draws from a small fixed pool: track train_acc too
+    # check_answer adds a trace_valid column; every config has it, so runs of one task compare
+    scores_traces: ClassVar[bool] = False
+
+    def __init__(self, config: TaskConfig | None = None):
+        super().__init__(config)
+        # train_pool's, by seed: a pool is drawn once (seconds, for a large train_size), and every
+        # training batch of the run takes its problems from it
+        self._pools: dict[int, Problems] = {}
+
+    def make_vocab(self) -> Vocab:
+        """The task's alphabet and END, which closes every target."""
+        return Vocab(self.chars + END)
+
+    @property
+    def end_id(self) -> int:
         return self.vocab.stoi[END]
 
-    # ---- what a problem task implements (check_contract insists, for metric "accuracy") -----
-    # Not abstract: a loss task has no problems, and would otherwise have to stub them out.
+    # ---- what a problem task implements (check_contract insists) ------------------------------
     @property
     def chars(self) -> str:
         raise NotImplementedError(f"task {self.name!r} does not implement chars")
@@ -234,7 +324,7 @@ class Task:
         return self.config.mask_prompt
 
     def check_block_size(self, block_size: int) -> None:
-        """ValueError unless a model with this block size can train on the task's train split."""
+        """ValueError unless a model with this block size holds the train split's longest problem."""
         need = self.max_length() - 1  # x drops the last character
         if need > block_size:
             raise ValueError(f"model.block_size {block_size} is too small for task {self.name!r}: "
@@ -270,23 +360,6 @@ class Task:
         Tasks without traces have none to check."""
         return []
 
-    # ---- position ids that come with the data (model.pos=abacus|coupled; tasks/positions.py) ----
-    def position_scheme(self, scheme: str) -> Scheme:
-        """How this task numbers its tokens for model.pos=scheme.  Abacus is generic (digits by
-        their index within their number); a task defines "coupled" from its own format."""
-        if self.metric != "accuracy":
-            raise ValueError(f"task {self.name!r} is scored by its loss and has no problems whose tokens it "
-                             f"could number: model.pos={scheme} needs a problem task")
-        if scheme == "abacus" and any(c in DIGITS for c in self.vocab.chars):
-            return ABACUS
-        have = "abacus" if any(c in DIGITS for c in self.vocab.chars) else "neither"
-        raise ValueError(f"task {self.name!r} has no {scheme} position ids (model.pos={scheme}); it has {have}")
-
-    def position_ids(self, r: Rendered, scheme: str) -> np.ndarray:
-        """(N, W) position ids of r's characters (0: none); the target's by the counting rule."""
-        s = self.position_scheme(scheme)
-        return count_on(s.prompt_ids(r), r, s.counting, s.step, s.restart)
-
     def problems_from_prompts(self, prompts: Sequence[str]) -> Problems:
         """Problems from user-typed prompts (for `workbench ask`); ValueError when one is malformed."""
         raise NotImplementedError(f"task {self.name!r} cannot read problems from prompts")
@@ -310,17 +383,27 @@ class Task:
             ))
         return out
 
-    def check_split(self, split: str) -> None:
-        """ValueError unless split is one of the task's splits."""
-        if split not in self.splits:
-            raise ValueError(f"task {self.name!r} has no split {split!r}; it has {', '.join(self.splits)}")
-
     # ---- levels of difficulty (train.curriculum=auto; tasks/curriculum.py) --------------------
     def levels(self) -> list[dict[str, Any]]:
         """Option overrides from easiest to the task as configured (the last is {}), for a
         curriculum; [] for a task without levels.  A level changes what problems are drawn,
         never how they are written: every level's problems are rendered by this task."""
         return []
+
+    # ---- position ids that come with the data (model.pos=abacus|coupled; tasks/positions.py) ----
+    def position_scheme(self, scheme: str) -> Scheme:
+        """How this task numbers its tokens for model.pos=scheme.  Abacus is generic (digits by
+        their index within their number); a task defines "coupled" from its own format."""
+        has_digits = any(c in DIGITS for c in self.vocab.chars)
+        if scheme == "abacus" and has_digits:
+            return ABACUS
+        have = "abacus" if has_digits else "neither"
+        raise ValueError(f"task {self.name!r} has no {scheme} position ids (model.pos={scheme}); it has {have}")
+
+    def position_ids(self, r: Rendered, scheme: str) -> np.ndarray:
+        """(N, W) position ids of r's characters (0: none); the target's by the counting rule."""
+        s = self.position_scheme(scheme)
+        return count_on(s.prompt_ids(r), r, s.counting, s.step, s.restart)
 
     # ---- held-out splits ---------------------------------------------------------------------
     def is_test(self, problems: Problems) -> np.ndarray:
@@ -351,38 +434,31 @@ class Task:
         raise RuntimeError(f"task {self.name!r}: could not draw {n} {split} problems (is the split empty?)")
 
     # ---- a finite training set (config.train_size > 0) -------------------------------------
-    @property
-    def train_size(self) -> int:
-        """Size of the fixed training pool; 0 (the default) means fresh problems every batch.
-
-        A task opts in by giving its Config a `train_size` field (see TaskConfig)."""
-        return self.config.train_size
-
     def train_pool(self, seed: int) -> Problems:
-        """train_size distinct training problems, a pure function of the run's seed."""
-        pools = self.__dict__.setdefault("_pools", {})
-        if seed not in pools:
-            rng = np.random.default_rng([seed, SPLIT_IDS["train"], POOL_STEP])
-            parts, seen, have = [], set(), 0
-            for _ in range(100):
-                cand = self.problems(rng, 2 * (self.train_size - have) + 16, "train")
-                keys = hash_rows([cand[c] for c in self.key_columns], 0).tolist()
-                fresh = [i for i, k in enumerate(keys) if not (k in seen or seen.add(k))]
-                got = cand.take(np.array(fresh[: self.train_size - have], dtype=np.int64))
-                parts.append(got)
-                have += len(got)
-                if have >= self.train_size:
-                    break
-            else:
-                raise ValueError(f"task {self.name!r} has fewer than train_size={self.train_size} "
-                                 f"distinct training problems (found {have})")
-            pools[seed] = Problems.concat(parts)
-        return pools[seed]
+        """train_size distinct training problems, a pure function of the run's seed (kept in
+        self._pools: drawn once per seed)."""
+        if seed not in self._pools:
+            self._pools[seed] = self.draw_pool(seed)
+        return self._pools[seed]
+
+    def draw_pool(self, seed: int) -> Problems:
+        """train_size distinct training problems drawn afresh; ValueError when the train split
+        has fewer."""
+        rng = np.random.default_rng([seed, SPLIT_IDS["train"], POOL_STEP])
+        parts, seen, have = [], set(), 0
+        for _ in range(100):
+            cand = self.problems(rng, 2 * (self.train_size - have) + 16, "train")
+            keys = hash_rows([cand[c] for c in self.key_columns], 0).tolist()
+            fresh = [i for i, k in enumerate(keys) if not (k in seen or seen.add(k))]
+            got = cand.take(np.array(fresh[: self.train_size - have], dtype=np.int64))
+            parts.append(got)
+            have += len(got)
+            if have >= self.train_size:
+                return Problems.concat(parts)
+        raise ValueError(f"task {self.name!r} has fewer than train_size={self.train_size} "
+                         f"distinct training problems (found {have})")
 
     # ---- batches ------------------------------------------------------------------------------
-    def rng(self, seed: int, split: str, step: int, micro: int = 0) -> np.random.Generator:
-        return np.random.default_rng([seed, SPLIT_IDS[split], step, micro])
-
     def batch(self, seed: int, split: str, step: int, micro: int, batch_size: int,
               block_size: int, ids: PositionIds | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Training arrays (x, y) for one micro-batch; a pure function of its arguments.
@@ -426,36 +502,56 @@ def _plain(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-REQUIRED = ("chars", "sample", "render", "solve", "parse_answer")  # what an "accuracy" task defines
-SIGNATURES = (("sample", ["rng", "n", "split"]), ("render", ["problems"]), ("solve", ["problems"]),
-              ("parse_answer", ["text"]))
+# What a task class defines itself, and the arguments the workbench passes each method (None: an
+# attribute or property, not called).  A problem task's are its problems; a loss task's, its batches.
+PROBLEM_CONTRACT: tuple[tuple[str, tuple[str, ...] | None], ...] = (
+    ("chars", None), ("sample", ("rng", "n", "split")), ("render", ("problems",)), ("solve", ("problems",)),
+    ("parse_answer", ("text",)))
+LOSS_CONTRACT: tuple[tuple[str, tuple[str, ...] | None], ...] = (
+    ("make_vocab", ()), ("batch", ("seed", "split", "step", "micro", "batch_size", "block_size")),
+    ("check_block_size", ("block_size",)), ("examples", ("seed", "split", "n")))
+
+
+def makes_problems(cls: type[BaseTask]) -> bool:
+    """Whether a task class makes problems, and is checked as a problem task: a Task, unless it
+    declares metric "loss".  A task scored by its loss that was written before BaseTask subclassed
+    Task so, and defines batch, check_block_size and examples itself; its file still loads."""
+    return issubclass(cls, Task) and cls.metric == "accuracy"
 
 
 def check_contract(cls: type) -> None:
     """The class has what the workbench calls, with the right signatures (TypeError if not)."""
-    if not (isinstance(cls, type) and issubclass(cls, Task)):
-        raise TypeError(f"{cls!r} is not a subclass of tasks.base.Task")
+    if not (isinstance(cls, type) and issubclass(cls, BaseTask)):
+        raise TypeError(f"{cls!r} is not a subclass of tasks.base.Task (or of BaseTask, for a task scored by its loss)")
     if not cls.name:
         raise TypeError(f"{cls.__name__} has no `name`")
     if cls.metric not in METRICS:
         raise TypeError(f"{cls.__name__}.metric is {cls.metric!r}; it must be one of {', '.join(METRICS)}")
-    if cls.metric == "accuracy":
-        _check_problem_contract(cls)
+    if cls.metric == "accuracy" and not issubclass(cls, Task):
+        raise TypeError(f"{cls.__name__} is scored by accuracy, but only a Task makes problems to score: "
+                        "subclass tasks.base.Task")
+    problems = makes_problems(cls)
+    _check_members(cls, Task if problems else BaseTask, PROBLEM_CONTRACT if problems else LOSS_CONTRACT)
     if not dataclasses.is_dataclass(cls.Config) or not cls.Config.__dataclass_params__.frozen:
         raise TypeError(f"{cls.__name__}.Config must be a frozen dataclass")
     if not issubclass(cls.Config, TaskConfig):  # TaskConfig declares the options every task has
         raise TypeError(f"{cls.__name__}.Config must subclass tasks.base.TaskConfig")
-    if cls.metric == "accuracy" and not cls.key_columns:
+    if problems and not cls.key_columns:
         raise TypeError(f"{cls.__name__} declares no key_columns (they decide the held-out test set)")
 
 
-def _check_problem_contract(cls: type[Task]) -> None:
-    """A task scored by accuracy makes problems: it defines REQUIRED, with the contract's signatures."""
-    missing = [m for m in REQUIRED if getattr(cls, m) is getattr(Task, m)]
+def _check_members(cls: type, base: type, contract: Sequence[tuple[str, tuple[str, ...] | None]]) -> None:
+    """cls defines each member of the contract that base leaves to it, callable with the contract's arguments."""
+    missing = [m for m, _ in contract if getattr(cls, m) is getattr(base, m)]
     if missing:
         raise TypeError(f"{cls.__name__} does not implement {', '.join(missing)}")
-    for meth, params in SIGNATURES:
-        got = list(inspect.signature(getattr(cls, meth)).parameters)[1:]
-        if len(got) != len(params):
+    for meth, params in contract:
+        if params is None:
+            continue
+        sig = inspect.signature(getattr(cls, meth))
+        try:
+            sig.bind(None, *params)  # None: self
+        except TypeError:
+            got = list(sig.parameters)[1:]
             raise TypeError(f"{cls.__name__}.{meth} takes ({', '.join(got)}); the contract is "
-                            f"{meth}(self, {', '.join(params)})")
+                            f"{meth}(self, {', '.join(params)})") from None

@@ -12,7 +12,7 @@ the text after the last "=" is the answer.  `cot=none` gives just "82$";
 
     prompt "34*56+1="   target "[43*6=402,43*05=0071,402+0071=4091]4091+1=5091$"
     prompt "1904/56="   target "[091/65=3r22,422/65=4r0]43$"
-    (`division_digits=plain` writes long division the way it runs, most-significant
+    (`division_digit_order=plain` writes long division the way it runs, most-significant
     digit first: "[190/56=3r22,224/56=4r0]43$"; `division_work=subtract` also writes
     each remainder's subtraction: "[091/65=3r091-861=22,422/65=4r422-422=0]43$")
 
@@ -77,13 +77,12 @@ import numpy as np
 from tasks.base import Problems, Task, TaskConfig, parse_odds
 from tasks.encode import Rendered, codepoints, render_strings
 from tasks.expr import (
-    MAX_DIGITS, MAX_OPS, Bin, ExprError, Node, Num, Syntax, canonical_steps, literals, operators, render_trace,
-    split_trace, trace_errors,
+    MAX_DIGITS, MAX_OPS, TRACES, Bin, ExprError, Node, Num, Syntax, canonical_steps, literals, operators,
+    render_trace, split_trace, trace_errors,
 )
 from tasks.expr import value as expr_value
 
-COTS = ("none", "steps", "mixed", "full")
-WORK_OF = {"none": "none", "steps": "none", "mixed": "hard", "full": "all"}  # the digit-level work of each cot (tasks/expr.py)
+COTS = ("none", *TRACES)  # none: the bare answer; the others are traces, in tasks/expr.py's words
 
 # A typed prompt longer than this is refused before it is parsed: with it, no number along the
 # way has more than about 256 digits, and tracing the longest prompt takes a fraction of a second
@@ -106,13 +105,18 @@ class CalculatorConfig(TaskConfig):
     parens: float = 0.0  # chance of one parenthesised sub-chain (problems with 2+ operations)
     cot: str = "steps"  # none | steps | mixed | full
     reverse_numbers: bool = True
-    division_digits: str = "trace"  # cot=full long division: trace (as the trace's numbers) | plain
+    division_digit_order: str = "trace"  # long division's numbers: trace (as the trace's numbers) | plain
     division_work: str = "short"  # long-division rows: short (q and remainder) | subtract (also cur-q*b)
     mixed_division_digits: int = 4  # cot=mixed: long division for a dividend of this many digits or more
     sign_work: bool = False  # cot=mixed|full: a negative sum or difference first writes the positive one
     mask_prompt: bool = True
+    # ---- old names (TaskConfig.renamed): read from old run records and --set, then None
+    division_digits: str | None = None  # division_digit_order, by the name that read as a count of digits
+
+    renamed: ClassVar[dict[str, str]] = {"division_digits": "division_digit_order"}
 
     def __post_init__(self) -> None:
+        self.adopt_renamed()
         if not self.ops:
             raise ValueError("ops is empty: give at least one of + - * /")
         bad = sorted(set(self.ops) - set("+-*/"))
@@ -138,13 +142,13 @@ class CalculatorConfig(TaskConfig):
             raise ValueError(f"division must be 'exact' or 'floor', got {self.division!r}")
         if self.cot not in COTS:
             raise ValueError(f"cot must be one of {', '.join(COTS)}, got {self.cot!r}")
-        if self.division_digits not in ("trace", "plain"):
-            raise ValueError(f"division_digits must be 'trace' or 'plain', got {self.division_digits!r}")
+        if self.division_digit_order not in ("trace", "plain"):
+            raise ValueError(f"division_digit_order must be 'trace' or 'plain', got {self.division_digit_order!r}")
         if self.division_work not in ("short", "subtract"):
             raise ValueError(f"division_work must be 'short' or 'subtract', got {self.division_work!r}")
         if self.mixed_division_digits < 2:  # a 1-digit dividend has no rows to write
             raise ValueError(f"mixed_division_digits must be at least 2, got {self.mixed_division_digits}")
-        if self.sign_work and WORK_OF[self.cot] == "none":
+        if self.sign_work and self.cot in ("none", "steps"):
             raise ValueError(f"sign_work writes work in brackets, which cot={self.cot} has none of: use cot=mixed or full")
         if not 0.0 <= self.parens <= 1.0:
             raise ValueError(f"parens is a probability in [0, 1], got {self.parens}")
@@ -177,7 +181,7 @@ class CalculatorTask(Task):
     def __init__(self, config: CalculatorConfig | None = None):
         super().__init__(config)
         c = self.config
-        self.syntax = Syntax(c.precedence, c.reverse_numbers, c.division_digits == "plain",
+        self.syntax = Syntax(c.precedence, c.reverse_numbers, c.division_digit_order == "plain",
                              c.division_work == "subtract", c.mixed_division_digits, c.sign_work)  # targets
         self.prompt_syntax = Syntax(c.precedence, False)  # what users type
         self._max_length: int | None = None
@@ -260,7 +264,7 @@ class CalculatorTask(Task):
         c = self.config
         if c.cot == "none":
             return self.syntax.num(expr_value(node, c.division))
-        return render_trace(node, self.syntax, c.division, WORK_OF[c.cot])
+        return render_trace(node, self.syntax, c.division, c.cot)
 
     def render(self, p: Problems) -> Rendered:
         return render_strings([e + "=" for e in p["expr"]], [self.target(nd) for nd in p["tree"]])
@@ -285,7 +289,7 @@ class CalculatorTask(Task):
             got = self.parse_answer(completion)
             want = expr_value(start, c.division)
             return [] if got == want else [f"answer {completion!r} is not {self.syntax.num(want)!r}"]
-        return trace_errors(start, completion, self.syntax, c.division, WORK_OF[c.cot])
+        return trace_errors(start, completion, self.syntax, c.division, c.cot)
 
 
 # ---- the generator ----------------------------------------------------------------------------

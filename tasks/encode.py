@@ -157,7 +157,6 @@ def to_xy(r: Rendered, vocab: Vocab, mask_prompt: bool = True) -> tuple[np.ndarr
     Rows are right-padded with END in x; causal attention never lets padding
     influence earlier positions.
     """
-    end_id = vocab.stoi[END]
     w = int(r.length.max())
     chars = r.chars[:, :w]
     pos = np.arange(w)[None, :]

@@ -94,9 +94,9 @@ class Syntax:
 
     precedence: str = "standard"  # standard: * / before + -; left: strictly left to right
     reverse: bool = False  # numbers least-significant digit first
-    plain_division: bool = False  # long-division work (cot=full) in ordinary digit order regardless
+    plain_division: bool = False  # long-division work in ordinary digit order regardless of `reverse`
     division_subtract: bool = False  # long-division items also show q*b subtracted: 195/115=1r195-115=80
-    hard_division_digits: int = 4  # cot=mixed: a division of a value with this many digits or more is hard
+    mixed_division_digits: int = 4  # cot=mixed: a division of a value with this many digits or more is hard
     sign_work: bool = False  # a + or - with a negative result first writes the positive difference
 
     # ---- printing ----------------------------------------------------------------------------
@@ -280,7 +280,7 @@ def canonical_steps(node: Node, division: str = "exact") -> list[Reduction]:
     return steps
 
 
-# ---- digit-level work (cot=full) -------------------------------------------------------------
+# ---- digit-level work (cot=mixed|full) -------------------------------------------------------------
 
 def place_values(m: int) -> list[int]:
     """Each digit of m (>= 0) at its place value, least significant first: 305 -> [5, 0, 300]."""
@@ -335,15 +335,18 @@ def work(op: str, a: int, b: int, syn: Syntax) -> list[str]:
     return []
 
 
-WORK = ("none", "all", "hard")  # which steps of a trace carry digit-level work
+# Which steps of a trace carry digit-level work, named as the calculator's `cot` option names
+# them, so that one word means one thing from the option to the checker: "steps" none (one
+# operation per step), "mixed" the hard steps only, "full" every multi-digit * and /.
+TRACES = ("steps", "mixed", "full")
 
 
-def hard(op: str, a: int, b: int, division_digits: int) -> bool:
+def hard(op: str, a: int, b: int, from_digits: int) -> bool:
     """A step a small model memorises instead of computing (issue 4's diagnosis of the calculator's
-    errors): a product of two multi-digit numbers, or a division of a value of `division_digits`
-    digits or more (Syntax.hard_division_digits)."""
+    errors): a product of two multi-digit numbers, or a division of a value of `from_digits`
+    digits or more (Syntax.mixed_division_digits)."""
     a, b = abs(a), abs(b)
-    return (op == "*" and a >= 10 and b >= 10) or (op == "/" and a >= 10 ** (division_digits - 1))
+    return (op == "*" and a >= 10 and b >= 10) or (op == "/" and a >= 10 ** (from_digits - 1))
 
 
 def sign_work(op: str, a: int, b: int, syn: Syntax) -> list[str]:
@@ -364,29 +367,29 @@ def sign_work(op: str, a: int, b: int, syn: Syntax) -> list[str]:
     return [f"{syn.num(big)}-{syn.num(small)}={syn.num(big - small)}"]
 
 
-def step_work(op: str, a: int, b: int, syn: Syntax, which: str) -> list[str]:
-    """The digit-level work a step carries: none, on every multi-digit * and / ("all", cot=full),
-    or only on the hard ones ("hard", cot=mixed); with `syn.sign_work`, also the difference
-    before a negative sum or difference (sign_work)."""
-    if which not in WORK:
-        raise ValueError(f"digit-level work must be one of {', '.join(WORK)}, got {which!r}")
-    if which == "none":
+def step_work(op: str, a: int, b: int, syn: Syntax, cot: str) -> list[str]:
+    """The digit-level work a step carries in a trace of kind `cot` (TRACES): none (steps), on
+    the hard steps only (mixed) or on every multi-digit * and / (full); with `syn.sign_work`,
+    also the difference before a negative sum or difference (sign_work)."""
+    if cot not in TRACES:
+        raise ValueError(f"a trace's cot must be one of {', '.join(TRACES)}, got {cot!r}")
+    if cot == "steps":
         return []
     if op in "+-":
         return sign_work(op, a, b, syn) if syn.sign_work else []
-    if which == "hard" and not hard(op, a, b, syn.hard_division_digits):
+    if cot == "mixed" and not hard(op, a, b, syn.mixed_division_digits):
         return []
     return work(op, a, b, syn)
 
 
 # ---- traces --------------------------------------------------------------------------------
 
-def render_trace(node: Node, syn: Syntax, division: str, which: str = "none") -> str:
-    """The steps from node to its value, joined by '='; the last step is the answer.  `which`
-    (WORK) says which steps start with their digit-level work in brackets."""
+def render_trace(node: Node, syn: Syntax, division: str, cot: str = "steps") -> str:
+    """The steps from node to its value, joined by '='; the last step is the answer.  `cot`
+    (TRACES) says which steps start with their digit-level work in brackets."""
     parts = []
     for r in canonical_steps(node, division):
-        w = step_work(r.op, r.a, r.b, syn, which)
+        w = step_work(r.op, r.a, r.b, syn, cot)
         parts.append(("[" + ",".join(w) + "]" if w else "") + syn.render(r.result))
     return "=".join(parts) if parts else syn.num(value(node, division))
 
@@ -413,9 +416,9 @@ def split_trace(text: str) -> list[tuple[list[str] | None, str]]:
         i = j + 1
 
 
-def trace_errors(start: Node, completion: str, syn: Syntax, division: str, which: str = "none") -> list[str]:
+def trace_errors(start: Node, completion: str, syn: Syntax, division: str, cot: str = "steps") -> list[str]:
     """Check a trace step by step; [] when every step is one correct reduction of the previous one
-    (with the canonical digit-level work where `which` asks for it) and the last step is a number."""
+    (with the canonical digit-level work where `cot` asks for it) and the last step is a number."""
     try:
         steps = split_trace(completion)
     except ExprError as e:
@@ -436,7 +439,7 @@ def trace_errors(start: Node, completion: str, syn: Syntax, division: str, which
             want = syn.render(options[0].result) if options else "(nothing: the previous step was the answer)"
             errors.append(f"step {k} {text!r} is not one correct reduction of {syn.render(prev)!r} (expected {want!r})")
         else:
-            expected_work = step_work(match.op, match.a, match.b, syn, which)
+            expected_work = step_work(match.op, match.a, match.b, syn, cot)
             got_work = w or []
             if got_work != expected_work:
                 errors.append(f"step {k} work {','.join(got_work)!r} is not the digit-level work of "

@@ -10,6 +10,14 @@ Use it in a test:
 It raises TaskCheckFailed naming every failed check.  `run_checks` returns the
 results instead (what `workbench check` prints).  Seeds, steps and batch sizes
 are drawn by hypothesis; a failure reports the smallest example it found.
+
+The checks run in two stages.  The class first: its contract (tasks/base.py), the
+new-task template's placeholders, its config's validation; then it is constructed.
+Then the task itself, through CHECKS: each entry names a module-level function
+`check_*(subject)` that raises when the task fails it, and says which tasks it
+applies to (a task scored by its loss has no problems to round-trip).  To add a
+check, write the function, with a docstring saying what it checks and why, and
+list it in CHECKS.
 """
 
 from __future__ import annotations
@@ -24,13 +32,17 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks.base import Task, check_contract
+from tasks.base import BaseTask, Problems, Task, check_contract, makes_problems
 from tasks.curriculum import Curriculum
 from tasks.encode import END, IGNORE, to_xy
 from tasks.positions import SCHEMES, PositionIds
 
 LOSS_BLOCK = 32  # window length the batch checks use for a loss task (it has no longest problem)
 PLACEHOLDER = "TODO(new-task)"  # what `workbench new-task` marks in the example it writes
+
+SEEDS = st.integers(0, 2**31 - 1)
+STEPS = st.integers(0, 10**6)
+SIZES = st.integers(1, 48)
 
 
 class TaskCheckFailed(AssertionError):
@@ -44,14 +56,64 @@ class CheckResult:
     detail: str = ""
 
 
-def _settings(n: int):
-    # explicit settings win over any hypothesis profile: derandomized, no database, so `workbench check` is reproducible
-    return settings(max_examples=n, deadline=None, database=None,
-                    suppress_health_check=list(HealthCheck), derandomize=True)
+@dataclass(frozen=True)
+class Subject:
+    """A constructed task, and what the checks derive from it once."""
 
+    task: BaseTask
+    examples: int  # hypothesis examples per check (fewer for the checks that compare many rows)
+    problems: bool  # the task makes problems (tasks.base.makes_problems): it has answers to check
+    splits: tuple[str, ...]  # the splits the checks draw from
+    longest: dict[str, int]  # a problem task's max_length per split: the block that holds a batch whole
+    schemes: tuple[str, ...]  # the position-id schemes the task has (model.pos=...)
+
+    @classmethod
+    def of(cls, task: BaseTask, examples: int) -> "Subject":
+        """What the checks need of a task, worked out once (max_length samples 512 problems a split)."""
+        if not makes_problems(type(task)):
+            return cls(task, examples, False, tuple(task.splits), {}, ())
+        splits = tuple(s for s in task.splits if s in ("train", "test", "ood"))
+        return cls(task, examples, True, splits, {s: task.max_length((s,)) for s in splits},
+                   tuple(s for s in SCHEMES if _has_scheme(task, s)))
+
+    def block(self, split: str) -> int:
+        """The block size the checks batch a split with: a problem task's batch holds its
+        longest problem whole; a loss task's windows are any size."""
+        return self.longest[split] if self.problems else LOSS_BLOCK
+
+    def any_split(self) -> st.SearchStrategy[str]:
+        """Draws one of the splits the checks cover."""
+        return st.sampled_from(self.splits)
+
+
+def _has_scheme(task: Task, scheme: str) -> bool:
+    try:
+        task.position_scheme(scheme)
+    except ValueError:  # the task does not number its tokens this way
+        return False
+    return True
+
+
+def _for_all(n: int, **strategies: st.SearchStrategy) -> Callable[[Callable], Callable[[], None]]:
+    """Decorates a property: calling it checks it on n examples drawn from strategies."""
+    # explicit settings win over any hypothesis profile: derandomized, no database, so `workbench check` is reproducible
+    at_n = settings(max_examples=n, deadline=None, database=None, suppress_health_check=list(HealthCheck),
+                    derandomize=True)
+    return lambda prop: at_n(given(**strategies)(prop))
+
+
+def _few(s: Subject) -> int:
+    # for checks whose every example compares dozens of rows: an ignored seed or a bad id fails on any of them
+    return max(5, s.examples // 3)
+
+
+# ---- checks on the class, before it is constructed ---------------------------------------------
 
 def check_config_validation(cls: type) -> None:
-    """Absurd values for numeric and string fields are refused with ValueError."""
+    """Absurd values for numeric and string fields are refused with ValueError.
+
+    A config that takes anything fails later and elsewhere: in the middle of a run, or
+    silently, as problems other than the ones asked for."""
     base = cls.Config()
     for f in dataclasses.fields(base):
         v = getattr(base, f.name)
@@ -67,7 +129,68 @@ def check_config_validation(cls: type) -> None:
         raise AssertionError(f"{cls.__name__}.Config accepted {f.name}={bad!r}; validate it in __post_init__")
 
 
-def _keys(task: Task, p) -> set:
+def placeholder_lines(cls: type) -> list[int]:
+    """The lines of the class's file that still hold a `workbench new-task` placeholder."""
+    try:
+        lines = inspect.getsource(inspect.getmodule(cls)).splitlines()
+    except (OSError, TypeError):  # no source to read (a class built at run time)
+        return []
+    return [i for i, line in enumerate(lines, 1) if PLACEHOLDER in line]
+
+
+def check_no_placeholders(cls: type, lines: list[int]) -> None:
+    """The new-task template's example has been replaced: it trains as it is, so nothing else
+    would tell a finished task from the template it started as."""
+    where = ", ".join(map(str, lines))
+    raise AssertionError(f"{inspect.getsourcefile(cls)} is still the new-task template's example: replace what "
+                         f"each {PLACEHOLDER} marks (line {where}) with your task, then delete the markers")
+
+
+# ---- checks on the task: batches ---------------------------------------------------------------
+
+def check_determinism(s: Subject) -> None:
+    """The same (seed, split, step) gives the same batch: a resumed, distributed or prefetched
+    run trains on exactly the data of one uninterrupted process."""
+    @_for_all(s.examples, seed=SEEDS, step=STEPS, size=SIZES, split=s.any_split())
+    def determinism(seed: int, step: int, size: int, split: str) -> None:
+        a = s.task.batch(seed, split, step, 0, size, s.block(split))
+        b = s.task.batch(seed, split, step, 0, size, s.block(split))
+        assert all(np.array_equal(u, v) for u, v in zip(a, b)), "same (seed, split, step) gave different batches"
+
+    determinism()
+
+
+def check_seeds_differ(s: Subject) -> None:
+    """Another seed or another step gives other data: a task that ignores them trains on one
+    batch over and over, and its seeds are not independent runs."""
+    @_for_all(_few(s), seed=SEEDS, step=STEPS)
+    def seeds_differ(seed: int, step: int) -> None:
+        a = s.task.batch(seed, "train", step, 0, 64, s.block("train"))
+        b = s.task.batch(seed + 1, "train", step, 0, 64, s.block("train"))
+        c = s.task.batch(seed, "train", step + 1, 0, 64, s.block("train"))
+        for other, what in ((b, "seed+1"), (c, "step+1")):
+            assert not all(np.array_equal(u, v) for u, v in zip(a, other)), f"{what} gave the same 64 rows"
+
+    seeds_differ()
+
+
+# ---- checks on the task: problems and answers ----------------------------------------------------
+
+def check_disjoint(s: Subject) -> None:
+    """No problem is both a training and a test problem: test accuracy measures what the model
+    computes, not what it memorised."""
+    task = s.task
+    rng = np.random.default_rng(12345)
+    train, test = task.problems(rng, 3000, "train"), task.problems(rng, 600, "test")
+    assert not task.is_test(train).any(), "a train problem is in the test set"
+    assert task.is_test(test).all(), "a test problem is not in the test set"
+    shared = _keys(task, train) & _keys(task, test)
+    assert not shared, f"train and test share {len(shared)} problems, e.g. {next(iter(shared))}"
+
+
+def _keys(task: Task, p: Problems) -> set[tuple]:
+    """Each problem's key_columns as a tuple of Python values (a digit matrix's row without its
+    trailing zeros, as the held-out hash reads it)."""
     cols = [np.asarray(p[c]) for c in task.key_columns]
     rows = []
     for i in range(len(p)):
@@ -80,66 +203,13 @@ def _keys(task: Task, p) -> set:
     return set(rows)
 
 
-# 25 examples: each one renders whole batches (up to 48 problems), so a check sees ~1000 problems in seconds
-def run_checks(cls: type, config=None, examples: int = 25) -> list[CheckResult]:
-    results: list[CheckResult] = []
+def check_masks(s: Subject) -> None:
+    """x is the rendered sequence and y its next characters, masked exactly over the prompt (when
+    the task masks it) and the padding: the loss covers the target and END, nothing else."""
+    task = s.task
 
-    def record(name: str, fn: Callable[[], None]) -> bool:
-        try:
-            fn()
-        except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the others
-            last = traceback.extract_tb(e.__traceback__)[-1]
-            results.append(CheckResult(name, False, f"{type(e).__name__}: {e} ({last.name}, line {last.lineno})"))
-            return False
-        results.append(CheckResult(name, True))
-        return True
-
-    if not record("contract", lambda: check_contract(cls)):
-        return results
-    if placeholders := placeholder_lines(cls):  # a check only while the template's markers are there
-        record("new-task placeholders replaced", lambda: _no_placeholders(cls, placeholders))
-    record("config validation", lambda: check_config_validation(cls))
-    holder: list[Task] = []
-    if not record("construct", lambda: holder.append(cls(config) if config is not None else cls())):
-        return results
-    task = holder[0]
-    problem_task = task.metric == "accuracy"  # it has problems and answers, not just batches
-    seeds, steps, sizes = st.integers(0, 2**31 - 1), st.integers(0, 10**6), st.integers(1, 48)
-    split_names = [s for s in task.splits if s in ("train", "test", "ood")] if problem_task else list(task.splits)
-    longest = {s: task.max_length((s,)) for s in split_names} if problem_task else {}
-
-    def block(split: str) -> int:
-        # a problem task's batch holds its longest problem whole; a loss task's windows are any size
-        return longest[split] if problem_task else LOSS_BLOCK
-
-    @_settings(examples)
-    @given(seed=seeds, step=steps, size=sizes, split=st.sampled_from(split_names))
-    def determinism(seed, step, size, split):
-        a = task.batch(seed, split, step, 0, size, block(split))
-        b = task.batch(seed, split, step, 0, size, block(split))
-        assert all(np.array_equal(u, v) for u, v in zip(a, b)), "same (seed, split, step) gave different batches"
-
-    # fewer: each example compares 3 x 64 rows, and a seed that is ignored fails on any of them
-    @_settings(max(5, examples // 3))
-    @given(seed=seeds, step=steps)
-    def seeds_differ(seed, step):
-        a = task.batch(seed, "train", step, 0, 64, block("train"))
-        b = task.batch(seed + 1, "train", step, 0, 64, block("train"))
-        c = task.batch(seed, "train", step + 1, 0, 64, block("train"))
-        for other, what in ((b, "seed+1"), (c, "step+1")):
-            assert not all(np.array_equal(u, v) for u, v in zip(a, other)), f"{what} gave the same 64 rows"
-
-    def disjoint():
-        rng = np.random.default_rng(12345)
-        train, test = task.problems(rng, 3000, "train"), task.problems(rng, 600, "test")
-        assert not task.is_test(train).any(), "a train problem is in the test set"
-        assert task.is_test(test).all(), "a test problem is not in the test set"
-        shared = _keys(task, train) & _keys(task, test)
-        assert not shared, f"train and test share {len(shared)} problems, e.g. {next(iter(shared))}"
-
-    @_settings(examples)
-    @given(seed=seeds, split=st.sampled_from(split_names))
-    def masks(seed, split):
+    @_for_all(s.examples, seed=SEEDS, split=s.any_split())
+    def masks(seed: int, split: str) -> None:
         r = task.render(task.problems(np.random.default_rng(seed), 16, split))
         x, y = to_xy(r, task.vocab, task.mask_prompt)
         for i in range(len(r)):
@@ -150,9 +220,16 @@ def run_checks(cls: type, config=None, examples: int = 25) -> list[CheckResult]:
                     for t in range(x.shape[1])]
             assert y[i].tolist() == want, f"targets do not line up with the mask in row {i}: {r.prompt(i)!r}"
 
-    @_settings(examples)
-    @given(seed=seeds, split=st.sampled_from(split_names))
-    def round_trip(seed, split):
+    masks()
+
+
+def check_round_trip(s: Subject) -> None:
+    """parse_answer reads back, from each rendered target, the answer the solver computes on its
+    own: otherwise a model that writes the targets perfectly is scored wrong."""
+    task = s.task
+
+    @_for_all(s.examples, seed=SEEDS, split=s.any_split())
+    def round_trip(seed: int, split: str) -> None:
         p = task.problems(np.random.default_rng(seed), 32, split)
         r, answers = task.render(p), task.solve(p)
         assert len(answers) == len(p), "solve returned the wrong number of answers"
@@ -161,21 +238,36 @@ def run_checks(cls: type, config=None, examples: int = 25) -> list[CheckResult]:
             assert got == answers[i], f"parse_answer(render) gave {got!r}, the solver {answers[i]!r} for {r.prompt(i)!r}"
             assert task.check_answer(r.target(i), answers[i], r.prompt(i))["correct"]
 
-    @_settings(examples)
-    @given(seed=seeds, split=st.sampled_from(split_names))
-    def vocabulary(seed, split):
+    round_trip()
+
+
+def check_vocabulary(s: Subject) -> None:
+    """Every rendered character is in the vocabulary, and no problem is longer than max_length:
+    the model's embedding and block size are fitted to those two."""
+    task = s.task
+
+    @_for_all(s.examples, seed=SEEDS, split=s.any_split())
+    def vocabulary(seed: int, split: str) -> None:
         r = task.render(task.problems(np.random.default_rng(seed), 32, split))
         for i in range(len(r)):
             text = r.prompt(i) + r.target(i) + END
             assert task.vocab.contains(text), f"{text!r} has characters outside {task.vocab.chars!r}"
-            assert r.length[i] <= longest[split], f"{text!r} is longer than max_length()"
+            assert r.length[i] <= s.longest[split], f"{text!r} is longer than max_length()"
 
-    schemes = [s for s in SCHEMES if _has_scheme(task, s)] if problem_task else []
+    vocabulary()
 
-    @_settings(max(5, examples // 3))
-    @given(seed=seeds, step=steps, split=st.sampled_from(split_names))
-    def position_ids(seed, step, split):
-        for scheme in schemes:
+
+# ---- checks on the task: position ids and levels ------------------------------------------------
+
+def check_position_ids(s: Subject) -> None:
+    """Each scheme's position ids fit the rendered rows and the scheme's slots, come with the
+    tokens unchanged and deterministically, and are shifted in training as a whole row: the
+    model's position table must hold every id it is given, and a shift must not change meaning."""
+    task = s.task
+
+    @_for_all(_few(s), seed=SEEDS, step=STEPS, split=s.any_split())
+    def position_ids(seed: int, step: int, split: str) -> None:
+        for scheme in s.schemes:
             r = task.render(task.problems(np.random.default_rng(seed), 16, split))
             ids = task.position_ids(r, scheme)
             slots = task.position_scheme(scheme).slots
@@ -183,77 +275,123 @@ def run_checks(cls: type, config=None, examples: int = 25) -> list[CheckResult]:
             assert ids.min(initial=0) >= -slots, f"{scheme}: ids below -{slots}, the scheme's last slot"
             for i in range(len(r)):
                 assert not ids[i, r.length[i]:].any(), f"{scheme}: non-zero ids past the end of row {i}"
-            need = int(ids.max(initial=0))
-            top = need + 8
-            x0, _ = task.batch(seed, split, step, 0, 16, block(split))
-            x1, _ = task.batch(seed, split, step, 0, 16, block(split), PositionIds(scheme, top))
-            x2, _ = task.batch(seed, split, step, 0, 16, block(split), PositionIds(scheme, top))
-            assert x1.shape == (*x0.shape, 2) and np.array_equal(x1[..., 0], x0), f"{scheme}: ids changed the tokens"
-            assert np.array_equal(x1, x2), f"{scheme}: ids are not a pure function of (seed, split, step)"
-            got = x1[..., 1]
-            assert -slots <= got.min() and got.max() <= top, f"{scheme}: shifted ids outside [-{slots}, max_pos]"
-            # shifting moves the positions (> 0) by one offset per row and leaves slots and "none" be
-            probs = task.problems(np.random.default_rng(seed), 16, split)
-            xs, _ = task.encode_batch(probs, np.random.default_rng(seed), "train", 10_000, PositionIds(scheme, top))
-            plain = task.position_ids(task.render(probs), scheme)[:, : xs.shape[1]]
-            shifted = xs[..., 1]
-            assert np.array_equal(shifted <= 0, plain <= 0), f"{scheme}: shifting moved a slot or a 0 id"
-            assert np.array_equal(np.minimum(shifted, 0), np.minimum(plain, 0)), f"{scheme}: shifting changed a slot id"
-            moved = shifted - plain
-            assert all(len(set(row[p > 0].tolist())) <= 1 for row, p in zip(moved, plain)), \
-                f"{scheme}: shifting moved the positions of one row by different offsets"
+            top = int(ids.max(initial=0)) + 8
+            _check_batch_ids(s, scheme, slots, top, seed, step, split)
+            _check_shift(task, scheme, top, seed, split)
 
-    @_settings(max(5, examples // 3))
-    @given(seed=seeds, step=steps)
-    def levels(seed, step):
-        """Every level builds, draws problems no harder than the task's, and trains: its batches
-        are the task's encoding of problems the task's own solver and parser agree on."""
-        cur = Curriculum(task, 0.25)
+    position_ids()
+
+
+def _check_batch_ids(s: Subject, scheme: str, slots: int, top: int, seed: int, step: int, split: str) -> None:
+    """A batch with ids carries the batch's very tokens beside them, the same every time, within
+    [-slots, top]."""
+    x0, _ = s.task.batch(seed, split, step, 0, 16, s.block(split))
+    x1, _ = s.task.batch(seed, split, step, 0, 16, s.block(split), PositionIds(scheme, top))
+    x2, _ = s.task.batch(seed, split, step, 0, 16, s.block(split), PositionIds(scheme, top))
+    assert x1.shape == (*x0.shape, 2) and np.array_equal(x1[..., 0], x0), f"{scheme}: ids changed the tokens"
+    assert np.array_equal(x1, x2), f"{scheme}: ids are not a pure function of (seed, split, step)"
+    got = x1[..., 1]
+    assert -slots <= got.min() and got.max() <= top, f"{scheme}: shifted ids outside [-{slots}, max_pos]"
+
+
+def _check_shift(task: Task, scheme: str, top: int, seed: int, split: str) -> None:
+    """Shifting moves the positions (> 0) by one offset per row and leaves slots and "none" be."""
+    probs = task.problems(np.random.default_rng(seed), 16, split)
+    xs, _ = task.encode_batch(probs, np.random.default_rng(seed), "train", 10_000, PositionIds(scheme, top))
+    plain = task.position_ids(task.render(probs), scheme)[:, : xs.shape[1]]
+    shifted = xs[..., 1]
+    assert np.array_equal(shifted <= 0, plain <= 0), f"{scheme}: shifting moved a slot or a 0 id"
+    assert np.array_equal(np.minimum(shifted, 0), np.minimum(plain, 0)), f"{scheme}: shifting changed a slot id"
+    moved = shifted - plain
+    assert all(len(set(row[p > 0].tolist())) <= 1 for row, p in zip(moved, plain)), \
+        f"{scheme}: shifting moved the positions of one row by different offsets"
+
+
+def check_levels(s: Subject) -> None:
+    """Every level builds, draws problems no harder than the task's, and trains: its batches
+    are the task's encoding of problems the task's own solver and parser agree on."""
+    task = s.task
+    cur = Curriculum(task, 0.25)
+
+    @_for_all(_few(s), seed=SEEDS, step=STEPS)
+    def levels(seed: int, step: int) -> None:
         for k in range(len(cur)):
             p = cur.problems(k, np.random.default_rng(seed), 32)
             r, answers = task.render(p), task.solve(p)
             assert not task.is_test(p).any(), f"level {k} drew a test problem for training"
             for i in range(len(p)):
                 assert task.parse_answer(r.target(i)) == answers[i], f"level {k}: {r.prompt(i)!r} does not round-trip"
-                assert r.length[i] <= longest["train"], f"level {k}: {r.prompt(i)!r} is longer than the task's problems"
-            x, _ = cur.batch(k, seed, "train", step, 0, 16, block("train"))
-            assert np.array_equal(x, cur.batch(k, seed, "train", step, 0, 16, block("train"))[0]), \
+                assert r.length[i] <= s.longest["train"], f"level {k}: {r.prompt(i)!r} is longer than the task's problems"
+            x, _ = cur.batch(k, seed, "train", step, 0, 16, s.block("train"))
+            assert np.array_equal(x, cur.batch(k, seed, "train", step, 0, 16, s.block("train"))[0]), \
                 f"level {k}: batches are not a pure function of (seed, split, step, level)"
 
-    checks = [("determinism per (seed, split, step)", determinism), ("different seeds, different data", seeds_differ)]
-    if problem_task:
-        checks += [("train and test disjoint", disjoint), ("masks line up with targets", masks),
-                   ("parse_answer(render) == solve", round_trip), ("tokens in the vocabulary", vocabulary)]
-    if schemes:
-        checks += [(f"position ids ({', '.join(schemes)})", position_ids)]
-    if problem_task and type(task).levels is not Task.levels:  # the task declares levels
-        checks += [("levels of difficulty", levels)]
-    for name, fn in checks:
-        record(name, fn)
-    return results
+    levels()
 
 
-def placeholder_lines(cls: type) -> list[int]:
-    """The lines of the class's file that still hold a `workbench new-task` placeholder."""
+# ---- the registry --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Check:
+    """A check on a constructed task: its name in `workbench check`'s output (formatted with the
+    subject's schemes), the function, and which tasks it applies to."""
+
+    name: str
+    run: Callable[[Subject], None]
+    applies: Callable[[Subject], bool] = lambda s: True
+
+    def title(self, s: Subject) -> str:
+        return self.name.format(schemes=", ".join(s.schemes))
+
+
+def _makes_problems(s: Subject) -> bool:
+    return s.problems
+
+
+def _declares_levels(s: Subject) -> bool:
+    return s.problems and type(s.task).levels is not Task.levels
+
+
+CHECKS: tuple[Check, ...] = (
+    Check("determinism per (seed, split, step)", check_determinism),
+    Check("different seeds, different data", check_seeds_differ),
+    Check("train and test disjoint", check_disjoint, _makes_problems),
+    Check("masks line up with targets", check_masks, _makes_problems),
+    Check("parse_answer(render) == solve", check_round_trip, _makes_problems),
+    Check("tokens in the vocabulary", check_vocabulary, _makes_problems),
+    Check("position ids ({schemes})", check_position_ids, lambda s: bool(s.schemes)),
+    Check("levels of difficulty", check_levels, _declares_levels),
+)
+
+
+# ---- running them --------------------------------------------------------------------------------
+
+def _run(name: str, fn: Callable[[], object]) -> CheckResult:
+    """fn's outcome: any exception is a failure, reported with where it was raised; none stops the others."""
     try:
-        lines = inspect.getsource(inspect.getmodule(cls)).splitlines()
-    except (OSError, TypeError):  # no source to read (a class built at run time)
-        return []
-    return [i for i, line in enumerate(lines, 1) if PLACEHOLDER in line]
+        fn()
+    except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the others
+        last = traceback.extract_tb(e.__traceback__)[-1]
+        return CheckResult(name, False, f"{type(e).__name__}: {e} ({last.name}, line {last.lineno})")
+    return CheckResult(name, True)
 
 
-def _no_placeholders(cls: type, lines: list[int]) -> None:
-    where = ", ".join(map(str, lines))
-    raise AssertionError(f"{inspect.getsourcefile(cls)} is still the new-task template's example: replace what "
-                         f"each {PLACEHOLDER} marks (line {where}) with your task, then delete the markers")
-
-
-def _has_scheme(task: Task, scheme: str) -> bool:
-    try:
-        task.position_scheme(scheme)
-    except ValueError:  # the task does not number its tokens this way
-        return False
-    return True
+# 25 examples: each one renders whole batches (up to 48 problems), so a check sees ~1000 problems in seconds
+def run_checks(cls: type, config=None, examples: int = 25) -> list[CheckResult]:
+    """Every check that applies to the task, in order; a broken contract or a task that cannot be
+    constructed stops them there."""
+    results = [_run("contract", lambda: check_contract(cls))]
+    if not results[0].ok:
+        return results
+    if lines := placeholder_lines(cls):  # a check only while the template's markers are there
+        results.append(_run("new-task placeholders replaced", lambda: check_no_placeholders(cls, lines)))
+    results.append(_run("config validation", lambda: check_config_validation(cls)))
+    built: list[Subject] = []
+    results.append(_run("construct", lambda: built.append(Subject.of(cls() if config is None else cls(config), examples))))
+    if not built:
+        return results
+    s = built[0]
+    return results + [_run(c.title(s), lambda c=c: c.run(s)) for c in CHECKS if c.applies(s)]
 
 
 def check_task(cls: type, config=None, examples: int = 25) -> list[CheckResult]:

@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from tasks.base import Example, Task, TaskConfig
+from tasks.base import BaseTask, Example, TaskConfig
 from tasks.data import DataError, find_shakespeare, read_codepoints
 from tasks.encode import Vocab
 
@@ -40,16 +40,15 @@ class TextConfig(TaskConfig):
             raise ValueError(f"task.val_fraction must be in (0, 1), got {self.val_fraction}")
 
 
-class TextTask(Task):
+class TextTask(BaseTask):
+    """A task without problems (BaseTask): no answers, so no end token (end_id is None), and
+    nothing to number for position ids.  Nothing ends a text: continuing it is all there is."""
+
     name: ClassVar[str] = "text"
     description: ClassVar[str] = "character-level language modelling on any UTF-8 text file"
     Config: ClassVar[type[TaskConfig]] = TextConfig
     splits: ClassVar[tuple[str, ...]] = ("train", "val")
     metric: ClassVar[str] = "loss"
-
-    @property
-    def end_id(self) -> None:
-        return None  # nothing ends a text: continuing it is all there is
 
     def make_vocab(self) -> Vocab:
         """The characters present in the file, and no END: a text has no answers to close.
@@ -65,18 +64,10 @@ class TextTask(Task):
         self.split_data = {"train": self.data[:n_train], "val": self.data[n_train:]}
         return vocab
 
-    @property
-    def chars(self) -> str:
-        return self.vocab.chars
-
     def resolve_path(self) -> Path:
         if not self.config.path:
             raise DataError("task 'text' needs a file: --set task.path=FILE")
         return Path(self.config.path).expanduser()
-
-    def parse_answer(self, text: str) -> None:
-        """A text has no answers to parse."""
-        return None
 
     def check_block_size(self, block_size: int) -> None:
         """DataError (a ValueError) unless each split holds more than one window of block_size + 1."""
@@ -89,6 +80,8 @@ class TextTask(Task):
 
     def batch(self, seed: int, split: str, step: int, micro: int, batch_size: int,
               block_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """batch_size windows of block_size + 1 characters at random starts of the split (test
+        reads val, the held-out text); x is each window but its last character, y but its first."""
         data = self.split_data["val" if split == "test" else split]
         starts = self.rng(seed, split, step, micro).integers(0, len(data) - block_size - 1, size=batch_size)
         window = data[starts[:, None] + np.arange(block_size + 1)[None, :]].astype(np.int64)

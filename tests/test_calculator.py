@@ -25,7 +25,7 @@ configs = st.builds(
     parens=st.sampled_from([0.0, 0.5]),
     cot=st.sampled_from(["none", "steps", "mixed", "full"]),
     reverse_numbers=st.booleans(),
-    division_digits=st.sampled_from(["trace", "plain"]),
+    division_digit_order=st.sampled_from(["trace", "plain"]),
     division_work=st.sampled_from(["short", "subtract"]),
     mixed_division_digits=st.integers(2, 4),
 )
@@ -184,9 +184,9 @@ def test_sign_work_writes_the_positive_difference_before_a_negative_result():
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_plain_long_division_is_schoolbook_long_division(seed):
-    """division_digits=plain: each item c/b=qrR reads in ordinary notation; checked with Python's
+    """division_digit_order=plain: each item c/b=qrR reads in ordinary notation; checked with Python's
     divmod, the quotient digits spell the quotient, and the trace-order work no longer passes."""
-    plain = traced("full", division_digits="plain", ops="*/", min_ops=2, max_ops=3, max_digits=3)
+    plain = traced("full", division_digit_order="plain", ops="*/", min_ops=2, max_ops=3, max_digits=3)
     trace = traced("full", ops="*/", min_ops=2, max_ops=3, max_digits=3)
     r = plain.render(plain.problems(np.random.default_rng(seed), 16, "train"))
     seen = 0
@@ -235,7 +235,7 @@ def test_subtract_work_writes_each_remainder_as_cur_minus_q_times_b(seed, rev):
 
 
 def test_plain_division_worked_example():
-    t = traced("full", division_digits="plain")
+    t = traced("full", division_digit_order="plain")
     assert t.target(t.parse_prompt("1904/56")) == "[190/56=3r22,224/56=4r0]43"
     assert traced("full").target(t.parse_prompt("1904/56")) == "[091/65=3r22,422/65=4r0]43"
     assert t.trace_errors("1904/56=", "[091/65=3r22,422/65=4r0]43")
@@ -245,7 +245,7 @@ def test_plain_division_worked_example():
 
 @pytest.mark.parametrize("cfg", [CalculatorConfig(), CalculatorConfig(cot="none"),
                                  CalculatorConfig(cot="full", max_digits=3, parens=0.3),
-                                 CalculatorConfig(cot="full", max_digits=3, division_digits="plain"),
+                                 CalculatorConfig(cot="full", max_digits=3, division_digit_order="plain"),
                                  CalculatorConfig(precedence="left", division="floor", reverse_numbers=False)])
 def test_contract(cfg):
     check_task(CalculatorTask, cfg, examples=8)
@@ -257,13 +257,27 @@ def test_contract(cfg):
                                  dict(op_weights="1,-1,1,1"), dict(op_weights="0,0,0,0"), dict(op_weights="a,b,c,d"),
                                  dict(n_ops_weights="1,1"), dict(n_ops_weights="1,nan,1"),
                                  dict(digit_weights="1,1,1"), dict(digit_weights="0,0"), dict(digit_weights="-1,2"),
-                                 dict(division_digits="reversed"), dict(division_work="long"),
+                                 dict(division_digit_order="reversed"), dict(division_work="long"),
                                  dict(big_weight=0.5), dict(big_weight=float("nan")),
                                  dict(mixed_division_digits=1), dict(sign_work=True),
                                  dict(sign_work=True, cot="none")])
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         CalculatorConfig(**bad)
+
+
+def test_old_option_names_still_read():
+    """division_digits was renamed division_digit_order (it holds an order, not a number of digits):
+    a run record written before (config.json holds every option) and `--set task.division_digits=`
+    still mean what they meant, and the old name is cleared, so the configs are equal."""
+    old = CalculatorConfig(cot="full", division_digits="plain")
+    assert old == CalculatorConfig(cot="full", division_digit_order="plain") and old.division_digits is None
+    assert old.replace(max_digits=3).division_digit_order == "plain"
+    assert CalculatorConfig().replace(division_digits="plain").division_digit_order == "plain"
+    with pytest.raises(ValueError, match="division_digit_order"):
+        CalculatorConfig(division_digits="reversed")
+    with pytest.raises(ValueError, match="old name of division_digit_order"):
+        CalculatorConfig(division_digits="trace", division_digit_order="plain")
 
 
 def test_op_weights_skew_operators_and_default_data_is_unchanged():
@@ -384,3 +398,13 @@ def test_first_error_names_the_step_a_wrong_trace_first_gets_wrong(tmp_path):
     path = tmp_path / "s.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in lines))
     assert mod.error_table(path, t).to_dict() == {"- neg work": 1, "+ 1:1": 1}
+
+
+def test_old_option_names_in_run_records_and_set():
+    """The workbench's own readers: config.json as runs wrote it before the rename, and --set."""
+    from experiments.runspec import apply_overrides, from_dict, to_jsonable
+
+    record = {k: v for k, v in to_jsonable(CalculatorConfig(cot="full")).items() if k != "division_digit_order"}
+    record["division_digits"] = "plain"
+    assert from_dict(CalculatorConfig, record, "task") == CalculatorConfig(cot="full", division_digit_order="plain")
+    assert apply_overrides(CalculatorConfig(), {"division_digits": "plain"}, "task").division_digit_order == "plain"
