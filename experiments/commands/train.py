@@ -14,7 +14,7 @@ from experiments.batches import check_workers
 from experiments.commands.options import ARGV, DeviceOpt, IncludeOpt, SetOpt, TrustOpt, user_errors
 from experiments.errors import UserError, check_seed, check_steps
 from experiments.rundir import new_run_dir
-from experiments.runspec import resolve_spec
+from experiments.runspec import check_target_acc, resolve_spec
 from experiments.trackers import check_sinks
 from experiments.training import TrainOptions, resume_run, start_run
 
@@ -56,8 +56,7 @@ def train_cmd(
         return
     if under_torchrun and out is None:
         raise UserError("under torchrun pass --out, so that every rank writes to the same run directory")
-    if target_acc is not None and not 0 <= target_acc <= 1:
-        raise UserError(f"--target-acc must be in [0, 1], got {target_acc}")
+    check_target_acc(target_acc)  # before torchrun starts, and for --resume, which sets it alone
     bad_tag = next((t for t in tags if not t.partition("=")[0] or "=" not in t), None)
     if bad_tag is not None:
         raise UserError(f"--tag expects KEY=VALUE, got {bad_tag!r}")
