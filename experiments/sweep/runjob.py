@@ -20,12 +20,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments import lifeline
 from experiments.errors import UserError
 from experiments.registry import task_class
 from experiments.rundir import FileLock, RunLock
 from experiments.runspec import read_run_spec
-from experiments.spec import Spec, Variant, eval_args, tracker_args, train_args
+from experiments.sweep import lifeline
+from experiments.sweep.specfile import Spec, Variant, eval_args, tracker_args, train_args
 from gpt.atomic import atomic_write_text
 
 # What a run folder can hold before its config.json: train's run lock (rundir.RunLock) and the

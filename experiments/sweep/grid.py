@@ -8,7 +8,7 @@ Layout of the output directory (default runs/spec-NAME):
     VARIANT/seedS/eval-E.json  one accuracy (or loss) table per [[eval]]
     VARIANT/seedS/result.json  status: done | failed, wall time, error
     VARIANT/seedS.log          the run's stdout and stderr
-    results.csv, results.md, *.png   written by experiments/results.py
+    results.csv, results.md, *.png   written by results.py
 
 Each run is a `workbench train` subprocess, then one `workbench eval` subprocess per
 [[eval]] (runjob.py), so a crash or a bad variant is recorded as failed and the grid goes on.
@@ -40,10 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from experiments.errors import UserError
-from experiments.executors import Executor, LocalExecutor
-from experiments.runjob import (BEFORE_CONFIG, Job, RunKey, exclusive_lock, execute, init_dir,
-                                write_result)
-from experiments.spec import Spec, eval_args, tracker_args, train_args
+from experiments.sweep.executors import Executor, LocalExecutor
+from experiments.sweep.runjob import (BEFORE_CONFIG, Job, RunKey, exclusive_lock, execute, init_dir,
+                                      write_result)
+from experiments.sweep.specfile import Spec, eval_args, tracker_args, train_args
 from gpt.atomic import atomic_write_bytes, atomic_write_text
 
 LOCK_NAME = ".run.lock"
