@@ -23,7 +23,9 @@ from experiments.errors import UserError
 from experiments.sweep.executors import Placement, check_placement, check_reachable
 from experiments.sweep.grid import plan, run_grid
 from experiments.sweep.runjob import write_result
-from experiments.sweep.specfile import MAX_RUNS, MAX_SPEC_BYTES, load_spec
+from experiments.sweep.specfile import load_spec
+from experiments.sweep.specparse import MAX_SPEC_BYTES
+from experiments.sweep.spectypes import MAX_RUNS
 from gpt.checkpoint import MetricsLog
 from helpers import cli
 

@@ -20,7 +20,8 @@ import pytest
 
 from experiments.errors import UserError
 from experiments.sweep.grid import LOCK_NAME, exclusive_lock
-from experiments.sweep.specfile import NAME_MAX, load_spec, name_problem
+from experiments.sweep.specfile import load_spec
+from experiments.sweep.spectypes import NAME_MAX, name_problem
 from helpers import ROOT, cli
 
 TINY_SETS = ('"model.n_layer" = 1, "model.n_embd" = 32, "model.n_head" = 2, "model.block_size" = 12, '

@@ -15,7 +15,7 @@ Each run is a `workbench train` subprocess, then one `workbench eval` subprocess
 Re-running skips runs whose result.json says done, resumes runs that were interrupted
 (their checkpoint is kept) and retries failed ones; `retries` retries a failed run at once.
 A result.json that is not such a record (read_run_result) counts as not done: the run is redone
-and its record rewritten.  Planning is linear in the number of runs (spec.MAX_RUNS at most).
+and its record rewritten.  Planning is linear in the number of runs (spectypes.MAX_RUNS at most).
 
 This module decides what runs and when; an executor (executors.py: a local pool, or Ray)
 only runs each job.  A fine-tuning run is handed over once the run it starts from is done.
@@ -41,9 +41,9 @@ from typing import Any
 
 from experiments.errors import UserError
 from experiments.sweep.executors import Executor, LocalExecutor
-from experiments.sweep.runjob import (BEFORE_CONFIG, Job, RunKey, exclusive_lock, execute, init_dir,
-                                      write_result)
-from experiments.sweep.specfile import Spec, eval_args, tracker_args, train_args
+from experiments.sweep.runjob import (BEFORE_CONFIG, Job, RunKey, eval_args, exclusive_lock, execute, init_dir,
+                                      tracker_args, train_args, write_result)
+from experiments.sweep.spectypes import Spec
 from gpt.atomic import atomic_write_bytes, atomic_write_text
 
 LOCK_NAME = ".run.lock"

@@ -26,7 +26,8 @@ import pandas as pd
 from experiments import plots
 from experiments.errors import UserError, install_hint
 from experiments.sweep.grid import json_short, json_type, plan, read_json, read_run_result
-from experiments.sweep.specfile import LOG_METRICS, EvalSpec, Spec, load_spec, steps_to
+from experiments.sweep.specfile import load_spec
+from experiments.sweep.spectypes import LOG_METRICS, EvalSpec, Spec, steps_to
 from experiments.tables import bucket_order, markdown_table
 from gpt.atomic import atomic_write_bytes, atomic_write_text
 from gpt.checkpoint import check_metrics, read_metrics

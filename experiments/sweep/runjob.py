@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from experiments.registry import task_class
 from experiments.rundir import FileLock, RunLock
 from experiments.runspec import read_run_spec
 from experiments.sweep import lifeline
-from experiments.sweep.specfile import Spec, Variant, eval_args, tracker_args, train_args
+from experiments.sweep.spectypes import EvalSpec, Spec, Variant, slug
 from gpt.atomic import atomic_write_text
 
 # What a run folder can hold before its config.json: train's run lock (rundir.RunLock) and the
@@ -127,6 +127,46 @@ def wait_for_lock(run: Path, timeout_s: float = LOCK_WAIT_S) -> None:
         lock.release()  # RunLock removes the file: nobody holds it
 
 
+def tracker_args(spec_name: str, v: Variant, seed: int, log: Sequence[str]) -> list[str]:
+    """`--log` for a run of a spec, tagged with the spec, variant and seed (none without --log)."""
+    if not log:
+        return []
+    args = [a for sink in log for a in ("--log", sink)]
+    return args + ["--tag", f"spec={spec_name}", "--tag", f"variant={v.name}", "--tag", f"seed={seed}"]
+
+
+def train_args(v: Variant, seed: int, out: Path, init_dir: Path | None) -> list[str]:
+    """The `workbench train` arguments for one run of a variant."""
+    s = v.run
+    args = ["train", "--task", s.task, "--seed", str(seed), "--out", str(out), "--quiet"]
+    if s.preset:
+        args += ["--preset", s.preset]
+    if s.steps is not None:
+        args += ["--steps", str(s.steps)]
+    if s.target_acc is not None:
+        args += ["--target-acc", str(s.target_acc)]
+    for k, val in s.sets:
+        args += ["--set", f"{k}={slug(val)}"]
+    for inc in s.include:
+        args += ["--include", inc]
+    if init_dir is not None:
+        args += ["--init-from", str(init_dir)]
+    if s.device:
+        args += ["--device", s.device]
+    return args
+
+
+def eval_args(e: EvalSpec, run: Path, out: Path, device: str | None = None) -> list[str]:
+    args = ["eval", str(run), "--split", e.split, "--n", str(e.n), "--format", "json", "--out", str(out)]
+    if device:
+        args += ["--device", device]
+    if e.by:
+        args += ["--by", ",".join(e.by)]
+    for k, val in e.sets:
+        args += ["--set", f"{k}={slug(val)}"]
+    return args
+
+
 class _TimedOut(Exception):
     pass
 
@@ -177,6 +217,25 @@ def _splits_of(run: Path) -> tuple[str, ...]:
     return tuple(task_class(spec.task, spec.include).splits)
 
 
+def _train(job: Job, run: Path, src: Path | None, log, log_path: Path, since: int, env: Mapping[str, str],
+           deadline: float | None, own_group: bool) -> str:
+    """Train a new run, or resume it from its checkpoint; the error, or ""."""
+    key = job.key
+    if (run / "config.json").exists():
+        args = ["train", "--resume", "--out", str(run), "--quiet"]
+        if key.variant.run.device:
+            args += ["--device", key.variant.run.device]
+    else:
+        clear_unstarted(run)  # died before writing its config: nothing to keep
+        args = train_args(key.variant, key.seed, run, src)
+    args += tracker_args(job.spec.name, key.variant, key.seed, job.trackers)
+    code = _subprocess(args, log, job.threads, env, deadline, own_group)
+    if code != 0:
+        return f"training exited with code {code}: {_tail(log_path, since)}"
+    atomic_write_text(run / ".trained", "")
+    return ""
+
+
 def _steps(job: Job, run: Path, src: Path | None, log, log_path: Path, since: int, env: Mapping[str, str],
            deadline: float | None, own_group: bool) -> str:
     """Train (or resume) and evaluate; the error, or "" when all went well."""
@@ -184,18 +243,9 @@ def _steps(job: Job, run: Path, src: Path | None, log, log_path: Path, since: in
     if src is not None and (read_result(src) or {}).get("status") != "done":
         return f"its init_from run {src} did not finish"
     if not (run / ".trained").exists():
-        if (run / "config.json").exists():
-            args = ["train", "--resume", "--out", str(run), "--quiet"]
-            if key.variant.run.device:
-                args += ["--device", key.variant.run.device]
-        else:
-            clear_unstarted(run)  # died before writing its config: nothing to keep
-            args = train_args(key.variant, key.seed, run, src)
-        args += tracker_args(spec.name, key.variant, key.seed, job.trackers)
-        code = _subprocess(args, log, job.threads, env, deadline, own_group)
-        if code != 0:
-            return f"training exited with code {code}: {_tail(log_path, since)}"
-        atomic_write_text(run / ".trained", "")
+        error = _train(job, run, src, log, log_path, since, env, deadline, own_group)
+        if error:
+            return error
     splits = _splits_of(run)
     for e in (e for e in spec.evals if e.split in splits):  # an eval applies where its split exists
         # `workbench eval` never writes into a run folder (outputs.py); the runner owns this run,
