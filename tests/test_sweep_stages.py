@@ -1,18 +1,26 @@
-"""A sweep spec's stages, each alone (parse, check, expand), and typed values checked once."""
+"""A sweep spec's stages, each alone (parse, check, expand), and how a run's settings reach its
+`workbench train`: as a resolved RunSpec record (--run-spec), never as --set strings parsed again."""
 
+import itertools
+import json
 import textwrap
 from pathlib import Path
 
 import pytest
 
+import experiments.commands.train as train_command
+from experiments.cli import main
 from experiments.errors import UserError
-from experiments.runspec import coerce, convert, resolve_run
+from experiments.rundir import write_config
+from experiments.runspec import coerce, convert, read_run_spec_file, resolve_run, spec_to_dict, to_record
+from experiments.sweep.grid import plan
+from experiments.sweep.runjob import init_dir, run_spec_file, start_args, train_args
 from experiments.sweep.speccheck import Case, CheckedSpec, VariantTable, check_spec, count_runs
 from experiments.sweep.specexpand import expand_spec
-from experiments.sweep.specfile import load_spec
+from experiments.sweep.specfile import load_spec, resolve_variant
 from experiments.sweep.specparse import MAX_SPEC_BYTES, SpecSource, parse_spec
 from experiments.sweep.spectypes import RunSettings, slug
-from helpers import cli
+from helpers import ROOT, TINY_SETS, cli
 
 SPEC = textwrap.dedent("""\
     budget_minutes = 1
@@ -166,3 +174,95 @@ def test_resolving_typed_values_refuses_a_mistyped_one_by_its_key():
         resolve_run("addition", overrides=[("model.n_layer", 2.5)])
     assert resolve_run("addition", overrides=[("train.lr", 1)]).train.lr == 1.0
     assert isinstance(resolve_run("addition", target_acc=0).train.target_acc, float)
+
+
+# ---- how a run reaches its train: the record ----------------------------------------------------------
+
+@pytest.fixture
+def caught(monkeypatch):
+    """The RunSpec `workbench train` would start a run from, caught instead of trained."""
+    specs = []
+    monkeypatch.setattr(train_command, "start_run", lambda spec, opts: specs.append(spec))
+    return specs
+
+
+def _text(spec) -> str:
+    return json.dumps(spec_to_dict(spec), sort_keys=True)
+
+
+def _sources(spec, root: Path):
+    """Every run of a spec in order, a fine-tuning run's source given a config.json of its record."""
+    for k in plan(spec):
+        run = k.dir(root)
+        run.parent.mkdir(parents=True, exist_ok=True)
+        yield k, run, init_dir(spec, k, root)
+
+
+@pytest.mark.parametrize("spec_file", sorted((ROOT / "experiments" / "specs").glob("*.toml")), ids=lambda p: p.stem)
+def test_the_record_and_the_dry_run_s_flags_train_the_same_run(spec_file, tmp_path, caught):
+    """For every run of every shipped spec, `train --run-spec FILE` (what the runner starts) and the
+    flags a dry run lists (what a user would type) give train one RunSpec: the variant's, resolved."""
+    spec = load_spec(spec_file)
+    for k, run, src in itertools.islice(_sources(spec, tmp_path), 40):
+        want = resolve_variant(k.variant, k.seed, src)
+        for args in (start_args(k.variant, k.seed, run, src), train_args(k.variant, k.seed, run, src)):
+            assert main([str(a) for a in args]) == 0
+            got = caught.pop()  # as JSON text too, where 0 and 0.0 differ as they do in config.json
+            assert got == want and _text(got) == _text(want), (k.variant.name, args[:4])
+        assert run_spec_file(run).is_file() and read_run_spec_file(run_spec_file(run)) == want
+        run.mkdir(exist_ok=True)
+        write_config(run, to_record(want, "", want.model, "cpu"))  # for a fine-tuning run's --init-from
+
+
+def test_a_run_spec_file_round_trips_and_anything_else_is_one_line(tmp_path):
+    spec = resolve_run("addition", "small", [("task.max_digits", 3), ("train.lr", 1)], steps=7, seed=5)
+    f = tmp_path / "r.json"
+    f.write_text(json.dumps(spec_to_dict(spec)))
+    assert read_run_spec_file(f) == spec
+    for text, says in [("[1]", "expected a run spec"), ("{", "not a run spec"),
+                       (json.dumps({**spec_to_dict(spec), "seed": "5"}), "'seed' should be int"),
+                       (json.dumps({**spec_to_dict(spec), "train": {"lr": "x"}}), "invalid train section")]:
+        f.write_text(text)
+        with pytest.raises(UserError, match=says):
+            read_run_spec_file(f)
+
+
+def test_train_refuses_flags_beside_a_run_spec(tmp_path, capsys, caught):
+    f = tmp_path / "r.json"
+    f.write_text(json.dumps(spec_to_dict(resolve_run("addition"))))
+    for args, says in [(["--set", "train.lr=1"], "--set cannot change them"),
+                       (["--steps", "3"], "--steps cannot change them"),
+                       (["--task", "copy"], "--task copy but --run-spec")]:
+        code, _, err = cli(capsys, "train", "--run-spec", f, "--out", tmp_path / "o", *args)
+        assert code == 2 and says in err and err.count("\n") == 1, err
+    assert cli(capsys, "train", "--run-spec", f, "--task", "addition", "--out", tmp_path / "o")[0] == 0
+    assert caught == [resolve_run("addition")]
+
+
+def test_a_fine_tuning_run_whose_settings_do_not_resolve_is_recorded_failed(tmp_path, capsys):
+    """Checked before its source exists, a fine-tuning run's model keys resolve against its source's
+    model when it starts: one that does not fit is that run's failure, in its result and log."""
+    spec = tmp_path / "s.toml"
+    spec.write_text(textwrap.dedent(f"""
+        budget_minutes = 1
+        seeds = [1]
+        [base]
+        task = "addition"
+        preset = "small"
+        steps = 2
+        target_acc = 0
+        set = {{ {TINY_SETS} }}
+        [[variant]]
+        name = "pre"
+        [[variant]]
+        name = "tune"
+        init_from = "pre"
+        set = {{ "model.n_head" = 3 }}
+    """))
+    out = tmp_path / "out"
+    code, text, err = cli(capsys, "run", spec, "--out", out)
+    assert code == 0 and "1 done, 1 failed" in text, err
+    result = json.loads((out / "tune" / "seed1" / "result.json").read_text())
+    assert result["error"].startswith("its settings do not resolve: ") and "model.n_head (3)" in result["error"]
+    assert "error: " in (out / "tune" / "seed1.log").read_text()
+    assert not list(out.rglob("*.run-spec.json"))  # each record is removed once its train has ended

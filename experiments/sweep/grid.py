@@ -8,6 +8,7 @@ Layout of the output directory (default runs/spec-NAME):
     VARIANT/seedS/eval-E.json  one accuracy (or loss) table per [[eval]]
     VARIANT/seedS/result.json  status: done | failed, wall time, error
     VARIANT/seedS.log          the run's stdout and stderr
+    VARIANT/.seedS.run-spec.json  a new run's RunSpec, for its train process to read (runjob.py)
     results.csv, results.md, *.png   written by results.py
 
 Each run is a `workbench train` subprocess, then one `workbench eval` subprocess per
@@ -86,7 +87,10 @@ def _check_paths(spec: Spec, keys: list[RunKey], root: Path, real_root: Path) ->
             "accuracy.png", *(f"heatmap-{e.heatmap}.png" for e in spec.evals)]
     for name in tops:
         _check_inside(root, real_root, root / name)
-    for k in plan(spec):  # all of them: a run of --only may read from (init_from) any other
+    # all of them: a run of --only may read from (init_from) any other.  A run's run-spec record
+    # (runjob.run_spec_file) needs no check of its own: it is written atomically, a rename over
+    # whatever is there (never through a link), into run.parent, checked here
+    for k in plan(spec):
         run = k.dir(root)
         for path in (run.parent, run, run.parent / f"seed{k.seed}.log"):
             _check_inside(root, real_root, path)

@@ -92,8 +92,8 @@ def load_spec(path: Path) -> Spec:
 
 
 def resolve_variant(v: Variant, seed: int, init_dir: Path | None = None, model_keys: bool = True) -> RunSpec:
-    """The RunSpec of a variant's run with this seed, from the spec's typed values (runspec.resolve_run).
-    init_dir: the run it starts from.
+    """The RunSpec of a variant's run with this seed, from the spec's typed values (runspec.resolve_run):
+    what `workbench run` hands that run's `workbench train`.  init_dir: the run it starts from.
     Without model_keys, the model.* values are left out (a fine-tuning variant checked before
     its source run exists, whose model they change)."""
     s = v.run
