@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover
     import click.exceptions as click_exc
     from click.utils import make_default_short_help
 
-from experiments import lifeline
+from experiments.sweep import lifeline
 from experiments.commands import COMMANDS, options
 from experiments.errors import USER_ERRNOS
 

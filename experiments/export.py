@@ -15,11 +15,11 @@ export task -> FILE.jsonl or FILE.parquet, one row per problem (see ROW_SCHEMA b
   and test files are disjoint.  Each chunk is written before the next is drawn: constant memory.
   With task.train_size=K the train split is the fixed pool a run with --seed S trains on.
 
-export run -> DIR/
+export run -> DIR/, in the format experiments/modelfolder.py defines (and load_run reads):
     model.safetensors   the weights (tied lm_head/wte stored once; metadata: step, checkpoint meta)
     config.json         the run's own config.json, plus an "export" record: load_run(DIR) reads it
     vocab.json          {character: token id}, in id order
-    README.md           a model card: Hub front matter, task, preset, steps, model shape, eval table
+    README.md           a model card (written here): Hub front matter, task, preset, steps, model shape, eval table
   The folder is built beside DIR and renamed into place, so a failed export leaves nothing.
   Its layout is what huggingface_hub.upload_folder(folder_path=DIR, ...) uploads as is.
 """
@@ -27,7 +27,6 @@ export run -> DIR/
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import os
 import secrets
@@ -45,7 +44,9 @@ from experiments.display import format_eval
 from experiments.errors import UserError, optional_module
 from experiments.eval_runs import EvalTable
 from experiments.evaluate import EVAL_SEED, evaluate, evaluate_loss
-from experiments.load import WEIGHTS, WEIGHTS_META, Run, load_run
+from experiments.load import Run, load_run
+from experiments.modelfolder import (CARD, EXPORT_KEY, VOCAB, WEIGHTS, export_section, vocab_json, weights_metadata,
+                                     write_weights)
 from experiments.trust import seal
 from experiments.outputs import atomic_text_file, check_name, output_target, refuse_protected
 from experiments.rundir import CONFIG, RUN_FORMAT, copy_includes, training_pid
@@ -61,8 +62,6 @@ FIXED_COLUMNS = ("prompt", "completion", "answer")
 # ensure_ascii=False: UTF-8 as is (modular's symbol tokens), which every JSON reader takes; one
 # encoder for every row, as json.dumps would build one per call
 _JSON = json.JSONEncoder(ensure_ascii=False)
-VOCAB = "vocab.json"
-CARD = "README.md"
 
 
 @dataclass(frozen=True)
@@ -262,43 +261,15 @@ def check_out_dir(out: Path) -> None:
 def export_record(run: Run, checkpoint: str, copies: dict[str, str]) -> dict[str, Any]:
     """config.json for the folder: the run's own record (so read_run_spec and load_run read it),
     its task files as the folder's own copies (sealed as made here: the run was loaded, so its
-    code was trusted), plus where the weights came from."""
+    code was trusted), plus where the weights came from (modelfolder.export_section)."""
     task = {**run.config["task"], "include": list(copies), "include_sha256": copies,
             "include_seal": seal(run.task.name, copies) if copies else None}
-    return {**run.config, "format": RUN_FORMAT, "task": task, "export": {"source": str(Path(run.path).resolve()), "checkpoint": checkpoint,
-                                 "step": run.step, "weights": WEIGHTS, "end_token": _end_token(run.task),
-                                 "exported": time.strftime("%Y-%m-%dT%H:%M:%S")}}
+    return {**run.config, "format": RUN_FORMAT, "task": task,
+            EXPORT_KEY: export_section(run.path, checkpoint, run.step, _end_token(run.task))}
 
 
 def _end_token(task: Task) -> str | None:
     return None if task.end_id is None else task.vocab.chars[task.end_id]
-
-
-def vocab_json(task: Task) -> str:
-    """{character: id} in id order: the usual vocab.json of a character-level tokenizer."""
-    return json.dumps({c: i for i, c in enumerate(task.vocab.chars)}, ensure_ascii=False, indent=1) + "\n"
-
-
-def weights_metadata(run: Run) -> dict[str, str]:
-    """safetensors metadata (strings only): the checkpoint meta load_run checks, and the step."""
-    meta = {"task": run.task.name, "vocab": run.task.vocab.chars, "model": to_jsonable(run.model.config)}
-    return {"format": "pt", WEIGHTS_META: json.dumps({"step": run.step, "config": meta})}
-
-
-def write_weights(run: Run, file: Path) -> None:
-    """model.safetensors from the run's model, on the CPU.  save_model, not save_file: the tied
-    lm_head and wte weight is one tensor, which save_file refuses; save_model writes it once."""
-    st = optional_module("safetensors.torch", "export", "export run")
-    model = run.model if run.device.type == "cpu" else copy.deepcopy(run.model).to("cpu")  # the run keeps its device
-    st.save_model(model, str(file), metadata=weights_metadata(run))
-    os.chmod(file, 0o666 & ~_umask())  # safetensors writes 0600; the published file gets the usual mode
-
-
-def _umask() -> int:
-    """The process's umask (which cannot be read without setting it)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def eval_markdown(run: Run, n: int, batch_size: int = 1024) -> str:
@@ -409,10 +380,11 @@ def export_run(run_path: Path, out: Path, checkpoint: str = "ckpt.pt", eval_n: i
     tmp = out.absolute().parent / f".wb-export.{secrets.token_hex(6)}.tmp"
     os.mkdir(tmp)
     try:
-        write_weights(run, tmp / WEIGHTS)
+        write_weights(run.model, tmp / WEIGHTS,
+                      weights_metadata(run.step, run.task.name, run.task.vocab.chars, run.model.config))
         copies = copy_includes(tmp, run.spec.include if run.spec is not None else ())
         atomic_write_text(tmp / CONFIG, json.dumps(export_record(run, checkpoint, copies), indent=2) + "\n")
-        atomic_write_text(tmp / VOCAB, vocab_json(run.task))
+        atomic_write_text(tmp / VOCAB, vocab_json(run.task.vocab.chars))
         atomic_write_text(tmp / CARD, model_card(run, out.absolute().name, table, eval_n))
         _sync_folder(tmp)
         try:

@@ -5,12 +5,11 @@
     run.task.parse_answer(run.complete([run.task.prompt(123, 45)])[0])  # 168
 
 A folder written by `workbench export run` loads the same way: its config.json is the run's, and
-its weights are in model.safetensors instead of ckpt.pt (experiments/export.py).
+its weights are in model.safetensors instead of ckpt.pt (experiments/modelfolder.py, its format).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +20,8 @@ import torch
 
 from experiments.build import build_task, decode_positions
 from experiments.devices import resolve_device
-from experiments.errors import UserError, optional_module
+from experiments.errors import UserError
+from experiments.modelfolder import WEIGHTS, check_vocab_file, exported_state, is_exported, read_weights_meta
 from experiments.rundir import RUN_FORMAT
 from experiments.runspec import RunSpec, read_run_spec, to_jsonable
 from gpt.checkpoint import CheckpointError, load_checkpoint, state_mismatch
@@ -29,10 +29,6 @@ from gpt.generate import greedy_complete
 from gpt.model import GPT, GPTConfig
 from tasks.base import Task
 from tasks.encode import Rendered, field_strings
-
-WEIGHTS = "model.safetensors"  # an exported folder's weights (safetensors, as the Hugging Face Hub expects)
-WEIGHTS_META = "workbench"  # the safetensors metadata key holding {"step", "config"}: a checkpoint's own meta
-
 
 @dataclass
 class Run:
@@ -99,65 +95,6 @@ def load_run(path: str | os.PathLike, device: str = "auto", checkpoint: str = "c
     load_weights(model, ckpt["model"], path / checkpoint, record)
     model.to(dev).eval()
     return Run(path, record, task, model, int(ckpt["step"]), spec)
-
-
-def is_exported(path: Path, checkpoint: str = "ckpt.pt") -> bool:
-    """Whether path is an exported folder (model.safetensors, no checkpoint) rather than a run.
-
-    A run directory that also holds model.safetensors still loads its checkpoint: the checkpoint
-    is what training writes, so it is the newer of the two."""
-    path = Path(path)
-    if (path / checkpoint).exists() or not (path / WEIGHTS).is_file():
-        return False
-    if checkpoint != "ckpt.pt":  # an exported folder holds one set of weights, not ckpt.pt and best.pt
-        raise UserError(f"{path} is an exported model ({WEIGHTS}); it has no {checkpoint}: drop --checkpoint")
-    return True
-
-
-def read_weights_meta(file: Path) -> dict[str, Any]:
-    """The {"step", "config"} an exported model.safetensors carries in its metadata."""
-    safetensors = optional_module("safetensors", "export", f"loading an exported model ({WEIGHTS})")
-    try:
-        with safetensors.safe_open(str(file), framework="pt") as f:
-            raw = (f.metadata() or {}).get(WEIGHTS_META)
-        meta = json.loads(raw) if raw else {}
-    except Exception as e:  # noqa: BLE001 - safetensors' own error types vary by version
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"{file} is not a readable safetensors file (corrupt or truncated?): {first[:200]}") from None
-    step = meta.get("step") if isinstance(meta, dict) else None
-    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or type(step) is not int or step < 0:
-        raise UserError(f"{file} was not written by `workbench export run` (no valid {WEIGHTS_META!r} metadata)")
-    return meta
-
-
-def exported_state(file: Path, model_cfg: GPTConfig) -> dict[str, torch.Tensor]:
-    """An exported model.safetensors as a state dict, the tied lm_head weight restored."""
-    st = optional_module("safetensors.torch", "export", f"loading an exported model ({WEIGHTS})")
-    try:
-        state = st.load_file(str(file))
-    except Exception as e:  # noqa: BLE001 - safetensors' own error types vary by version
-        raise UserError(f"{file} is not a readable safetensors file (corrupt or truncated?): "
-                        f"{type(e).__name__}") from None
-    if model_cfg.tie_weights:  # save_model kept one name of the two for the one tensor
-        shared = state.get("wte.weight", state.get("lm_head.weight"))
-        if shared is not None:
-            state.setdefault("wte.weight", shared)
-            state.setdefault("lm_head.weight", shared)
-    return state
-
-
-def check_vocab_file(path: Path, vocab: str | None) -> None:
-    """An exported folder's vocab.json must map the run's own characters to their ids: a folder
-    whose vocab.json says otherwise was edited, and tokenizers reading it would disagree with us."""
-    file = path / "vocab.json"
-    if vocab is None or not file.exists():
-        return
-    try:
-        mapping = json.loads(file.read_bytes().decode("utf-8"))
-    except (OSError, ValueError, RecursionError):
-        raise UserError(f"{file} is corrupt (not UTF-8 JSON)") from None
-    if mapping != {c: i for i, c in enumerate(vocab)}:
-        raise UserError(f"{file} does not match the vocabulary in {path / 'config.json'}; the folder was edited")
 
 
 def load_weights(model: GPT, state: dict[str, Any], file: Path, record: dict[str, Any]) -> None:

@@ -12,11 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.grid import plan
-from experiments.runjob import read_result
 from experiments.tables import bucket_order
 from gpt.atomic import atomic_write_bytes
-from gpt.checkpoint import read_metrics
 
 
 def pyplot():
@@ -31,19 +28,12 @@ def pyplot():
     return plt
 
 
-def curves(spec, root: Path, key: str, path: Path, ylabel: str, log_y: bool = False) -> bool:
-    """key vs step: one colour per variant, thin lines per seed, a thick mean over seeds."""
+def curves_image(series: dict[str, list[pd.Series]], ylabel: str, log_y: bool = False) -> bytes | None:
+    """A PNG of learning curves, a value against the step: one colour per name, a thin line per
+    series (a seed), a thick mean over them; None without matplotlib or series."""
     plt = pyplot()
-    series: dict[str, list[pd.Series]] = {}
-    for k in plan(spec):
-        if (read_result(k.dir(root)) or {}).get("status") != "done":
-            continue
-        recs = [r for r in read_metrics(k.dir(root) / "metrics.jsonl") if key in r]
-        if recs:
-            s = pd.Series([r[key] for r in recs], index=[r["step"] for r in recs])
-            series.setdefault(k.variant.name, []).append(s[~s.index.duplicated(keep="last")])
     if plt is None or not series:
-        return False
+        return None
     fig, ax = plt.subplots(figsize=(8, 5))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (name, runs) in enumerate(series.items()):
@@ -59,8 +49,7 @@ def curves(spec, root: Path, key: str, path: Path, ylabel: str, log_y: bool = Fa
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    atomic_write_bytes(path, _image(plt, fig))
-    return True
+    return _image(plt, fig)
 
 
 def heatmap_image(panels: list[tuple[str, pd.DataFrame]], by: tuple[str, str], title: str = "",

@@ -179,10 +179,6 @@ class FileLock:
         self.path, self.what, self.remove = Path(path), what, remove
         self._fd: int | None = None
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def acquire(self) -> None:
         while True:
             try:

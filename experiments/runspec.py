@@ -4,8 +4,12 @@ One place for each:
   - resolve_spec: the task's defaults, then its preset, then the flags (--steps, --target-acc,
     --init-from), then --set, make a new run's RunSpec.  `train`, `bench`, `show`, `check` and
     an experiment spec's variants all come through it, so a preset means the same to each.
+  - resolve_run: the same from typed values (a sweep spec's TOML values), each checked against
+    its field's type once, as `--set` would check it written out (coerce).
   - to_record / from_record: the one writer and the one reader of config.json's layout.
     read_run_spec is how every command reads a run's settings back.
+  - spec_to_dict / read_run_spec_file: a RunSpec as a file of its own, how `workbench run` hands a
+    run to its `workbench train` subprocess (--run-spec) without flags parsed again.
 
 A RunSpec is all that decides what a run computes; provenance (device, versions, git commit,
 time) is recorded beside it.
@@ -16,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.metadata
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
@@ -61,9 +66,33 @@ def resolve_spec(task: str, preset: str | None = None, sets: list[str] = (), ste
 
     --steps also drops the preset's decay length (the schedule spans the new step count);
     --target-acc replaces the preset's stopping rule (0: never stop early)."""
+    return _resolve(task, preset, parse_sets(list(sets)), steps, seed, include, init_from, target_acc)
+
+
+def resolve_run(task: str, preset: str | None = None, overrides: Sequence[tuple[str, Any]] = (),
+                steps: int | None = None, seed: int = 1337, include: Sequence[str] = (),
+                init_from: Path | None = None, target_acc: float | None = None) -> RunSpec:
+    """resolve_spec for typed overrides, (section.key, value) pairs such as a sweep spec's TOML
+    values: each value is checked against its field's type here, once (coerce), and means what
+    `--set section.key=VALUE` with the value written out would mean."""
+    over: dict[str, dict[str, Any]] = {"task": {}, "model": {}, "train": {}}
+    for key, value in overrides:
+        section, _, name = key.partition(".")
+        if section not in over or not name:
+            raise UserError(f"{key}: expected section.key with section task, model or train")
+        over[section][name] = value
+    return _resolve(task, preset, over, steps, seed, include, init_from,
+                    None if target_acc is None else float(target_acc), typed=True)  # float: as --target-acc
+
+
+def _resolve(task: str, preset: str | None, over: dict[str, dict[str, Any]], steps: int | None, seed: int,
+             include: Sequence[str], init_from: Path | None, target_acc: float | None,
+             typed: bool = False) -> RunSpec:
     cls = task_class(task, include)
     p = resolve_preset(task, preset)
-    over = parse_sets(list(sets))
+    if typed:  # each value checked against its field's type once, here
+        classes = {"task": cls.Config, "model": GPTConfig, "train": TrainConfig}
+        over = {section: _coerce_all(classes[section], values, section) for section, values in over.items()}
     task_cfg = apply_overrides(cls.Config(), {**p.task_overrides(), **over["task"]}, "task")
     if init_from is not None:  # the shape comes from the run we start from (its task code never runs)
         source = model_of(read_config(Path(init_from)), Path(init_from))
@@ -82,6 +111,17 @@ def resolve_spec(task: str, preset: str | None = None, sets: list[str] = (), ste
         raise UserError(str(e)) from None
     return RunSpec(task=task, task_config=task_cfg, model=model, train=train, seed=seed, preset=p.name,
                    include=tuple(include), init_from=str(Path(init_from).resolve()) if init_from else "")
+
+
+def check_target_acc(target_acc: float | None, flag: str = "--target-acc") -> float | None:
+    """A stopping rule given on its own (`train --resume --target-acc`), checked by TrainConfig's
+    own rule: the one owner of its range."""
+    if target_acc is not None:
+        try:
+            _replace(TrainConfig(), target_acc=target_acc)
+        except UserError as e:
+            raise UserError(f"{flag}: {e}") from None
+    return target_acc
 
 
 def task_sets_only(sets: list[str], command: str) -> dict[str, str]:
@@ -116,6 +156,37 @@ def convert(value: str, typ: Any, key: str) -> Any:
     except ValueError:
         raise UserError(f"{key}: expected {t}, got {value!r}") from None
     return value
+
+
+def coerce(value: Any, typ: Any, key: str) -> Any:
+    """A typed value (a sweep spec's TOML value) as a field of declared type `typ` takes it: what
+    convert gives for the value written out, as `--set` would have it, without the round trip
+    through text.  A bool is never a number, an int widens to a float, 1 and 0 are a bool's true
+    and false, and a text field gets the value as text.  A string goes to convert itself."""
+    if isinstance(value, str):
+        return convert(value, typ, key)
+    t = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if t == "int" and number and isinstance(value, int):
+        return value
+    if t == "float" and number:
+        return float(value)
+    if t == "bool" and (isinstance(value, bool) or (type(value) is int and value in (0, 1))):
+        return bool(value)
+    if t in ("int", "float", "bool"):
+        raise UserError(f"{key}: expected {t}, got {_written(value)}")
+    return _written(value)
+
+
+def _written(value: Any) -> str:
+    """A value as a spec's TOML (and so --set) writes it: true and false in lower case."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _coerce_all(cls: type, values: dict[str, Any], section: str) -> dict[str, Any]:
+    """Each value coerced to its field's type; an unknown key is left for apply_overrides to refuse."""
+    types = {f.name: f.type for f in fields(cls) if f.init}
+    return {k: coerce(v, types[k], f"{section}.{k}") if k in types else v for k, v in values.items()}
 
 
 def parse_sets(sets: list[str]) -> dict[str, dict[str, str]]:
@@ -245,6 +316,48 @@ def from_record(record: dict[str, Any], includes: tuple[tuple[str, str | None], 
         seed=record.get("seed", 0), preset=record.get("preset") or "", include=paths,
         init_from=record.get("init_from") or "", world_size=record.get("world_size") or 1,
     )
+
+
+def spec_to_dict(spec: RunSpec) -> dict[str, Any]:
+    """A RunSpec as plain JSON values, field by field: what `workbench run` writes for a new run's
+    `workbench train --run-spec FILE`.  Unlike config.json (to_record) it holds no provenance, and
+    its include files are the user's own, loaded as `--include` loads them."""
+    return to_jsonable(spec)
+
+
+# spec_to_dict's keys: the JSON type of each, checked before a value is read
+_SPEC_KEYS = {"task": str, "task_config": dict, "model": dict, "train": dict, "seed": int, "preset": str,
+              "include": list, "init_from": str, "world_size": int}
+
+
+def spec_from_dict(d: Any, where: Path) -> RunSpec:
+    """spec_to_dict's RunSpec back; one line naming `where` for anything else."""
+    if not isinstance(d, dict):
+        raise UserError(f"{where}: expected a run spec (a JSON object), got {type(d).__name__}")
+    for key, want in _SPEC_KEYS.items():
+        if not isinstance(d.get(key), want) or isinstance(d.get(key), bool):
+            raise UserError(f"{where}: {key!r} should be {want.__name__}, not {type(d.get(key)).__name__}")
+    if not all(isinstance(p, str) for p in d["include"]):
+        raise UserError(f"{where}: 'include' should be a list of file paths")
+    cls = task_class(d["task"], d["include"])
+    try:
+        return RunSpec(task=d["task"], task_config=from_dict(cls.Config, d["task_config"], "task"),
+                       model=from_dict(GPTConfig, d["model"], "model"),
+                       train=from_dict(TrainConfig, d["train"], "train"), seed=d["seed"], preset=d["preset"],
+                       include=tuple(d["include"]), init_from=d["init_from"], world_size=d["world_size"])
+    except UserError as e:
+        raise UserError(f"{where}: {e}") from None
+
+
+def read_run_spec_file(path: Path) -> RunSpec:
+    """The RunSpec in a file spec_to_dict wrote (`workbench train --run-spec FILE`)."""
+    try:
+        d = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise UserError(f"--run-spec {path}: cannot be read: {e.strerror or e}") from None
+    except (ValueError, RecursionError):
+        raise UserError(f"--run-spec {path}: not a run spec (UTF-8 JSON) as `workbench run` writes it") from None
+    return spec_from_dict(d, Path(path))
 
 
 def model_of(record: dict[str, Any], run: Path) -> GPTConfig:

@@ -13,13 +13,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import experiments.grid as grid
+import experiments.sweep.grid as grid
 from experiments.errors import UserError, install_hint
-from experiments.executors import LocalExecutor, Placement, RayExecutor, Unplaceable, check_placement, parse_gpus
-import experiments.runjob as runjob
-from experiments.runjob import Job, RunKey
-from experiments.runjob import read_result
-from experiments.spec import load_spec
+from experiments.sweep.executors import LocalExecutor, Placement, RayExecutor, Unplaceable, check_placement, parse_gpus
+import experiments.sweep.runjob as runjob
+from experiments.sweep.runjob import Job, RunKey
+from experiments.sweep.runjob import read_result
+from experiments.sweep.specfile import load_spec
 from helpers import TINY_SETS, cli, held_task, workbench_proc
 
 

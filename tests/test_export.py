@@ -16,7 +16,8 @@ from experiments.build import build_task
 from experiments.cli import main
 from experiments.errors import UserError, install_hint
 from experiments.export import ROW_CHUNK, export_run, export_task, rendered_columns, task_columns
-from experiments.load import WEIGHTS, load_run
+from experiments.load import load_run
+from experiments.modelfolder import WEIGHTS
 from experiments.registry import known_tasks, task_class
 from experiments.runspec import read_run_spec, resolve_spec
 from conftest import need_module

@@ -148,3 +148,50 @@ def test_the_layering_checks_see_function_level_imports(tmp_path):
                  "class C:\n    def m(self):\n        import gpt.model\n        from . import sibling\n"
                  "def g():\n    return importlib.import_module('tasks.text')\n")
     assert sorted(_function_level_imports(f)) == [".", "experiments.cli", "gpt.model", "tasks.text"]
+
+
+# experiments/sweep is the runner of `workbench run` and `report`: their command module uses it, and
+# the CLI holds the lifeline each of its subprocesses ties to the runner; nothing else does.
+SWEEP = "experiments.sweep"
+SWEEP_USERS = {"experiments.commands.sweep": None, "experiments.cli": {SWEEP, f"{SWEEP}.lifeline"}}
+CLI_MODULES = ("experiments.cli", "experiments.commands", "typer", "click")
+
+
+def _in_sweep(module: str) -> bool:
+    return module == SWEEP or module.startswith(SWEEP + ".")
+
+
+def _sweep_breaches(graph: dict[str, set[str]], imports: dict[str, set[str]]) -> set[tuple[str, str]]:
+    """(importer, imported) pairs that cross the sweep package's boundary: a module outside it
+    (and outside SWEEP_USERS, or beyond what its entry allows) importing it, or a module in it
+    importing a command-line module."""
+    bad = set()
+    for m, deps in graph.items():
+        if _in_sweep(m):
+            continue
+        allowed = SWEEP_USERS.get(m, set())
+        bad |= {(m, d) for d in deps if _in_sweep(d) and allowed is not None and d not in allowed}
+    for m, deps in imports.items():
+        if _in_sweep(m):
+            bad |= {(m, d) for d in deps if any(d == c or d.startswith(c + ".") for c in CLI_MODULES)}
+    return bad
+
+
+def _all_imports() -> dict[str, set[str]]:
+    return {_module_name(p): _imports(p) for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+
+
+def test_the_sweep_package_is_used_only_by_its_commands_and_uses_no_cli():
+    assert _sweep_breaches(_graph(), _all_imports()) == set()
+
+
+def test_the_sweep_boundary_check_can_fail():
+    """Planted breaches are found: the report's plots importing the runner, the CLI importing more
+    than the lifeline, and the runner importing the CLI or typer."""
+    graph, imports = _graph(), _all_imports()
+    graph["experiments.plots"] = graph["experiments.plots"] | {f"{SWEEP}.grid"}
+    graph["experiments.cli"] = graph["experiments.cli"] | {f"{SWEEP}.runjob"}
+    imports[f"{SWEEP}.grid"] = imports[f"{SWEEP}.grid"] | {"experiments.commands.options", "typer"}
+    assert _sweep_breaches(graph, imports) == {
+        ("experiments.plots", f"{SWEEP}.grid"), ("experiments.cli", f"{SWEEP}.runjob"),
+        (f"{SWEEP}.grid", "experiments.commands.options"), (f"{SWEEP}.grid", "typer")}

@@ -17,7 +17,7 @@ import pytest
 from conftest import need_module
 from experiments.cli import main
 from experiments.rundir import training_pid
-from experiments.runjob import read_result
+from experiments.sweep.runjob import read_result
 from helpers import TINY_SETS, held_task, workbench_proc
 
 STEPS = 40

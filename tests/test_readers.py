@@ -20,10 +20,12 @@ import torch
 
 from conftest import need_module
 from experiments.errors import UserError
-from experiments.executors import Placement, check_placement, check_reachable
-from experiments.grid import plan, run_grid
-from experiments.runjob import write_result
-from experiments.spec import MAX_RUNS, MAX_SPEC_BYTES, load_spec
+from experiments.sweep.executors import Placement, check_placement, check_reachable
+from experiments.sweep.grid import plan, run_grid
+from experiments.sweep.runjob import write_result
+from experiments.sweep.specfile import load_spec
+from experiments.sweep.specparse import MAX_SPEC_BYTES
+from experiments.sweep.spectypes import MAX_RUNS
 from gpt.checkpoint import MetricsLog
 from helpers import cli
 

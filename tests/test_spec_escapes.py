@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from experiments.errors import UserError
-from experiments.grid import LOCK_NAME, exclusive_lock
-from experiments.spec import NAME_MAX, load_spec, name_problem
+from experiments.sweep.grid import LOCK_NAME, exclusive_lock
+from experiments.sweep.specfile import load_spec
+from experiments.sweep.spectypes import NAME_MAX, name_problem
 from helpers import ROOT, cli
 
 TINY_SETS = ('"model.n_layer" = 1, "model.n_embd" = 32, "model.n_head" = 2, "model.block_size" = 12, '
@@ -217,7 +218,7 @@ def _lock_holder(path: Path) -> subprocess.Popen:
     code = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from experiments.grid import exclusive_lock
+        from experiments.sweep.grid import exclusive_lock
         with exclusive_lock(Path({str(path)!r}), "test"):
             print("locked", flush=True)
             time.sleep(120)
@@ -278,7 +279,7 @@ def test_a_run_that_died_before_its_config_is_cleared_by_name_and_run(sandbox, c
 def test_a_run_lock_still_held_is_not_removed(tmp_path):
     # a trainer left running by a killed runner still holds its run's flock: its .lock stays,
     # so train's own lock refuses a second trainer and the run is recorded as failed
-    from experiments.runjob import clear_unstarted as _clear_unstarted
+    from experiments.sweep.runjob import clear_unstarted as _clear_unstarted
 
     run = tmp_path / "v" / "seed1"
     run.mkdir(parents=True)

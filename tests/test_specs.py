@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from experiments.errors import UserError
-from experiments.grid import plan
-from experiments.results import grid_columns, how_runs, per_seed_table, reproduce_commands
-from experiments.spec import load_spec
+from experiments.sweep.grid import plan
+from experiments.sweep.results import grid_columns, how_runs, per_seed_table, reproduce_commands
+from experiments.sweep.specfile import load_spec
 from helpers import ROOT, TINY_SETS, cli
 
 

@@ -9,11 +9,11 @@ import typer
 
 from experiments.commands.options import user_errors
 from experiments.errors import UserError, check_count
-from experiments.executors import Placement, check_placement, make_executor, parse_gpus
-from experiments.grid import run_grid
 from experiments.outputs import refuse_protected
-from experiments.results import build_report
-from experiments.spec import load_spec, validate_against_registry
+from experiments.sweep.executors import Placement, check_placement, make_executor, parse_gpus
+from experiments.sweep.grid import run_grid
+from experiments.sweep.results import build_report
+from experiments.sweep.specfile import load_spec, validate_against_registry
 from experiments.trackers import check_sinks
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)

@@ -14,7 +14,7 @@ from experiments.batches import check_workers
 from experiments.commands.options import ARGV, DeviceOpt, IncludeOpt, SetOpt, TrustOpt, user_errors
 from experiments.errors import UserError, check_seed, check_steps
 from experiments.rundir import new_run_dir
-from experiments.runspec import resolve_spec
+from experiments.runspec import RunSpec, check_target_acc, read_run_spec_file, resolve_spec
 from experiments.trackers import check_sinks
 from experiments.training import TrainOptions, resume_run, start_run
 
@@ -44,6 +44,8 @@ def train_cmd(
     batch_workers: Optional[int] = typer.Option(
         None, "--batch-workers", help="processes building training batches ahead (default: 0 on a CPU; on a GPU up to 4)"),
     trust_code: bool = TrustOpt,
+    run_spec: Optional[Path] = typer.Option(
+        None, "--run-spec", hidden=True, help="the run's settings, seed included, as `workbench run` resolved them (a JSON file it writes)"),
 ) -> None:
     """Train a GPT on a task; resumable, with a run directory of config, metrics and checkpoints."""
     if not 1 <= nproc <= 1024:
@@ -56,8 +58,7 @@ def train_cmd(
         return
     if under_torchrun and out is None:
         raise UserError("under torchrun pass --out, so that every rank writes to the same run directory")
-    if target_acc is not None and not 0 <= target_acc <= 1:
-        raise UserError(f"--target-acc must be in [0, 1], got {target_acc}")
+    check_target_acc(target_acc)  # before torchrun starts, and for --resume, which sets it alone
     bad_tag = next((t for t in tags if not t.partition("=")[0] or "=" not in t), None)
     if bad_tag is not None:
         raise UserError(f"--tag expects KEY=VALUE, got {bad_tag!r}")
@@ -68,10 +69,26 @@ def train_cmd(
             raise UserError("--resume needs --out RUN_DIR")
         resume_run(out, TrainOptions(out=out, device=device, quiet=quiet, **trackers), steps, target_acc)
         return
-    if task is None:
+    if run_spec is not None:
+        flags = {"--preset": preset, "--set": sets, "--steps": steps, "--target-acc": target_acc,
+                 "--include": include, "--init-from": init_from}
+        spec = recorded_spec(run_spec, task, [flag for flag, v in flags.items() if v not in (None, [])])
+    elif task is None:
         raise UserError("missing --task; see `workbench tasks` for the list")
-    spec = resolve_spec(task, preset, sets, steps, seed, include, init_from, target_acc)
-    start_run(spec, TrainOptions(out=out or new_run_dir(task), device=device, quiet=quiet, **trackers))
+    else:
+        spec = resolve_spec(task, preset, sets, steps, seed, include, init_from, target_acc)
+    start_run(spec, TrainOptions(out=out or new_run_dir(spec.task), device=device, quiet=quiet, **trackers))
+
+
+def recorded_spec(path: Path, task: str | None, flags: list[str]) -> RunSpec:
+    """--run-spec FILE: the RunSpec `workbench run` resolved for this run, trained as it is.  The
+    flags that would resolve one are refused beside it, and --task, if given, must be its task."""
+    if flags:
+        raise UserError(f"--run-spec holds the run's settings; {flags[0]} cannot change them")
+    spec = read_run_spec_file(path)
+    if task is not None and task != spec.task:
+        raise UserError(f"--task {task} but --run-spec {path} is a run of task {spec.task!r}")
+    return spec
 
 
 def launch_torchrun(nproc: int, out: Path) -> None:

@@ -1,5 +1,11 @@
 """One run of a grid: a `workbench train` subprocess, then one `workbench eval` per [[eval]].
 
+A new run's settings reach its `workbench train` as a record, not as flags: the runner resolves
+the run's RunSpec from the spec's typed values (specfile.resolve_variant), writes it beside the run
+folder (VARIANT/.seedS.run-spec.json, removed once train has ended) and starts
+`workbench train --task T --run-spec FILE --out RUN`, which trains exactly that spec.  The flags
+a user would type for the same run (train_args) are what `workbench run --dry-run` lists.
+
 `execute(job, env)` is all an executor calls (executors.py): it trains the run (or resumes
 it from its checkpoint), evaluates it, and writes RUN/result.json, status done or failed.  It
 is a module-level function of picklable arguments, so that Ray can ship it to another machine,
@@ -15,17 +21,19 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments import lifeline
 from experiments.errors import UserError
 from experiments.registry import task_class
 from experiments.rundir import FileLock, RunLock
-from experiments.runspec import read_run_spec
-from experiments.spec import Spec, Variant, eval_args, tracker_args, train_args
+from experiments.runspec import read_run_spec, spec_to_dict
+from experiments.sweep import lifeline
+from experiments.sweep.specfile import resolve_variant
+from experiments.sweep.spectypes import EvalSpec, Spec, Variant, slug
 from gpt.atomic import atomic_write_text
 
 # What a run folder can hold before its config.json: train's run lock (rundir.RunLock) and the
@@ -35,6 +43,9 @@ KILL_GRACE_S = 60.0  # after SIGTERM at a timeout: time to write the checkpoint 
 LOCK_WAIT_S = 120.0  # how long a run waits for a dying trainer (a killed runner's orphan) to let go
 POLL_S = 0.25  # a timed attempt looks at the clock this often (tests give it a fake clock)
 clock = time.monotonic  # the clock of --timeout: a module attribute so that a test can replace it
+# The local executor's threads resolve runs at once, and resolving imports a spec's include files
+# into the one task registry they share: one at a time.
+_RESOLVING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,65 @@ def wait_for_lock(run: Path, timeout_s: float = LOCK_WAIT_S) -> None:
         lock.release()  # RunLock removes the file: nobody holds it
 
 
+def tracker_args(spec_name: str, v: Variant, seed: int, log: Sequence[str]) -> list[str]:
+    """`--log` for a run of a spec, tagged with the spec, variant and seed (none without --log)."""
+    if not log:
+        return []
+    args = [a for sink in log for a in ("--log", sink)]
+    return args + ["--tag", f"spec={spec_name}", "--tag", f"variant={v.name}", "--tag", f"seed={seed}"]
+
+
+def train_args(v: Variant, seed: int, out: Path, init_dir: Path | None) -> list[str]:
+    """The `workbench train` flags a user would type for one run of a variant: what a dry run
+    lists.  They resolve to the RunSpec the runner hands the run itself (start_args)."""
+    s = v.run
+    args = ["train", "--task", s.task, "--seed", str(seed), "--out", str(out), "--quiet"]
+    if s.preset:
+        args += ["--preset", s.preset]
+    if s.steps is not None:
+        args += ["--steps", str(s.steps)]
+    if s.target_acc is not None:
+        args += ["--target-acc", str(s.target_acc)]
+    for k, val in s.sets:
+        args += ["--set", f"{k}={slug(val)}"]
+    for inc in s.include:
+        args += ["--include", inc]
+    if init_dir is not None:
+        args += ["--init-from", str(init_dir)]
+    if s.device:
+        args += ["--device", s.device]
+    return args
+
+
+def run_spec_file(run: Path) -> Path:
+    """Where the runner leaves a new run's RunSpec for its train process: beside the run folder,
+    which train wants empty."""
+    return run.parent / f".{run.name}.run-spec.json"
+
+
+def start_args(v: Variant, seed: int, run: Path, init_dir: Path | None) -> list[str]:
+    """Resolve a new run's RunSpec, write it to run_spec_file(run), and return the `workbench train`
+    arguments that train it (--task names it in the log and in `ps`; train checks it against the
+    file).  UserError when the settings do not resolve (a fine-tuning run's model keys against
+    its source's model)."""
+    with _RESOLVING:
+        spec = resolve_variant(v, seed, init_dir)
+    atomic_write_text(run_spec_file(run), json.dumps(spec_to_dict(spec), indent=1) + "\n")
+    args = ["train", "--task", spec.task, "--run-spec", str(run_spec_file(run)), "--out", str(run), "--quiet"]
+    return args + (["--device", v.run.device] if v.run.device else [])
+
+
+def eval_args(e: EvalSpec, run: Path, out: Path, device: str | None = None) -> list[str]:
+    args = ["eval", str(run), "--split", e.split, "--n", str(e.n), "--format", "json", "--out", str(out)]
+    if device:
+        args += ["--device", device]
+    if e.by:
+        args += ["--by", ",".join(e.by)]
+    for k, val in e.sets:
+        args += ["--set", f"{k}={slug(val)}"]
+    return args
+
+
 class _TimedOut(Exception):
     pass
 
@@ -177,6 +247,32 @@ def _splits_of(run: Path) -> tuple[str, ...]:
     return tuple(task_class(spec.task, spec.include).splits)
 
 
+def _train(job: Job, run: Path, src: Path | None, log, log_path: Path, since: int, env: Mapping[str, str],
+           deadline: float | None, own_group: bool) -> str:
+    """Train a new run from its resolved RunSpec, or resume it from its checkpoint; the error, or ""."""
+    key = job.key
+    if (run / "config.json").exists():
+        args = ["train", "--resume", "--out", str(run), "--quiet"]
+        if key.variant.run.device:
+            args += ["--device", key.variant.run.device]
+    else:
+        clear_unstarted(run)  # died before writing its config: nothing to keep
+        try:
+            args = start_args(key.variant, key.seed, run, src)
+        except UserError as e:
+            log.write(f"error: {e}\n")  # where train would have said it
+            return f"its settings do not resolve: {e}"
+    args += tracker_args(job.spec.name, key.variant, key.seed, job.trackers)
+    try:
+        code = _subprocess(args, log, job.threads, env, deadline, own_group)
+    finally:
+        run_spec_file(run).unlink(missing_ok=True)  # read at start-up; config.json records the spec now
+    if code != 0:
+        return f"training exited with code {code}: {_tail(log_path, since)}"
+    atomic_write_text(run / ".trained", "")
+    return ""
+
+
 def _steps(job: Job, run: Path, src: Path | None, log, log_path: Path, since: int, env: Mapping[str, str],
            deadline: float | None, own_group: bool) -> str:
     """Train (or resume) and evaluate; the error, or "" when all went well."""
@@ -184,18 +280,9 @@ def _steps(job: Job, run: Path, src: Path | None, log, log_path: Path, since: in
     if src is not None and (read_result(src) or {}).get("status") != "done":
         return f"its init_from run {src} did not finish"
     if not (run / ".trained").exists():
-        if (run / "config.json").exists():
-            args = ["train", "--resume", "--out", str(run), "--quiet"]
-            if key.variant.run.device:
-                args += ["--device", key.variant.run.device]
-        else:
-            clear_unstarted(run)  # died before writing its config: nothing to keep
-            args = train_args(key.variant, key.seed, run, src)
-        args += tracker_args(spec.name, key.variant, key.seed, job.trackers)
-        code = _subprocess(args, log, job.threads, env, deadline, own_group)
-        if code != 0:
-            return f"training exited with code {code}: {_tail(log_path, since)}"
-        atomic_write_text(run / ".trained", "")
+        error = _train(job, run, src, log, log_path, since, env, deadline, own_group)
+        if error:
+            return error
     splits = _splits_of(run)
     for e in (e for e in spec.evals if e.split in splits):  # an eval applies where its split exists
         # `workbench eval` never writes into a run folder (outputs.py); the runner owns this run,

@@ -31,7 +31,7 @@ from typing import Protocol
 import torch
 
 from experiments.errors import UserError, optional_module
-from experiments.runjob import Job
+from experiments.sweep.runjob import Job
 
 EXECUTORS = ("local", "ray")
 # --address HOST:PORT (or Ray Client's ray://HOST:PORT); a host is a name, an IPv4 address or a

@@ -25,11 +25,12 @@ import pandas as pd
 
 from experiments import plots
 from experiments.errors import UserError, install_hint
-from experiments.grid import json_short, json_type, plan, read_json, read_run_result
-from experiments.spec import LOG_METRICS, EvalSpec, Spec, load_spec, steps_to
+from experiments.sweep.grid import json_short, json_type, plan, read_json, read_run_result
+from experiments.sweep.specfile import load_spec
+from experiments.sweep.spectypes import LOG_METRICS, EvalSpec, Spec, steps_to
 from experiments.tables import bucket_order, markdown_table
 from gpt.atomic import atomic_write_bytes, atomic_write_text
-from gpt.checkpoint import check_metrics
+from gpt.checkpoint import check_metrics, read_metrics
 
 # metrics.jsonl values the report computes with: each must be a number where a record has it
 LOG_NUMBERS = ("loss", "train_loss", "val_loss", "train_acc", "val_acc", "train_time")
@@ -42,7 +43,7 @@ def read_log(path: Path, numbers: Iterable[str] = LOG_NUMBERS) -> list[dict[str,
     """A run's metrics.jsonl, every record checked (gpt.checkpoint.check_metrics: a whole-number
     step, numbers where it has any of `numbers`, only a torn last line skipped); anything wrong is
     a UserError naming file:line.  No file: no records.  Every reader of metrics.jsonl in the
-    report uses this (plots.curves reads only the runs this has checked)."""
+    report uses this (curves reads only the runs this has checked)."""
     try:
         return check_metrics(path, tuple(numbers))
     except ValueError as e:
@@ -282,6 +283,20 @@ def _source(spec: Spec, root: Path) -> str:
         return str(spec.path)
 
 
+def curves(spec: Spec, root: Path, key: str) -> dict[str, list[pd.Series]]:
+    """key against the step in each finished run's metrics.jsonl, a series per seed, by variant
+    (the report has read and checked these runs' records already: read_log)."""
+    series: dict[str, list[pd.Series]] = {}
+    for k in plan(spec):
+        if (read_run_result(k.dir(root)) or {}).get("status") != "done":
+            continue
+        recs = [r for r in read_metrics(k.dir(root) / "metrics.jsonl") if key in r]
+        if recs:
+            s = pd.Series([r[key] for r in recs], index=[r["step"] for r in recs])
+            series.setdefault(k.variant.name, []).append(s[~s.index.duplicated(keep="last")])
+    return series
+
+
 def bucket_means(spec: Spec, root: Path, e) -> pd.DataFrame:
     """Accuracy per bucket of an eval, mean over each variant's finished seeds."""
     parts = []
@@ -322,10 +337,12 @@ def build_report(root: Path, spec: Spec | None = None, echo=print) -> Path:
     df = collect(spec, root)
     summary = summarise(df, spec)
     made: list[str] = []
-    if plots.curves(spec, root, "val_loss", root / "loss.png", "val loss", log_y=True):
-        made.append("loss.png")
-    if plots.curves(spec, root, "val_acc", root / "accuracy.png", "val_acc (held-out exact match)"):
-        made.append("accuracy.png")
+    for key, name, ylabel, log_y in (("val_loss", "loss.png", "val loss", True),
+                                     ("val_acc", "accuracy.png", "val_acc (held-out exact match)", False)):
+        image = plots.curves_image(curves(spec, root, key), ylabel, log_y)
+        if image is not None:
+            atomic_write_bytes(root / name, image)
+            made.append(name)
     for group in dict.fromkeys(e.heatmap for e in spec.evals if len(e.by) == 2):
         members = [e for e in spec.evals if e.heatmap == group and len(e.by) == 2]
         by = members[0].by

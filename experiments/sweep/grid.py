@@ -8,14 +8,15 @@ Layout of the output directory (default runs/spec-NAME):
     VARIANT/seedS/eval-E.json  one accuracy (or loss) table per [[eval]]
     VARIANT/seedS/result.json  status: done | failed, wall time, error
     VARIANT/seedS.log          the run's stdout and stderr
-    results.csv, results.md, *.png   written by experiments/results.py
+    VARIANT/.seedS.run-spec.json  a new run's RunSpec, for its train process to read (runjob.py)
+    results.csv, results.md, *.png   written by results.py
 
 Each run is a `workbench train` subprocess, then one `workbench eval` subprocess per
 [[eval]] (runjob.py), so a crash or a bad variant is recorded as failed and the grid goes on.
 Re-running skips runs whose result.json says done, resumes runs that were interrupted
 (their checkpoint is kept) and retries failed ones; `retries` retries a failed run at once.
 A result.json that is not such a record (read_run_result) counts as not done: the run is redone
-and its record rewritten.  Planning is linear in the number of runs (spec.MAX_RUNS at most).
+and its record rewritten.  Planning is linear in the number of runs (spectypes.MAX_RUNS at most).
 
 This module decides what runs and when; an executor (executors.py: a local pool, or Ray)
 only runs each job.  A fine-tuning run is handed over once the run it starts from is done.
@@ -40,10 +41,10 @@ from pathlib import Path
 from typing import Any
 
 from experiments.errors import UserError
-from experiments.executors import Executor, LocalExecutor
-from experiments.runjob import (BEFORE_CONFIG, Job, RunKey, exclusive_lock, execute, init_dir,
-                                write_result)
-from experiments.spec import Spec, eval_args, tracker_args, train_args
+from experiments.sweep.executors import Executor, LocalExecutor
+from experiments.sweep.runjob import (BEFORE_CONFIG, Job, RunKey, eval_args, exclusive_lock, execute, init_dir,
+                                      tracker_args, train_args, write_result)
+from experiments.sweep.spectypes import Spec
 from gpt.atomic import atomic_write_bytes, atomic_write_text
 
 LOCK_NAME = ".run.lock"
@@ -86,7 +87,10 @@ def _check_paths(spec: Spec, keys: list[RunKey], root: Path, real_root: Path) ->
             "accuracy.png", *(f"heatmap-{e.heatmap}.png" for e in spec.evals)]
     for name in tops:
         _check_inside(root, real_root, root / name)
-    for k in plan(spec):  # all of them: a run of --only may read from (init_from) any other
+    # all of them: a run of --only may read from (init_from) any other.  A run's run-spec record
+    # (runjob.run_spec_file) needs no check of its own: it is written atomically, a rename over
+    # whatever is there (never through a link), into run.parent, checked here
+    for k in plan(spec):
         run = k.dir(root)
         for path in (run.parent, run, run.parent / f"seed{k.seed}.log"):
             _check_inside(root, real_root, path)
