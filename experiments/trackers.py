@@ -30,7 +30,7 @@ from typing import Any
 
 from experiments.errors import UserError, optional_module
 from gpt.checkpoint import read_metrics
-from gpt.train import MetricSink
+from gpt.protocols import MetricSink
 
 SINKS = ("tensorboard", "wandb")
 TB_DIR = "tb"

@@ -27,7 +27,7 @@ _UMASK = _read_umask()  # read once, at import: os.umask cannot be read without 
 def atomic_open(path: Path, mode: str = "wb", before_replace: Callable[[], None] | None = None) -> Iterator[IO]:
     """A temp file beside path, renamed over it once the block ends cleanly (fsynced first);
     removed if the block raises, so that path holds the old file or the whole new one, never part.
-    before_replace runs just before the rename (gpt.train's fault injection kills there)."""
+    before_replace runs just before the rename (gpt.faults' injected kill strikes there)."""
     path = Path(path)
     # the name's first 32 characters: a temp name must fit where the file's own name just fits
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:32]}.", suffix=".tmp")

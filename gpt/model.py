@@ -150,7 +150,7 @@ class GPT(nn.Module):
         (B, H, T, T_keys) softmax probabilities, computed explicitly in this very forward pass;
         None (the default, and all that training uses) keeps the fused SDPA kernel.
 
-        segments (B, T) int: packed rows (gpt/train.py's pack_rows), several problems per row.
+        segments (B, T) int: packed rows (gpt/packing.py's pack_rows), several problems per row.
         A token attends only to earlier tokens of its own segment, and its position counts from
         its segment's first token, so each problem is computed as if it had a row of its own.
         """

@@ -25,6 +25,13 @@ TINY_SETS = ('"model.n_layer" = 1, "model.n_embd" = 32, "model.n_head" = 2, "mod
              '"train.batch_size" = 16, "train.eval_interval" = 10, "train.eval_iters" = 2, "task.max_digits" = 2')
 
 
+def spec_head(sets: str = TINY_SETS) -> str:
+    """A sweep spec's first nine lines: one seed, one minute, and a [base] of 2-step tiny addition runs that
+    never stop early (target 0). Tests append variants, evals and reports to it; errors cite lines after it."""
+    return ('budget_minutes = 1\nseeds = [1]\n\n[base]\ntask = "addition"\npreset = "small"\nsteps = 2\n'
+            f'target_acc = 0\nset = {{ {sets} }}\n')
+
+
 def cli(capsys, *args: str) -> tuple[int, str, str]:
     code = main([str(a) for a in args])
     out = capsys.readouterr()

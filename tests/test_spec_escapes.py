@@ -22,22 +22,12 @@ from experiments.errors import UserError
 from experiments.sweep.grid import LOCK_NAME, exclusive_lock
 from experiments.sweep.specfile import load_spec
 from experiments.sweep.spectypes import NAME_MAX, name_problem
-from helpers import ROOT, cli
+from helpers import ROOT, cli, spec_head
 
 TINY_SETS = ('"model.n_layer" = 1, "model.n_embd" = 32, "model.n_head" = 2, "model.block_size" = 12, '
              '"train.batch_size" = 8, "train.eval_interval" = 10, "train.eval_iters" = 1, "task.max_digits" = 2')
 
-HEAD = f"""\
-budget_minutes = 1
-seeds = [1]
-
-[base]
-task = "addition"
-preset = "small"
-steps = 2
-target_acc = 0
-set = {{ {TINY_SETS} }}
-"""
+HEAD = spec_head(TINY_SETS)
 
 
 def q(s: str) -> str:

@@ -20,7 +20,7 @@ from experiments.sweep.specexpand import expand_spec
 from experiments.sweep.specfile import load_spec, resolve_variant
 from experiments.sweep.specparse import MAX_SPEC_BYTES, SpecSource, parse_spec
 from experiments.sweep.spectypes import RunSettings, slug
-from helpers import ROOT, TINY_SETS, cli
+from helpers import ROOT, cli, spec_head
 
 SPEC = textwrap.dedent("""\
     budget_minutes = 1
@@ -243,21 +243,13 @@ def test_a_fine_tuning_run_whose_settings_do_not_resolve_is_recorded_failed(tmp_
     """Checked before its source exists, a fine-tuning run's model keys resolve against its source's
     model when it starts: one that does not fit is that run's failure, in its result and log."""
     spec = tmp_path / "s.toml"
-    spec.write_text(textwrap.dedent(f"""
-        budget_minutes = 1
-        seeds = [1]
-        [base]
-        task = "addition"
-        preset = "small"
-        steps = 2
-        target_acc = 0
-        set = {{ {TINY_SETS} }}
+    spec.write_text(spec_head() + textwrap.dedent("""
         [[variant]]
         name = "pre"
         [[variant]]
         name = "tune"
         init_from = "pre"
-        set = {{ "model.n_head" = 3 }}
+        set = { "model.n_head" = 3 }
     """))
     out = tmp_path / "out"
     code, text, err = cli(capsys, "run", spec, "--out", out)
