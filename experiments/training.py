@@ -321,6 +321,7 @@ def _batch_source(spec: RunSpec, opts: TrainOptions, task: Task, model_cfg: GPTC
 
 
 def _progress(spec: RunSpec, opts: TrainOptions, task: Task, ckpt: dict | None, dist: Dist) -> TrainProgress:
+    """The run's progress line or bar (quiet on ranks other than 0), from its checkpoint's step."""
     mode = "quiet" if opts.quiet or not dist.is_main else opts.progress_mode
     start = int(ckpt["step"]) if ckpt else 0
     stop_at = f"val_acc ≥ {spec.train.target_acc:g}" if spec.train.target_acc else ""
