@@ -81,6 +81,15 @@ def test_check_keeps_the_tables_as_written():
     assert checked.name == "s" and checked.budget_minutes == 1.0 and count_runs(checked.source.doc) == 9
 
 
+def test_include_takes_one_file_as_a_string_or_a_list():
+    """`include = "gcd.py"`, as `train --include gcd.py` reads, means the list of that one file."""
+    one = check_spec(parsed(SPEC.replace("steps = 5", 'steps = 5\ninclude = "gcd.py"')))
+    listed = check_spec(parsed(SPEC.replace("steps = 5", 'steps = 5\ninclude = ["gcd.py"]')))
+    assert one.tables[0].run.include == listed.tables[0].run.include == ("gcd.py",)
+    with pytest.raises(UserError, match=r"s.toml:7: base.include: expected a list of Python file paths"):
+        check_spec(parsed(SPEC.replace("steps = 5", 'steps = 5\ninclude = ""')))
+
+
 @pytest.mark.parametrize("change, says", [
     (("steps = 5", "steps = 0"), "s.toml:6: base.steps: must be positive, got 0"),
     (("steps = 5", 'steps = "5"'), "s.toml:6: base.steps: expected int, got '5'"),

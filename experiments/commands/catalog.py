@@ -49,4 +49,4 @@ def new_task(
     typer.echo(f"next:  replace each TODO(new-task) in {f} with your task (check names the lines left)\n"
                f"       workbench check --task {name} --include {f}\n"
                f"       workbench train --task {name} --include {f} --steps 500\n"
-               f"       python -m pytest {directory / f'test_{name}.py'}")
+               f"       python -m pytest {directory / f'test_{name}.py'}   (pytest: pip install pytest)")

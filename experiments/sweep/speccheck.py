@@ -204,7 +204,8 @@ def _run_settings(src: SpecSource, table: dict, where: str, base: RunSettings | 
     if steps is not None and steps <= 0:
         src.fail(f"{where}steps", f"must be positive, got {steps}")
     target = _typed(src, table, "target_acc", (int, float), where, base.target_acc if base else None)
-    include = _typed(src, table, "include", list, where, list(base.include) if base else [])
+    include = _typed(src, table, "include", (list, str), where, list(base.include) if base else [])
+    include = [include] if isinstance(include, str) else include  # one file, as `train --include` takes it
     if not all(isinstance(x, str) and x for x in include):
         src.fail(f"{where}include", f"expected a list of Python file paths, got {short(include)}")
     device = _typed(src, table, "device", str, where, base.device if base else None)

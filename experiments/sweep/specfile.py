@@ -50,7 +50,7 @@ most 1) or a whole number. Without it, `--per-gpu K` reserves 1/K, and `device =
 whole GPU; Ray shows a run no GPU at all if it reserves none. The local executor shares out
 GPUs with `--gpus` and `--per-gpu` instead.
 
-A spec is code, not data: `include = ["my_tasks.py"]` (like `workbench train --include`)
+A spec is code, not data: `include = "my_task.py"` or a list of files (like `workbench train --include`)
 imports and so executes that Python file, in `workbench run` and in every training and
 eval subprocess it starts. Run only specs whose includes you trust.
 
