@@ -81,11 +81,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from tasks.base import Problems, Task, TaskConfig, parse_odds
+from tasks.base import Fault, Problems, Task, TaskConfig, parse_odds
 from tasks.encode import Rendered, codepoints, render_strings
 from tasks.expr import (
     MAX_DIGITS, MAX_OPS, TRACES, Bin, ExprError, Node, Num, Syntax, canonical_steps, literals, operators,
-    render_trace, split_trace, trace_errors,
+    render_trace, split_trace, trace_faults,
 )
 from tasks.expr import value as expr_value
 
@@ -332,13 +332,17 @@ class CalculatorTask(Task):
         return self.config.cot != "none"  # cot=none: the target is the bare answer
 
     def trace_errors(self, prompt: str, completion: str) -> list[str]:
+        return [f.message for f in self.trace_faults(prompt, completion)]
+
+    def trace_faults(self, prompt: str, completion: str) -> list[Fault]:
+        """Each mistake of a completion with its step and kind (tasks/expr.py's EXPR_FAULTS)."""
         c = self.config
         start = self.parse_prompt(prompt)
         if c.cot == "none":
             got = self.parse_answer(completion)
             want = expr_value(start, c.division)
-            return [] if got == want else [f"answer {completion!r} is not {self.syntax.num(want)!r}"]
-        return trace_errors(start, completion, self.syntax, c.division, c.cot)
+            return [] if got == want else [Fault(1, "answer", f"answer {completion!r} is not {self.syntax.num(want)!r}")]
+        return trace_faults(start, completion, self.syntax, c.division, c.cot)
 
 
 # ---- the generator ----------------------------------------------------------------------------
