@@ -10,7 +10,6 @@ import math
 import pytest
 import torch
 import torch.nn as nn
-from torch.nn import functional as F
 
 from experiments.errors import UserError
 from experiments.runspec import resolve_spec

@@ -47,5 +47,5 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("attention", "experiments.commands.runs",
             "Draw every layer x head's attention weights over PROMPT and the run's greedy completion."),
     Command("export", "experiments.commands.export",
-            "Export a task's problems as a dataset file, or a run as a model folder."),
+            "Export a task's problems as a dataset file, a run as a model folder, or an addition run for AdderBoard."),
 ]}
