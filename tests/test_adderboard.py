@@ -168,3 +168,12 @@ def test_the_verify_script_runs_the_protocol_on_it(trained):
     assert "claims 1932 parameters, counted 1932" in done.stdout
     assert "random pairs (n=40, seed=2025)" in done.stdout
     assert done.returncode == 1 and "FAILS" in done.stdout  # 20 steps do not make an adder
+
+
+def test_show_run_prints_both_counts(trained, capsys):
+    run_path, _ = trained
+    code, out, _ = cli(capsys, "show", run_path)
+    assert code == 0
+    assert "1,932 unique (AdderBoard's count" in out and "2,088 in the state dict" in out  # wte = lm_head, 13 x 12
+    code, _, err = cli(capsys, "show", run_path, "--task", "addition")
+    assert code == 2 and "not both" in err

@@ -33,7 +33,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("bench", "experiments.commands.bench",
             'Benchmark a task and preset: ms/step, tokens/s, MFU, data share, decode problems/s.'),
     Command("show", "experiments.commands.problems",
-            'Print sample problems: each input token above its target, masked targets shown as ·'),
+            "Print sample problems: each input token above its target, masked targets shown as ·; or, given a run, its model and parameter counts."),
     Command("tasks", "experiments.commands.catalog",
             'List tasks: origin, description, options with defaults, splits.'),
     Command("run", "experiments.commands.sweep",
