@@ -17,6 +17,7 @@ from gpt.generate import greedy_batch
 from gpt.layers import LowRankLinear
 from gpt.model import GPT, GPTConfig, QueryTranspose, count_parameters, tied_names
 from gpt.positions import make_positions
+from helpers import overfit
 
 BASE = GPTConfig(vocab_size=13, block_size=24, n_layer=2, n_head=2, n_embd=16, pos="none")
 C, L = BASE.n_embd, BASE.n_layer
@@ -134,16 +135,8 @@ def test_shared_norms_are_one_module_and_equal_separate_norms_with_equal_weights
 def test_every_saver_trains_and_decodes_as_it_recomputes(kw):
     m = model(**kw)
     x = torch.randint(0, 13, (4, 12))
-    y = torch.roll(x, -1, dims=1)
-    opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
-    first = None
-    for _ in range(30):
-        _, loss = m(x, y)
-        first = first if first is not None else loss.item()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert loss.item() < 0.6 * first
+    first, last = overfit(m, x, torch.roll(x, -1, dims=1), steps=30)
+    assert last < 0.6 * first
     m.eval()
     prompts = torch.randint(0, 12, (3, 5))
     assert torch.equal(greedy_batch(m, prompts, 12, 8, use_cache=True), greedy_batch(m, prompts, 12, 8, use_cache=False))
