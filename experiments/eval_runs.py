@@ -15,8 +15,9 @@ from typing import Any
 import pandas as pd
 
 from experiments.errors import UserError
-from experiments.evaluate import evaluate, evaluate_loss
+from experiments.evaluate import TooLong, evaluate, evaluate_loss
 from experiments.load import Run, load_run
+from tasks.base import Task
 
 
 @dataclass(frozen=True)
@@ -63,26 +64,45 @@ def _score_accuracy(run: Run, path: Path, n: int, split: str, by: str | None, pl
     task = run.task
     if split not in task.splits:
         raise UserError(f"task {task.name!r} has no split {split!r}; it has {', '.join(task.splits)}")
-    need = task.max_length((split,)) - 1
-    if need > run.model.config.block_size:
-        raise UserError(f"run {path} has block_size {run.model.config.block_size}, but {split!r} problems of "
-                        f"this task need {need}; evaluate shorter problems (--set task.…) or train a longer block")
-    cols = [c.strip() for c in by.split(",") if c.strip()] if by else list(task.default_by)
-    if by and not cols:
-        raise UserError(f"--by {by!r} names no column; task {task.name!r} has {', '.join(task.buckets) or 'no buckets'}")
-    unknown = [c for c in cols if c not in task.buckets]
-    if unknown:
-        raise UserError(f"--by: unknown column {unknown[0]!r}; task {task.name!r} has {', '.join(task.buckets) or 'no buckets'}")
+    block = run.model.config.block_size
+    try:
+        need = task.max_length((split,)) - 1
+    except ValueError as e:  # a split the config leaves empty (the calculator's ood at the parser's bounds)
+        raise UserError(f"task {task.name!r}'s {split!r} split: {e}") from None
+    if need > block:
+        raise UserError(_too_long(path, block, split, need))
+    cols = _by_columns(task, by)
     if plot and len(cols) not in (1, 2):  # checked before the evaluation, which can take minutes
         raise UserError("--plot draws accuracy against one bucket column (--by a_digits) or a heatmap of two "
                         "(--by a_digits,b_digits)")
     try:
-        t = evaluate(run.model, task, split=split, n=n, by=cols, batch_size=batch_size, seed=seed, samples=samples)
+        t = evaluate(run.model, task, split=split, n=n, by=cols, batch_size=batch_size, seed=seed, samples=samples,
+                     whole=True)
+    except TooLong as e:  # a problem longer than max_length's estimate: its answer would be cut, never scored so
+        raise UserError(_too_long(path, block, split, e.need)) from None
     except OSError as e:
         if samples is None:
             raise
         raise UserError(f"cannot write --samples {samples}: {e.strerror or e}") from None
     return t, cols
+
+
+def _too_long(path: Path, block: int, split: str, need: int) -> str:
+    """The one line that refuses a split whose problems the run's block cannot hold."""
+    return (f"run {path} has block_size {block}, but {split!r} problems of this task need {need}; "
+            "evaluate shorter problems (--set task.…) or train a longer block")
+
+
+def _by_columns(task: Task, by: str | None) -> list[str]:
+    """--by's columns (the task's default_by without it); UserError naming the ones there are."""
+    cols = [c.strip() for c in by.split(",") if c.strip()] if by else list(task.default_by)
+    have = f"{', '.join(task.buckets) or 'no buckets'}; and {', '.join(task.fault_buckets)} (each wrong answer's)"
+    if by and not cols:
+        raise UserError(f"--by {by!r} names no column; task {task.name!r} has {have}")
+    unknown = [c for c in cols if c not in (*task.buckets, *task.fault_buckets)]
+    if unknown:
+        raise UserError(f"--by: unknown column {unknown[0]!r}; task {task.name!r} has {have}")
+    return cols
 
 
 _SCORERS = {"accuracy": _score_accuracy, "loss": _score_loss}

@@ -59,9 +59,23 @@ def complete_rendered(model: GPT, task: Task, r: Rendered, batch_size: int = 102
     return ["".join(table[o]) for o in out]
 
 
-def score_chunk(model: GPT, task: Task, problems, batch_size: int, use_cache: bool = True) -> pd.DataFrame:
-    """One row per problem: prompt, expected, got, correct (+ task metrics), bucket columns."""
+class TooLong(ValueError):
+    """A problem to score is longer than the model's block: decoding would cut its answer short."""
+
+    def __init__(self, need: int, block_size: int):
+        super().__init__(f"a problem needs {need} positions, the model's block_size is {block_size}")
+        self.need, self.block_size = need, block_size
+
+
+def score_chunk(model: GPT, task: Task, problems, batch_size: int, use_cache: bool = True,
+                faults: bool = False, whole: bool = False) -> pd.DataFrame:
+    """One row per problem: prompt, expected, got, correct (+ task metrics), bucket columns; with
+    faults, each completion's first wrong step and its kind (task.fault_buckets).  whole: TooLong
+    rather than a problem whose answer the block would cut (a training eval lets a rare one be)."""
     r = task.render(problems)
+    need = int(r.length.max(initial=1)) - 1  # as training reads it: x drops the last character
+    if whole and need > model.config.block_size:
+        raise TooLong(need, model.config.block_size)
     got = complete_rendered(model, task, r, batch_size, use_cache)
     expected = task.solve(problems)
     prompts = [r.prompt(i) for i in range(len(r))]
@@ -75,6 +89,12 @@ def score_chunk(model: GPT, task: Task, problems, batch_size: int, use_cache: bo
         df[key] = [bool(s[key]) for s in scores]
     for b in task.buckets:
         df[b] = problems[b]
+    if faults:
+        first = [task.first_error(p, g, e) for g, e, p in zip(got, expected, prompts)]
+        step, kind = task.fault_buckets
+        # words, not numbers: the columns hold "none" and "?" (a checker that names no step) too
+        df[step] = ["none" if f is None else "?" if f.step is None else str(f.step) for f in first]
+        df[kind] = ["none" if f is None else f.kind for f in first]
     return df
 
 
@@ -89,25 +109,29 @@ def accuracy(model: GPT, task: Task, problems, batch_size: int = 1024) -> float:
 
 def evaluate(model: GPT, task: Task, split: str = "test", n: int = 10_000, by: Sequence[str] = (),
              batch_size: int = 1024, seed: int = EVAL_SEED, samples: Path | None = None,
-             use_cache: bool = True) -> pd.DataFrame:
+             use_cache: bool = True, whole: bool = False) -> pd.DataFrame:
     """Bucketed accuracy table: rows per bucket of `by` plus an 'all' row.
 
-    Its `baseline` column is the accuracy of always giving the set's most common answer (found in
-    its first chunk, 10,000 problems, so that a million problems still take constant memory): what
-    a model that learned only the answers' distribution scores, bucket by bucket."""
+    `by` may name the task's buckets and its fault_buckets (each wrong completion's first wrong
+    step and its kind). Its `baseline` column is the accuracy of always giving the set's most common
+    answer (found in its first chunk, 10,000 problems, so that a million problems still take
+    constant memory): what a model that learned only the answers' distribution scores, bucket by
+    bucket.  whole: raise TooLong at a problem the model's block cannot hold (score_chunk)."""
     model.eval()
     counts: pd.DataFrame | None = None
     common: str | None = None
+    faults = any(b in task.fault_buckets for b in by)
+    keys = ("prompt", "expected", "got", *task.buckets, *task.fault_buckets)  # the rest are metrics, summed
     with atomic_text_file(samples) if samples else nullcontext() as sample_file:
         for problems in task.eval_problems(seed, split, n):
-            df = score_chunk(model, task, problems, batch_size, use_cache)
+            df = score_chunk(model, task, problems, batch_size, use_cache, faults, whole)
             if sample_file:
                 for rec in df.to_dict(orient="records"):
                     sample_file.write(json.dumps({k: _plain(v) for k, v in rec.items()}) + "\n")
             if common is None:
                 common = Counter(df["expected"]).most_common(1)[0][0] if len(df) else ""
             df["baseline"] = df["expected"] == common
-            metrics = [c for c in df.columns if c not in ("prompt", "expected", "got") and c not in task.buckets]
+            metrics = [c for c in df.columns if c not in keys]
             part = _counts(df, list(by), metrics)
             counts = part if counts is None else counts.add(part, fill_value=0)
     assert counts is not None  # n >= 1 is checked by the caller

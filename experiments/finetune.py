@@ -18,12 +18,12 @@ from experiments.load import WEIGHTS, exported_state, is_exported, load_weights,
 from experiments.rundir import read_config
 from experiments.runspec import model_of
 from gpt.checkpoint import CheckpointError, load_checkpoint
-from gpt.model import GPT, GPTConfig, rename_legacy_keys
+from gpt.model import GPT, GPTConfig, rename_legacy_keys, tied_names
 from tasks.encode import END
 
 # fields that decide the shape or the function of the weights: they must match the source
 SHAPE_FIELDS = ("n_layer", "n_head", "n_embd", "bias", "pos", "norm", "mlp", "qk_norm", "tie_weights",
-                "max_pos")
+                "max_pos", "rank", "tie_kv", "tie_qo", "share_norms")
 
 
 def check_shapes(source: GPTConfig, target: GPTConfig, run: Path) -> None:
@@ -47,11 +47,12 @@ def vocab_map(source_chars: str, target_chars: str, run: Path) -> list[int]:
     return [source_chars.index(c) if c in source_chars else -1 for c in target_chars]
 
 
-def source_weights(run: Path, source: GPTConfig) -> tuple[dict[str, torch.Tensor], int]:
+def source_weights(run: Path, tied: list[list[str]]) -> tuple[dict[str, torch.Tensor], int]:
     """The source's latest weights and their step: a run's ckpt.pt, or an exported folder's
-    model.safetensors."""
+    model.safetensors (tied: the groups of names sharing one tensor, gpt.model.tied_names; the
+    source's are the target's, whose tying check_shapes has made equal)."""
     if is_exported(run):
-        return dict(exported_state(run / WEIGHTS, source)), int(read_weights_meta(run / WEIGHTS)["step"])
+        return dict(exported_state(run / WEIGHTS, tied)), int(read_weights_meta(run / WEIGHTS)["step"])
     try:
         ckpt = load_checkpoint(run / "ckpt.pt")
     except CheckpointError as e:
@@ -66,7 +67,7 @@ def init_from(model: GPT, run: Path, target_chars: str) -> str:
     source = model_of(record, run)
     check_shapes(source, model.config, run)
     index = torch.tensor(vocab_map(record["task"].get("vocab") or "", target_chars, run))
-    state, step = source_weights(run, source)
+    state, step = source_weights(run, tied_names(model))
     rename_legacy_keys(state)
     own = model.state_dict()
     mapped = index >= 0

@@ -26,7 +26,7 @@ from experiments.rundir import RUN_FORMAT
 from experiments.runspec import RunSpec, read_run_spec, to_jsonable
 from gpt.checkpoint import CheckpointError, load_checkpoint, state_mismatch
 from gpt.generate import greedy_complete
-from gpt.model import GPT, GPTConfig
+from gpt.model import GPT, GPTConfig, tied_names
 from tasks.base import Task
 from tasks.encode import Rendered, field_strings
 
@@ -124,7 +124,7 @@ def _load_exported(path: Path, task: Task, model_cfg: GPTConfig, record: dict[st
     # load_file, then the tied lm_head/wte weight restored from wte: export wrote it once
     # (safetensors stores no shared tensors).  Onto the CPU, then to the device: safetensors 0.4
     # (the lowest supported) has no device argument here
-    load_weights(model, exported_state(file, model_cfg), file, record)
+    load_weights(model, exported_state(file, tied_names(model)), file, record)
     model.to(dev).eval()
     return model, int(meta["step"])
 

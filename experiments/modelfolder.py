@@ -97,19 +97,21 @@ def read_weights_meta(file: Path) -> dict[str, Any]:
     return meta
 
 
-def exported_state(file: Path, model_cfg: GPTConfig) -> dict[str, torch.Tensor]:
-    """An exported model.safetensors as a state dict, the tied lm_head weight restored."""
+def exported_state(file: Path, tied: list[list[str]]) -> dict[str, torch.Tensor]:
+    """An exported model.safetensors as a state dict, every name of a shared tensor restored (the tied
+    lm_head weight; with model.share_norms, every norm's).  tied: the model's groups of names that
+    share one tensor (gpt.model.tied_names)."""
     st = optional_module("safetensors.torch", "export", f"loading an exported model ({WEIGHTS})")
     try:
         state = st.load_file(str(file))
     except Exception as e:  # noqa: BLE001 - safetensors' own error types vary by version
         raise UserError(f"{file} is not a readable safetensors file (corrupt or truncated?): "
                         f"{type(e).__name__}") from None
-    if model_cfg.tie_weights:  # save_model kept one name of the two for the one tensor
-        shared = state.get("wte.weight", state.get("lm_head.weight"))
+    for names in tied:  # save_model kept one name of each group for the one tensor
+        shared = next((state[n] for n in names if n in state), None)
         if shared is not None:
-            state.setdefault("wte.weight", shared)
-            state.setdefault("lm_head.weight", shared)
+            for n in names:
+                state.setdefault(n, shared)
     return state
 
 

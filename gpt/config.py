@@ -35,6 +35,11 @@ class GPTConfig:
     max_pos: int = 64  # pos=abacus|coupled|coupled_rope: the largest position id; training offsets reach it
     pos_slots: int = 0  # pos=coupled|coupled_rel|coupled_local: fixed-slot ids -1..-pos_slots the task uses (build fits it)
     rel_clip: int = 2  # pos=coupled_rel|coupled_local: keys within this id difference are seen, each difference its own bias
+    # parameter savers (gpt/layers.py); the defaults are the model every earlier checkpoint holds
+    rank: int = 0  # > 0: attention and MLP projections as W = A @ B, A (out, rank), B (rank, in); 0: full
+    tie_kv: bool = False  # keys and values from one projection: K = V
+    tie_qo: bool = False  # the attention's output projection is the query projection transposed: O = Q^T
+    share_norms: bool = False  # one norm for the whole model (every block's two and the final one; and q/k's one)
 
     def __post_init__(self) -> None:
         for name, allowed in (("pos", POSITIONS), ("norm", NORMS), ("mlp", MLPS)):
@@ -44,6 +49,7 @@ class GPTConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"model.{name} must be a positive integer, got {value!r}")
+        self._check_savers()
         if not isinstance(self.pos_slots, int) or self.pos_slots < 0:
             raise ValueError(f"model.pos_slots must be a non-negative integer, got {self.pos_slots!r}")
         if self.pos_slots and self.pos not in SLOTTED:
@@ -57,6 +63,16 @@ class GPTConfig:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout!r}")
         if self.pos in ("rope", "coupled_rope") and self.head_size % 2:
             raise ValueError(f"model.pos={self.pos} needs an even head size, got {self.head_size}")
+
+    def _check_savers(self) -> None:
+        for name in ("tie_kv", "tie_qo", "share_norms"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"model.{name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.rank, int) or isinstance(self.rank, bool) or self.rank < 0:
+            raise ValueError(f"model.rank must be a non-negative integer (0: full rank), got {self.rank!r}")
+        if self.rank >= self.n_embd:  # A @ B of rank n_embd has more weights than the full matrix
+            raise ValueError(f"model.rank={self.rank} saves nothing at model.n_embd={self.n_embd}: "
+                             f"give a rank below {self.n_embd}, or 0 for full rank")
 
     @property
     def head_size(self) -> int:

@@ -2,8 +2,9 @@
 
     GPTConfig -> CausalSelfAttention -> Block -> GPT
 
-The model variants (positions, norms, MLPs) live in their own modules and are picked at construction:
-position encodings in gpt/positions.py, norms and MLPs in gpt/layers.py.
+The model variants (positions, norms, MLPs, projections) live in their own modules and are picked at
+construction: position encodings in gpt/positions.py, norms, MLPs and low-rank projections in
+gpt/layers.py; the tied K = V and O = Q^T here (split_qkv, split_tied_kv, QueryTranspose).
 
 Shapes use B (batch), T (time), C (n_embd), H (n_head), D (head_size = C // H),
 V (vocab_size).  The model knows nothing about tasks: it maps token ids to
@@ -20,10 +21,45 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 from gpt.config import GPTConfig
-from gpt.layers import make_mlp, make_norm, make_qk_norm
+from gpt.layers import LowRankLinear, Norms, make_linear, make_mlp, make_norms
 from gpt.positions import make_positions
 
 IGNORE_INDEX = -1
+
+
+def split_qkv(h: torch.Tensor, C: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """c_attn's (B, T, 3C) output -> q, k, v."""
+    q, k, v = h.split(C, dim=2)
+    return q, k, v
+
+
+def split_tied_kv(h: torch.Tensor, C: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """model.tie_kv: c_attn's (B, T, 2C) output -> q, and one projection as both k and v."""
+    q, kv = h.split(C, dim=2)
+    return q, kv, kv
+
+
+class QueryTranspose(nn.Module):
+    """model.tie_qo: the output projection is W_Q^T, the query rows of c_attn's weight transposed
+    (with a bias of its own when model.bias).  It holds c_attn in a tuple, not as a submodule, so
+    the shared weight is saved and counted once, under c_attn."""
+
+    def __init__(self, c_attn: nn.Module, n_embd: int, bias: bool):
+        super().__init__()
+        self.source = (c_attn,)
+        self.n_embd = n_embd
+        self.bias = nn.Parameter(torch.zeros(n_embd)) if bias else None
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return F.linear(y, self.source[0].weight[: self.n_embd].t(), self.bias)
+
+
+def make_out_proj(config: GPTConfig, c_attn: nn.Module) -> nn.Module:
+    if config.tie_qo:
+        return QueryTranspose(c_attn, config.n_embd, config.bias)
+    proj = make_linear(config, config.n_embd, config.n_embd)
+    proj.RESIDUAL = True  # marks it for the 1/sqrt(2*n_layer) init
+    return proj
 
 
 class CausalSelfAttention(nn.Module):
@@ -35,16 +71,17 @@ class CausalSelfAttention(nn.Module):
     kernel (which never materialises the weights) and appends them to the list.
     """
 
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, norms: Norms | None = None):
         super().__init__()
+        norms = norms or make_norms(config)
         self.n_head = config.n_head
         self.head_size = config.head_size
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.c_proj.RESIDUAL = True  # marks it for the 1/sqrt(2*n_layer) init
+        self.c_attn = make_linear(config, config.n_embd, (2 if config.tie_kv else 3) * config.n_embd)
+        self.split = split_tied_kv if config.tie_kv else split_qkv
+        self.c_proj = make_out_proj(config, self.c_attn)
         self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
-        self.q_norm, self.k_norm = make_qk_norm(config), make_qk_norm(config)  # Identity when off
+        self.q_norm, self.k_norm = norms.qk(), norms.qk()  # Identity when off
 
     def forward(self, x: torch.Tensor, positions: nn.Module, index: torch.Tensor, cache=None,
                 layer: int = 0, attention: list[torch.Tensor] | None = None,
@@ -52,7 +89,7 @@ class CausalSelfAttention(nn.Module):
         """index (1 or B, T): each token's position.  bias (B, H or 1, T, S): added to the
         attention scores (model.pos=coupled_rel, packed rows), or None."""
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = self.split(self.c_attn(x), C)
         # (B, T, C) -> (B, H, T, D): the heads become a batch dimension
         q = self.q_norm(q.view(B, T, self.n_head, self.head_size)).transpose(1, 2)
         k = self.k_norm(k.view(B, T, self.n_head, self.head_size)).transpose(1, 2)
@@ -84,11 +121,12 @@ class CausalSelfAttention(nn.Module):
 class Block(nn.Module):
     """Pre-norm: x + attn(norm(x)), then x + mlp(norm(x))."""
 
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, norms: Norms | None = None):
         super().__init__()
-        self.ln_1 = make_norm(config)
-        self.attn = CausalSelfAttention(config)
-        self.ln_2 = make_norm(config)
+        norms = norms or make_norms(config)
+        self.ln_1 = norms()
+        self.attn = CausalSelfAttention(config, norms)
+        self.ln_2 = norms()
         self.mlp = make_mlp(config)
 
     def forward(self, x: torch.Tensor, positions: nn.Module, index: torch.Tensor, cache=None,
@@ -105,8 +143,9 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.pos = make_positions(config)
         self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
-        self.ln_f = make_norm(config)
+        norms = make_norms(config)  # a new norm per call, or (model.share_norms) one for all
+        self.blocks = nn.ModuleList(Block(config, norms) for _ in range(config.n_layer))
+        self.ln_f = norms()
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_weights:
             self.lm_head.weight = self.wte.weight
@@ -122,6 +161,8 @@ class GPT(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
+        elif isinstance(module, LowRankLinear):
+            module.reset(0.02 / math.sqrt(2 * self.config.n_layer) if getattr(module, "RESIDUAL", False) else 0.02)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
@@ -180,6 +221,31 @@ class GPT(nn.Module):
             return self.lm_head(x), None
         logits = self.lm_head(x)  # (B, T, V)
         return logits, masked_cross_entropy(logits, targets)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Unique parameters, by AdderBoard's rule: a tensor that several modules use counts once
+    (the tied lm_head and wte, shared norms, O = Q^T reading c_attn's weight); buffers (RoPE's
+    tables, any fixed or sinusoidal encoding) are not parameters and count nothing; learned
+    position vectors are parameters and count.  Distinct parameters over one memory count once,
+    as AdderBoard's data_ptr test has it; on the meta device (no memory) identity decides."""
+    seen: set[int] = set()
+    total = 0
+    for p in module.parameters():  # a Parameter shared by several modules comes once
+        key = id(p) if p.is_meta else p.data_ptr()
+        if key not in seen:
+            seen.add(key)
+            total += p.numel()
+    return total
+
+
+def tied_names(module: nn.Module) -> list[list[str]]:
+    """Groups of state-dict names that hold one tensor (wte and lm_head; with model.share_norms
+    every norm's): a file format that stores each tensor once keeps one name of each group."""
+    groups: dict[int, list[str]] = {}
+    for name, t in module.state_dict(keep_vars=True).items():
+        groups.setdefault(id(t), []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
 
 
 def causal_mask(T: int, S: int, device) -> torch.Tensor:

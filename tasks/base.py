@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -44,6 +45,17 @@ from tasks.encode import END, Rendered, Vocab, to_xy
 from tasks.positions import ABACUS, DIGITS, PositionIds, Scheme, check_max_pos, count_on, shift
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2, "ood": 3}
+# How the built-in checkers (tasks/expr.py, the multiplication scratchpad) word a mistake:
+# "step 2 '805' is not one correct reduction of ...", "trace stops at '84+063' before the answer".
+STEP_MESSAGE = re.compile(r"step (\d+)\b")
+UNFINISHED_MESSAGE = re.compile(r"trace stops at\b")
+# What Task.first_error calls a mistake, whatever the task; tasks/expr.py's checker names more (EXPR_FAULTS)
+FAULTS = {
+    "answer": "the answer is wrong (a task without a trace; a trace's last step: the last operation's result)",
+    "step": "a step of the trace is wrong (a checker that says only which one)",
+    "malformed": "the completion, or one of its steps, does not parse",
+    "unfinished": "every step is right, but the trace stops before its answer",
+}
 HOLDOUT_SALT = 0x5EED_CAFE_F00D
 POOL_STEP = 1 << 45  # the step id a finite training pool is drawn at; no batch uses it
 METRICS = ("accuracy", "loss")  # how a task is scored: exact-match answers, or next-token loss only
@@ -182,6 +194,25 @@ def _hash_big(col: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class Fault:
+    """The first thing wrong with a completion (Task.first_error), or any one thing a trace
+    checker finds: the step it is in, counted from 1 (a bare answer is step 1, a trace's answer
+    its last step, and a trace that stops early is wrong at the step it leaves out; None where the
+    checker names no step), its kind (FAULTS, or tasks/expr.py's EXPR_FAULTS) and the checker's words."""
+
+    step: int | None
+    kind: str
+    message: str = ""
+
+
+def fault_of_message(message: str) -> Fault:
+    """A checker's line (Task.trace_errors) as a Fault, by the words the built-in checkers use."""
+    if m := STEP_MESSAGE.match(message):
+        return Fault(int(m.group(1)), "step", message)
+    return Fault(None, "unfinished" if UNFINISHED_MESSAGE.match(message) else "malformed", message)
+
+
+@dataclass(frozen=True)
 class Example:
     """One row of `workbench show`: what the model reads and what it is trained to predict.
 
@@ -283,6 +314,9 @@ class Task(BaseTask):
     finite_train: ClassVar[bool] = False  # training draws from a small fixed pool: track train_acc too
     # check_answer adds a trace_valid column; every config has it, so runs of one task compare
     scores_traces: ClassVar[bool] = False
+    # what `workbench eval --by` also groups by: each scored completion's first wrong step and its
+    # kind (first_error; "none" for a right answer with a valid trace)
+    fault_buckets: ClassVar[tuple[str, ...]] = ("first_step", "first_error")
 
     def __init__(self, config: TaskConfig | None = None):
         super().__init__(config)
@@ -359,6 +393,22 @@ class Task(BaseTask):
 
         Tasks without traces have none to check."""
         return []
+
+    def trace_faults(self, prompt: str, completion: str) -> list[Fault]:
+        """trace_errors' findings as Faults, in order, read from their words (fault_of_message); a
+        task whose checker knows each mistake's kind returns its own (the calculator)."""
+        return [fault_of_message(e) for e in self.trace_errors(prompt, completion)]
+
+    def first_error(self, prompt: str, completion: str, expected: Any) -> Fault | None:
+        """The first thing wrong with a completion, None when its answer is right and its trace
+        valid (check_answer's correct and trace_valid): the first fault of its trace, else a wrong
+        answer (step 1 when there is no trace; a valid trace's last step is unknown here)."""
+        faults = self.trace_faults(prompt, completion) if self.has_trace and prompt else []
+        if faults:
+            return faults[0]
+        if self.parse_answer(completion) == expected:
+            return None
+        return Fault(None if self.has_trace and prompt else 1, "answer", "the answer is wrong")
 
     def problems_from_prompts(self, prompts: Sequence[str]) -> Problems:
         """Problems from user-typed prompts (for `workbench ask`); ValueError when one is malformed."""

@@ -58,6 +58,13 @@ operand, an intermediate result such as the 4,332 of 76*57/12 (4 makes them
 four times as likely as drawn; evaluation splits are never reweighted).  Such
 steps are the hardest of the task and the rarest: 7% of 2-digit problems.
 
+The `ood` split: chains longer than trained, ood_min_ops..ood_max_ops operations (by default
+max_ops + 1 to 2 * max_ops: 4 to 6), every count as likely, operators and operands as in the
+test split (op_weights and digit_weights apply, n_ops_weights and big_weight do not).  No
+training problem has that many operations, so no ood problem is ever trained on; like every
+task's ood split it is drawn without the held-out hash (tasks/base.py: Task.problems).
+`workbench eval RUN --split ood --by n_ops` scores it by chain length.
+
 Held out: 5% of expressions, by a salted hash of the prompt.  Buckets: n_ops,
 max_digits (longest operand), ops (the operators used, e.g. "+*").
 Scoring: exact match of the answer, plus `trace_valid`: every step is one
@@ -74,11 +81,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from tasks.base import Problems, Task, TaskConfig, parse_odds
+from tasks.base import Fault, Problems, Task, TaskConfig, parse_odds
 from tasks.encode import Rendered, codepoints, render_strings
 from tasks.expr import (
     MAX_DIGITS, MAX_OPS, TRACES, Bin, ExprError, Node, Num, Syntax, canonical_steps, literals, operators,
-    render_trace, split_trace, trace_errors,
+    render_trace, split_trace, trace_faults,
 )
 from tasks.expr import value as expr_value
 
@@ -109,6 +116,8 @@ class CalculatorConfig(TaskConfig):
     division_work: str = "short"  # long-division rows: short (q and remainder) | subtract (also cur-q*b)
     mixed_division_digits: int = 4  # cot=mixed: long division for a dividend of this many digits or more
     sign_work: bool = False  # cot=mixed|full: a negative sum or difference first writes the positive one
+    ood_min_ops: int = 0  # the ood split's fewest operations; 0: max_ops + 1
+    ood_max_ops: int = 0  # the ood split's most operations; 0: 2 * max_ops (at least ood_min_ops)
     mask_prompt: bool = True
     # ---- old names (TaskConfig.renamed): read from old run records and --set, then None
     division_digits: str | None = None  # division_digit_order, by the name that read as a count of digits
@@ -133,6 +142,7 @@ class CalculatorConfig(TaskConfig):
             # operands has up to (max_ops + 1) * max_digits digits
             raise ValueError(f"(max_ops + 1) * max_digits must be at most {MAX_DIGITS} and max_ops at most "
                              f"{MAX_OPS}, got max_ops={self.max_ops}, max_digits={self.max_digits}")
+        self.check_ood_ops()
         self.operator_odds()  # validates op_weights
         self.n_ops_odds()
         self.digit_odds()
@@ -155,6 +165,35 @@ class CalculatorConfig(TaskConfig):
         if not self.big_weight >= 1.0:  # also refuses nan
             raise ValueError(f"big_weight is relative odds of at least 1 (1: as drawn), got {self.big_weight}")
 
+    def check_ood_ops(self) -> None:
+        """ValueError unless the ood split's operation counts, where given, are chains longer than
+        trained that the parser still reads."""
+        if self.ood_min_ops < 0 or self.ood_max_ops < 0:
+            raise ValueError(f"ood_min_ops and ood_max_ops must be >= 0 (0: from max_ops), "
+                             f"got {self.ood_min_ops} and {self.ood_max_ops}")
+        if self.ood_min_ops and self.ood_min_ops <= self.max_ops:
+            raise ValueError(f"ood_min_ops ({self.ood_min_ops}) must exceed max_ops ({self.max_ops}): "
+                             "the ood split is chains longer than trained")
+        if self.ood_max_ops and self.ood_max_ops <= self.max_ops:
+            raise ValueError(f"ood_max_ops ({self.ood_max_ops}) must exceed max_ops ({self.max_ops}): "
+                             "the ood split is chains longer than trained")
+        if self.ood_min_ops and self.ood_max_ops and self.ood_min_ops > self.ood_max_ops:
+            raise ValueError(f"ood_min_ops ({self.ood_min_ops}) is greater than ood_max_ops ({self.ood_max_ops})")
+        if self.ood_min_ops or self.ood_max_ops:
+            self.ood_ops()  # the parser's bounds
+
+    def ood_ops(self) -> tuple[int, int]:
+        """The ood split's fewest and most operations: those given, else max_ops + 1 to 2 * max_ops,
+        cut to what a trace's parser reads.  ValueError when no longer chain fits those bounds."""
+        most = min(MAX_OPS, MAX_DIGITS // self.max_digits - 1)  # as for max_ops: (ops + 1) * digits
+        lo = self.ood_min_ops or self.max_ops + 1
+        hi = self.ood_max_ops or max(lo, min(2 * self.max_ops, most))
+        if hi > most:
+            raise ValueError(f"the ood split's chains of {hi} operations pass the parser's bounds: (ops + 1) * "
+                             f"max_digits must be at most {MAX_DIGITS} and ops at most {MAX_OPS}; "
+                             "set task.ood_max_ops lower")
+        return lo, hi
+
     def operator_odds(self) -> np.ndarray | None:
         """Probabilities of the operators in `ops`, or None for uniform (the default)."""
         return parse_odds("op_weights", self.op_weights, len(self.ops), f"one per operator in {self.ops!r}")
@@ -173,6 +212,7 @@ class CalculatorTask(Task):
     name: ClassVar[str] = "calculator"
     description: ClassVar[str] = "chains of + - * / on integers, with step-by-step traces"
     Config: ClassVar[type[TaskConfig]] = CalculatorConfig
+    splits: ClassVar[tuple[str, ...]] = ("train", "test", "ood")
     buckets: ClassVar[tuple[str, ...]] = ("n_ops", "max_digits", "ops")
     default_by: ClassVar[tuple[str, ...]] = ("n_ops",)
     key_columns: ClassVar[tuple[str, ...]] = ("key",)
@@ -184,7 +224,7 @@ class CalculatorTask(Task):
         self.syntax = Syntax(c.precedence, c.reverse_numbers, c.division_digit_order == "plain",
                              c.division_work == "subtract", c.mixed_division_digits, c.sign_work)  # targets
         self.prompt_syntax = Syntax(c.precedence, False)  # what users type
-        self._max_length: int | None = None
+        self._max_length: dict[int, int] = {}  # by the most operations a split has
 
     @property
     def chars(self) -> str:
@@ -203,7 +243,11 @@ class CalculatorTask(Task):
     # ---- sampling ------------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator, n: int, split: str) -> Problems:
         c = self.config
-        gen = _Generator(c, rng)
+        if split == "ood":  # longer chains than trained, every count as likely: no weights apply
+            lo, hi = c.ood_ops()
+            gen = _Generator(c, rng, lo, hi, None)
+            return self.from_nodes([gen.expression() for _ in range(n)])
+        gen = _Generator(c, rng, c.min_ops, c.max_ops, c.n_ops_odds())
         if split != "train" or c.big_weight == 1.0:
             return self.from_nodes([gen.expression() for _ in range(n)])
         # reweight by rejection: a problem without a big step is kept with probability 1 / big_weight
@@ -230,14 +274,19 @@ class CalculatorTask(Task):
         )
 
     def max_length(self, splits=("train",)) -> int:
-        """Longest rendered problem: the worst of many samples with max_ops operations, +15%."""
-        if self._max_length is None:
-            self._max_length = self._estimate_max_length()
-        return self._max_length
+        """Longest rendered problem of the splits: the worst of many samples with the most
+        operations a split has (max_ops; the ood split's ood_max_ops), +15%."""
+        most = max(self.config.ood_ops()[1] if s == "ood" else self.config.max_ops for s in splits)
+        if most not in self._max_length:
+            self._max_length[most] = self._estimate_max_length(most)
+        return self._max_length[most]
 
-    def _estimate_max_length(self) -> int:
+    def _estimate_max_length(self, n_ops: int) -> int:
         c = self.config
-        worst = CalculatorTask(c.replace(min_ops=c.max_ops, n_ops_weights="", digit_weights=""))
+        # chains of n_ops operations, drawn as training draws them (big_weight's long steps too);
+        # the ood counts are cleared, as max_ops may now reach them
+        worst = CalculatorTask(c.replace(min_ops=n_ops, max_ops=n_ops, n_ops_weights="", digit_weights="",
+                                         ood_min_ops=0, ood_max_ops=0))
         rng = np.random.default_rng(0)
         longest = max(int(worst.render(worst.sample(rng, 1024, "train")).length.max()) for _ in range(4))
         return int(longest * 1.15) + 2
@@ -283,13 +332,17 @@ class CalculatorTask(Task):
         return self.config.cot != "none"  # cot=none: the target is the bare answer
 
     def trace_errors(self, prompt: str, completion: str) -> list[str]:
+        return [f.message for f in self.trace_faults(prompt, completion)]
+
+    def trace_faults(self, prompt: str, completion: str) -> list[Fault]:
+        """Each mistake of a completion with its step and kind (tasks/expr.py's EXPR_FAULTS)."""
         c = self.config
         start = self.parse_prompt(prompt)
         if c.cot == "none":
             got = self.parse_answer(completion)
             want = expr_value(start, c.division)
-            return [] if got == want else [f"answer {completion!r} is not {self.syntax.num(want)!r}"]
-        return trace_errors(start, completion, self.syntax, c.division, c.cot)
+            return [] if got == want else [Fault(1, "answer", f"answer {completion!r} is not {self.syntax.num(want)!r}")]
+        return trace_faults(start, completion, self.syntax, c.division, c.cot)
 
 
 # ---- the generator ----------------------------------------------------------------------------
@@ -311,9 +364,11 @@ class _Generator:
     """Draws one expression tree; exact divisions pick their divisor among the divisors of the
     value they divide, so no problem is ever rejected for a remainder."""
 
-    def __init__(self, c: CalculatorConfig, rng: np.random.Generator):
+    def __init__(self, c: CalculatorConfig, rng: np.random.Generator, min_ops: int, max_ops: int,
+                 n_odds: np.ndarray | None):
         self.c, self.rng = c, rng
-        self.odds, self.n_odds, self.digit_odds = c.operator_odds(), c.n_ops_odds(), c.digit_odds()
+        self.min_ops, self.max_ops, self.n_odds = min_ops, max_ops, n_odds  # the split's operation counts
+        self.odds, self.digit_odds = c.operator_odds(), c.digit_odds()
 
     def literal(self, nonzero: bool = False) -> int:
         k = 1 + int(_draw(self.rng, self.c.max_digits, self.digit_odds))
@@ -322,7 +377,7 @@ class _Generator:
 
     def expression(self) -> Node:
         c, rng = self.c, self.rng
-        n_ops = c.min_ops + int(_draw(rng, c.max_ops - c.min_ops + 1, self.n_odds))
+        n_ops = self.min_ops + int(_draw(rng, self.max_ops - self.min_ops + 1, self.n_odds))
         picks = _draw(rng, len(c.ops), self.odds, size=n_ops)
         ops = [c.ops[int(i)] for i in picks]
         items: list[Any] = [None] * (n_ops + 1)  # None: a literal

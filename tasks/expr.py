@@ -25,6 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
+from tasks.base import Fault
+
 PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
 
 # Bounds on what `Syntax.parse` accepts, whoever wrote the text (a user's prompt, a model's
@@ -396,6 +398,15 @@ def render_trace(node: Node, syn: Syntax, division: str, cot: str = "steps") -> 
 
 def split_trace(text: str) -> list[tuple[list[str] | None, str]]:
     """'[w1,w2]e1=e2' -> [(['w1','w2'], 'e1'), (None, 'e2')]; raises ExprError on bad brackets."""
+    steps, bad = _split(text)
+    if bad is not None:
+        raise ExprError(bad)
+    return steps
+
+
+def _split(text: str) -> tuple[list[tuple[list[str] | None, str]], str | None]:
+    """split_trace's steps, up to the first bad bracket, and what is wrong there (None: nothing),
+    so that the checker can say which step a trace stops parsing at."""
     steps: list[tuple[list[str] | None, str]] = []
     i = 0
     while True:
@@ -403,48 +414,96 @@ def split_trace(text: str) -> list[tuple[list[str] | None, str]]:
         if i < len(text) and text[i] == "[":
             j = text.find("]", i)
             if j < 0:
-                raise ExprError("unclosed '[' in trace")
+                return steps, "unclosed '[' in trace"
             w = text[i + 1 : j].split(",")
             i = j + 1
         j = text.find("=", i)
         step = text[i:] if j < 0 else text[i:j]
         if "[" in step or "]" in step:
-            raise ExprError(f"misplaced bracket in step {step!r}")
+            return steps, f"misplaced bracket in step {step!r}"
         steps.append((w, step))
         if j < 0:
-            return steps
+            return steps, None
         i = j + 1
+
+
+# What the checker calls each mistake (a tasks.base.Fault's kind), beyond the generic ones there
+EXPR_FAULTS = {
+    "arithmetic": "a step does one operation with a wrong result, and copies the rest right",
+    "answer": "the last step does the last operation with a wrong result: a right trace, a wrong answer",
+    "skip": "a step does more than one operation at once (fewer are left than one reduction leaves)",
+    "rewrite": "a step is no single reduction: a number or operator miscopied, operations out of order",
+    "work": "a step's result is right, its digit-level work in brackets is not",
+    "overrun": "a step after the answer",
+    "malformed": "the trace's brackets, or a step, do not parse",
+    "unfinished": "every step is right, but the trace stops before its answer",
+}
 
 
 def trace_errors(start: Node, completion: str, syn: Syntax, division: str, cot: str = "steps") -> list[str]:
     """Check a trace step by step; [] when every step is one correct reduction of the previous one
     (with the canonical digit-level work where `cot` asks for it) and the last step is a number."""
-    try:
-        steps = split_trace(completion)
-    except ExprError as e:
-        return [f"trace does not parse: {e}"]
+    return [f.message for f in trace_faults(start, completion, syn, division, cot)]
+
+
+def trace_faults(start: Node, completion: str, syn: Syntax, division: str, cot: str = "steps") -> list[Fault]:
+    """trace_errors' findings, each with its step (from 1) and its kind (EXPR_FAULTS)."""
+    steps, bad = _split(completion)
+    if bad is not None:
+        return [Fault(len(steps) + 1, "malformed", f"trace does not parse: {bad}")]
     if isinstance(start, Num):  # a bare number (`workbench ask RUN 42`): its trace is the number itself
         ok = len(steps) == 1 and not steps[0][0] and steps[0][1] == syn.num(start.value)
-        return [] if ok else [f"{_short(completion)!r} is not the number {_short(syn.num(start.value))!r}"]
-    errors, prev = [], start
+        return [] if ok else [Fault(1, "answer", f"{_short(completion)!r} is not the number "
+                                                 f"{_short(syn.num(start.value))!r}")]
+    faults, prev = [], start
     for k, (w, text) in enumerate(steps, 1):
         try:
             node = syn.parse(text)
         except ExprError as e:
-            errors.append(f"step {k} {text!r} does not parse: {e}")
+            faults.append(Fault(k, "malformed", f"step {k} {text!r} does not parse: {e}"))
             break
-        options = reductions(prev, division)
-        match = next((r for r in options if r.result == node), None)
-        if match is None:
-            want = syn.render(options[0].result) if options else "(nothing: the previous step was the answer)"
-            errors.append(f"step {k} {text!r} is not one correct reduction of {syn.render(prev)!r} (expected {want!r})")
-        else:
-            expected_work = step_work(match.op, match.a, match.b, syn, cot)
-            got_work = w or []
-            if got_work != expected_work:
-                errors.append(f"step {k} work {','.join(got_work)!r} is not the digit-level work of "
-                              f"{syn.num(match.a)}{match.op}{syn.num(match.b)} (expected {','.join(expected_work)!r})")
+        fault = _step_fault(k, text, prev, node, w or [], syn, division, cot)
+        if fault is not None:
+            faults.append(fault)
         prev = node
-    if not errors and not isinstance(prev, Num):
-        errors.append(f"trace stops at {syn.render(prev)!r} before the answer")
-    return errors
+    if not faults and not isinstance(prev, Num):
+        faults.append(Fault(len(steps) + 1, "unfinished", f"trace stops at {syn.render(prev)!r} before the answer"))
+    return faults
+
+
+def _step_fault(k: int, text: str, prev: Node, node: Node, got_work: list[str], syn: Syntax, division: str,
+                cot: str) -> Fault | None:
+    """What is wrong with step k (text, read as node) after prev, or None."""
+    options = reductions(prev, division)
+    match = next((r for r in options if r.result == node), None)
+    if match is None:
+        want = syn.render(options[0].result) if options else "(nothing: the previous step was the answer)"
+        return Fault(k, _wrong_kind(prev, node),
+                     f"step {k} {text!r} is not one correct reduction of {syn.render(prev)!r} (expected {want!r})")
+    expected_work = step_work(match.op, match.a, match.b, syn, cot)
+    if got_work != expected_work:
+        return Fault(k, "work", f"step {k} work {','.join(got_work)!r} is not the digit-level work of "
+                                f"{syn.num(match.a)}{match.op}{syn.num(match.b)} (expected {','.join(expected_work)!r})")
+    return None
+
+
+def _wrong_kind(prev: Node, node: Node) -> str:
+    """The kind (EXPR_FAULTS) of a step, node, that is not one correct reduction of prev."""
+    if isinstance(prev, Num):
+        return "overrun"
+    if _wrong_value(prev, node):
+        return "answer" if isinstance(node, Num) else "arithmetic"
+    return "skip" if count_ops(node) < count_ops(prev) - 1 else "rewrite"
+
+
+def _wrong_value(prev: Node, node: Node) -> bool:
+    """node is prev with one operation on two numbers replaced by a number: one reduction, but
+    (as no correct one matched) with a wrong result; everything else is copied right."""
+    if isinstance(prev, Num):
+        return False
+    if isinstance(prev.left, Num) and isinstance(prev.right, Num) and isinstance(node, Num):
+        return True
+    if not isinstance(node, Bin) or node.op != prev.op:
+        return False
+    return ((node.right == prev.right and _wrong_value(prev.left, node.left))
+            or (node.left == prev.left and _wrong_value(prev.right, node.right)))

@@ -54,20 +54,16 @@ it) and score near 1.  Every score of a completion whose answer is not exact is 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tasks.base import STEP_MESSAGE as _STEP
+from tasks.base import UNFINISHED_MESSAGE as _UNFINISHED
 from tasks.base import Task
 from tasks.encode import END
 from tasks.expr import split_trace
 
 ANSWER_COLUMN = "answer"  # the keyword (dataset column) that carries expected answers
-
-# How the built-in checkers (tasks/expr.py, the multiplication scratchpad) word a mistake:
-# "step 2 '805' is not one correct reduction of ...", "trace stops at '84+063' before the answer".
-_STEP = re.compile(r"step (\d+)\b")
-_UNFINISHED = re.compile(r"trace stops at\b")
 
 Reward = Callable[..., list[float]]
 

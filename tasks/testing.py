@@ -177,15 +177,19 @@ def check_seeds_differ(s: Subject) -> None:
 # ---- checks on the task: problems and answers ----------------------------------------------------
 
 def check_disjoint(s: Subject) -> None:
-    """No problem is both a training and a test problem: test accuracy measures what the model
-    computes, not what it memorised."""
+    """No problem is both a training and a test (or ood) problem: test accuracy measures what the
+    model computes, not what it memorised, and an ood split what it does past its training."""
     task = s.task
     rng = np.random.default_rng(12345)
     train, test = task.problems(rng, 3000, "train"), task.problems(rng, 600, "test")
     assert not task.is_test(train).any(), "a train problem is in the test set"
     assert task.is_test(test).all(), "a test problem is not in the test set"
-    shared = _keys(task, train) & _keys(task, test)
+    seen = _keys(task, train)
+    shared = seen & _keys(task, test)
     assert not shared, f"train and test share {len(shared)} problems, e.g. {next(iter(shared))}"
+    if "ood" in s.splits:  # drawn without the held-out hash: disjoint by construction, or not at all
+        shared = seen & _keys(task, task.problems(rng, 600, "ood"))
+        assert not shared, f"train and ood share {len(shared)} problems, e.g. {next(iter(shared))}"
 
 
 def _keys(task: Task, p: Problems) -> set[tuple]:

@@ -11,6 +11,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
+
 from experiments.cli import main
 from experiments.commands import COMMANDS
 
@@ -156,3 +158,16 @@ def metrics(run: Path, drop_timing: bool = True) -> list[dict]:
     if drop_timing:
         recs = [{k: v for k, v in r.items() if k not in TIMING} for r in recs]
     return recs
+
+
+def overfit(model, x, y, steps: int = 40) -> tuple[float, float]:
+    """AdamW (lr 1e-2) on one batch for `steps` steps: (the first loss, the last)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    first = loss = None
+    for _ in range(steps):
+        _, loss = model(x, y)
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return first, loss.item()

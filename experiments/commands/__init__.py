@@ -33,7 +33,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("bench", "experiments.commands.bench",
             'Benchmark a task and preset: ms/step, tokens/s, MFU, data share, decode problems/s.'),
     Command("show", "experiments.commands.problems",
-            'Print sample problems: each input token above its target, masked targets shown as ·'),
+            "Print sample problems: each input token above its target, masked targets shown as ·; or, given a run, its model and parameter counts."),
     Command("tasks", "experiments.commands.catalog",
             'List tasks: origin, description, options with defaults, splits.'),
     Command("run", "experiments.commands.sweep",
@@ -47,5 +47,5 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("attention", "experiments.commands.runs",
             "Draw every layer x head's attention weights over PROMPT and the run's greedy completion."),
     Command("export", "experiments.commands.export",
-            "Export a task's problems as a dataset file, or a run as a model folder."),
+            "Export a task's problems as a dataset file, a run as a model folder, or an addition run for AdderBoard."),
 ]}

@@ -1,4 +1,5 @@
-"""`workbench export task|run`: a task's problems as a dataset file, or a run as a model folder."""
+"""`workbench export task|run|adderboard`: a task's problems as a dataset file, a run as a model folder,
+or an addition run as one Python file for AdderBoard."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from experiments.adderboard import export_adderboard
 from experiments.build import build_task
 from experiments.commands.options import DeviceOpt, IncludeOpt, TrustOpt, user_errors
 from experiments.errors import UserError, check_count, check_seed
@@ -16,7 +18,8 @@ from experiments.registry import task_class
 from experiments.runspec import resolve_spec, task_sets_only
 
 app = typer.Typer(name="export", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  rich_markup_mode=None, help="Export a task's problems as a dataset file, or a run as a model folder.")
+                  rich_markup_mode=None, help="Export a task's problems as a dataset file, a run as a model folder, or an addition run for "
+                       "AdderBoard.")
 
 
 @app.command("task")
@@ -66,3 +69,20 @@ def export_run_cmd(
                    trust_code=trust_code)
     typer.echo(f"wrote {out}: model.safetensors, config.json, vocab.json, README.md ({r.task.name}, step {r.step:,}); "
                f"load_run({str(out)!r}) loads it, huggingface_hub.upload_folder uploads it as is")
+
+
+@app.command("adderboard")
+@user_errors
+def export_adderboard_cmd(
+    run: Path = typer.Argument(..., help="an addition run directory"),
+    out: Path = typer.Option(..., "--out", "-o", help="a new FILE.py (an existing file is never replaced)"),
+    name: Optional[str] = typer.Option(None, "--name", help='metadata["name"] (default: "workbench RUN")'),
+    author: str = typer.Option("workbench", "--author", help='metadata["author"]'),
+    checkpoint: str = typer.Option("ckpt.pt", "--checkpoint", help="ckpt.pt (latest) or best.pt"),
+    trust_code: bool = TrustOpt,
+) -> None:
+    """Write an addition run as one Python file that AdderBoard's verify.py takes: build_model() and add(model, a, b),
+    the model's code and weights inside, needing only torch."""
+    done = export_adderboard(run, out, name=name, author=author, checkpoint=checkpoint, trust_code=trust_code)
+    typer.echo(f"wrote {out}: {done.params:,} unique parameters (AdderBoard's count); "
+               f"python benchmarks/adderboard_verify.py {out} scores it")

@@ -1,15 +1,18 @@
-"""A task's problems as `workbench train` would build them: `show` prints them, `check` runs the conformance kit."""
+"""A task's problems as `workbench train` would build them: `show` prints them (or, given a run, the run's
+model and parameter counts), `check` runs the conformance kit."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 from typing import Optional
 
 import typer
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from experiments.build import build_task
+from experiments.card import run_summary
 from experiments.catalog import print_examples
 from experiments.commands.options import IncludeOpt, SetOpt, user_errors
 from experiments.errors import UserError, check_count, check_seed
@@ -23,7 +26,8 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_mar
 @app.command()
 @user_errors
 def show(
-    task: str = typer.Option(..., "--task", "-t"),
+    run: Optional[Path] = typer.Argument(None, help="a run folder: its model and parameter counts instead of problems"),
+    task: Optional[str] = typer.Option(None, "--task", "-t"),
     sets: list[str] = SetOpt,
     n: int = typer.Option(5, "-n", "--n"),
     split: str = typer.Option("train", "--split"),
@@ -32,7 +36,15 @@ def show(
     preset: Optional[str] = typer.Option(None, "--preset", "-p",
                                          help="whose task options apply (default: the task's own, as in train)"),
 ) -> None:
-    """Print sample problems: each input token above its target, masked targets shown as ·"""
+    """Print sample problems: each input token above its target, masked targets shown as ·; or, given a run, its
+    model and parameter counts."""
+    if run is not None:
+        if task is not None:
+            raise UserError("show takes a run folder or --task, not both")
+        typer.echo("\n".join(f"{k:<11} {v}" for k, v in run_summary(run)))
+        return
+    if task is None:
+        raise UserError("show needs --task NAME (sample problems) or a run folder (its model and parameters)")
     check_seed(seed)
     check_count(n, "-n", 100_000)
     task_sets_only(sets, "show")
