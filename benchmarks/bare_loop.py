@@ -79,13 +79,18 @@ def workbench(task: str, preset: str | None, steps: int) -> float:
     return statistics.median(ms[2:])  # the first records hold the warm-up
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(doc: str) -> argparse.Namespace:
+    """--task, --preset, --steps, --pairs: what this and benchmarks/prefetch_cpu.py compare on."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--task", default="addition")
     ap.add_argument("--preset", default=None)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--pairs", type=int, default=3)
-    a = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    a = arguments(__doc__)
     rows = [(bare(a.task, a.preset, a.steps), workbench(a.task, a.preset, a.steps)) for _ in range(a.pairs)]
     for b, w in rows:
         print(f"bare {b['step']:.2f} ms/step (forward {b['forward']:.2f}, backward {b['backward']:.2f}, clip and "

@@ -7,13 +7,14 @@ processes, alternating (docs/benchmarks.md, "The framework tax").
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from bare_loop import arguments  # this script's folder is on sys.path when it runs
 
 ROOT = Path(__file__).resolve().parent.parent
 # the child: `workbench train`, its batch source swapped for the Prefetcher when argv[1] is "prefetch"
@@ -41,12 +42,7 @@ def ms_per_step(mode: str, args: list[str]) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--task", default="addition")
-    ap.add_argument("--preset", default=None)
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--pairs", type=int, default=3)
-    a = ap.parse_args()
+    a = arguments(__doc__)
     args = ["--task", a.task, *(["--preset", a.preset] if a.preset else []), "--steps", str(a.steps), "-q",
             "--set", f"train.eval_interval={a.steps}", "--set", "train.target_acc=0"]
     times: dict[str, list[float]] = {"loop": [], "prefetch": []}
