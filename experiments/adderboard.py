@@ -36,7 +36,7 @@ from experiments.load import Run, load_run
 from experiments.outputs import check_output
 from experiments.rundir import training_pid
 from gpt.atomic import atomic_open
-from gpt.config import GIVEN, GPTConfig
+from gpt.config import GIVEN, RELATIVE, GPTConfig
 from gpt.model import count_parameters
 from tasks.base import Task
 from tasks.positions import coupling_step
@@ -44,7 +44,6 @@ from tasks.positions import coupling_step
 DIGITS = 10  # AdderBoard's operands have at most 10 digits
 TEMPLATE = "adderboard.py.txt"
 POSITIONS = ("none", "learned", "coupled", "coupled_rel", "coupled_local")  # those the template writes
-RELATIVE = ("coupled_rel", "coupled_local")  # encodings that bias the attention scores
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from experiments.errors import UserError
 from experiments.registry import task_class
 from experiments.runspec import RunSpec
 from gpt.model import GPTConfig
-from gpt.config import GIVEN, SLOTTED
+from gpt.config import GIVEN, RELATIVE, SLOTTED
 from tasks.base import Task
 from tasks.encode import Rendered
 from tasks.positions import PositionIds, check_max_pos
@@ -72,7 +72,8 @@ def rendered_positions(task: Task, model: GPTConfig, r: Rendered) -> np.ndarray 
         return None
     try:
         full = task.position_ids(r, ids.scheme)
-        check_max_pos(int(full.max(initial=0)), model.max_pos, "these problems")
+        if model.pos not in RELATIVE:  # a relative bias has no table to run past: it reads differences
+            check_max_pos(int(full.max(initial=0)), model.max_pos, "these problems")
     except ValueError as e:
         raise UserError(str(e)) from None
     return full

@@ -112,12 +112,14 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "lengthgen",
-            "addition on 1-10 digits that generalises to 40: coupled position ids, attention by their difference",
+            "addition on 1-10 digits that generalises to 100: coupled position ids, attention by their difference",
             # coupled ids (Cho et al. 2024) with a clipped relative bias over them: what a digit attends to
-            # is the same at every length (gpt/positions.py, docs/LOG.md 2026-11-30)
-            GPTConfig(block_size=160, n_layer=2, n_head=4, n_embd=128, dropout=0.0, pos="coupled_rel", max_pos=64),
+            # is the same at every length (gpt/positions.py, docs/LOG.md 2026-11-30).  The bias reads only
+            # id differences, so the block is the one limit on length: 640 holds two 200-digit operands
+            # and their sum, and costs training nothing (batches are as wide as their longest problem)
+            GPTConfig(block_size=640, n_layer=2, n_head=4, n_embd=128, dropout=0.0, pos="coupled_rel", max_pos=64),
             dataclasses.replace(_SMALL_TRAIN, steps=6000, eval_interval=1000),
-            task_options=(("max_digits", 10), ("ood_max_digits", 40), ("ood_sampling", "lengths")),
+            task_options=(("max_digits", 10), ("ood_max_digits", 100), ("ood_sampling", "lengths")),
             for_tasks=("addition",),
         ),
         Preset(

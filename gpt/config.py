@@ -14,6 +14,8 @@ POSITIONS = ("learned", "none", "rope", "abacus", "coupled", "coupled_rope", "co
 GIVEN = {"abacus": "abacus", "coupled": "coupled", "coupled_rope": "coupled", "coupled_rel": "coupled",
          "coupled_local": "coupled"}
 SLOTTED = ("coupled", "coupled_rel", "coupled_local")  # encodings that embed slot ids (< 0)
+# encodings that read only differences of ids: no table over ids, so any id is one they know
+RELATIVE = ("coupled_rel", "coupled_local")
 NORMS = ("layernorm", "rmsnorm")
 MLPS = ("gelu", "swiglu", "relu2")
 
