@@ -186,6 +186,51 @@ def greedy_complete(
 
 
 @torch.no_grad()
+def greedy_writes(model: GPT, rows: torch.Tensor, prompt_len: torch.Tensor, length: torch.Tensor,
+                  pos: torch.Tensor | None = None) -> torch.Tensor:
+    """Whether greedy decoding from each row's prompt writes exactly the rest of the row, found in
+    one forward pass.  rows (B, W) token ids, each row's prompt_len and length (B,), anything past
+    its length ignored; pos (B, W) its position ids, if the model takes them -> (B,) bool.
+
+    Greedy decoding writes row[p:n] if and only if, with the row itself as input, the argmax at
+    every position p-1 .. n-2 is the row's next token: by induction on the tokens written, each
+    step then sees exactly the row's prefix.  So when most rows are right (an eval of a trained
+    model), one pass scores them, where decoding takes a pass per new token; the rest are decoded."""
+    W = rows.size(1)
+    x = with_positions(rows[:, :-1], None if pos is None else pos[:, :-1])
+    logits, _ = model(x)  # (B, W-1, V); causal, so whatever lies past a row's length changes nothing before it
+    t = torch.arange(W - 1, device=rows.device)[None]  # (1, W-1): position t predicts token t+1
+    scored = (t >= prompt_len[:, None] - 1) & (t < length[:, None] - 1)
+    return ((logits.argmax(dim=-1) == rows[:, 1:]) | ~scored).all(dim=1)
+
+
+def greedy_writes_all(model: GPT, rows: np.ndarray, prompt_len: np.ndarray, length: np.ndarray,
+                      pos: np.ndarray | None = None, tokens: int = 32768) -> np.ndarray:
+    """greedy_writes over (N, W) numpy rows, in chunks of rows of about equal length that hold at
+    most `tokens` tokens (the attention's (B, H, T, T) scores grow with the square of the width),
+    each chunk trimmed to its longest row.  Rows longer than the model's block -> False."""
+    device = model.wte.weight.device
+    out = np.zeros(len(length), dtype=bool)
+    fits = np.flatnonzero(length - 1 <= model.config.block_size)
+    order = fits[np.argsort(length[fits], kind="stable")]
+    start = 0
+    while start < len(order):
+        n = max(tokens // int(length[order[start]]), 1)  # rows, were they all as short as the first
+        longest = int(length[order[min(start + n, len(order)) - 1]])  # of those rows (sorted by length)
+        chunk = order[start : start + max(tokens // longest, 1)]
+        width = int(length[chunk].max())
+
+        def part(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a[chunk, :width])).to(device)
+
+        out[chunk] = greedy_writes(model, part(rows), torch.from_numpy(prompt_len[chunk]).to(device),
+                                   torch.from_numpy(length[chunk]).to(device),
+                                   None if pos is None else part(pos)).cpu().numpy()
+        start += len(chunk)
+    return out
+
+
+@torch.no_grad()
 def sample_stream(
     model: GPT,
     prompt: Sequence[int],

@@ -14,6 +14,10 @@ zero_pad (False: pad operands to max_digits and the answer to max_digits+1),
 delimiters (False: wrap each number in brackets, "[123]+[45]=[861]"),
 index_hints (False: a letter before each digit names its significance, a for
 units, b for tens, ..., as in Zhou et al. 2024: "c1b2a3+b4a5=a8b6c1").
+hint_start="random" starts a training problem's letters at a random one, the same
+for its three numbers ("e1d2c3+d4c5=c8d6e1" is 123+45 from "c"), so that every
+letter a longer test number uses is trained, as in the paper; test and ood
+problems start at "a".
 
 Position ids (model.pos=coupled, tasks/positions.py): digits of equal
 significance share an id, and the answer counts up from "=" (id 1), so the
@@ -88,6 +92,7 @@ class AdditionConfig(TaskConfig):
     index_hints: bool = False  # a letter before each digit names its significance
     carry_weights: str = ""  # training odds of the longest carry chain, 0..max_digits long; "": uniform pairs
     coupled_ids: str = "shared"  # model.pos=coupled*: shared | interleaved (operands even ids, answer odd)
+    hint_start: str = "a"  # index_hints: a | random (a training problem's hints start at a random letter)
 
     def __post_init__(self) -> None:
         if self.min_digits <= 0 or self.max_digits <= 0:
@@ -107,6 +112,10 @@ class AdditionConfig(TaskConfig):
                              f"ood_max_digits is {self.ood_digits}")
         if self.index_hints and self.delimiters:
             raise ValueError("index_hints and delimiters do not combine; choose one")
+        if self.hint_start not in ("a", "random"):
+            raise ValueError(f"hint_start must be 'a' or 'random', got {self.hint_start!r}")
+        if self.hint_start == "random" and not self.index_hints:
+            raise ValueError("hint_start='random' moves index hints: it needs index_hints=true")
         coupling_step(self.coupled_ids)
         if self.carry_weights and self.sampling != "uniform":
             raise ValueError("carry_weights needs sampling='uniform' (operands of max_digits digits, leading zeros allowed)")
@@ -195,12 +204,13 @@ def add_digits(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, carries
 
 
-def hinted(field: tuple[np.ndarray, np.ndarray], reverse: bool) -> tuple[np.ndarray, np.ndarray]:
-    """A digits field with its index hint before each digit: "123" -> "c1b2a3" (reversed: "a3b2c1")."""
+def hinted(field: tuple[np.ndarray, np.ndarray], reverse: bool, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A digits field with its index hint before each digit: "123" -> "c1b2a3" (reversed: "a3b2c1");
+    start (N,): each row's first letter, 0 for "a" (start 2: "e1d2c3")."""
     chars, count = field
     n, d = chars.shape
     j = np.arange(d)[None, :]
-    sig = j if reverse else count[:, None] - 1 - j  # 0-based significance of column j
+    sig = (j if reverse else count[:, None] - 1 - j) + start[:, None]  # the letter of column j
     hint = np.frombuffer(HINTS.encode(), dtype=np.uint8).astype(np.int64)[np.clip(sig, 0, len(HINTS) - 1)]
     out = np.zeros((n, 2 * d), dtype=np.int64)
     out[:, 0::2] = np.where(j < count[:, None], hint, 0)
@@ -232,7 +242,12 @@ class AdditionTask(Task):
     @property
     def chars(self) -> str:
         c = self.config
-        return "0123456789+=" + ("[]" if c.delimiters else "") + (HINTS[: c.ood_digits + 1] if c.index_hints else "")
+        return "0123456789+=" + ("[]" if c.delimiters else "") + (HINTS[: self.hint_letters] if c.index_hints else "")
+
+    @property
+    def hint_letters(self) -> int:
+        """The letters index hints use: one per significance of the longest answer."""
+        return self.config.ood_digits + 1
 
     def sample(self, rng: np.random.Generator, n: int, split: str) -> Problems:
         c = self.config
@@ -252,7 +267,10 @@ class AdditionTask(Task):
         else:
             ad = rng.integers(lo, hi + 1, size=n)
             bd = rng.integers(lo, hi + 1, size=n)
-        return self._problems(random_digits(rng, ad, width), random_digits(rng, bd, width))
+        p = self._problems(random_digits(rng, ad, width), random_digits(rng, bd, width))
+        if split == "train" and c.hint_start == "random":  # any start whose letters the vocabulary has
+            p = Problems(**p.columns, hint_start=rng.integers(0, self.hint_letters - p["c_digits"] + 1))
+        return p
 
     def levels(self) -> list[dict]:
         """One more digit per level, from 1-digit operands to the configured max_digits (carry
@@ -284,7 +302,9 @@ class AdditionTask(Task):
         b = field_digits(p["b"], b_len, c.reverse_operands)
         s = field_digits(p["c"], c_len, c.reverse_answer)
         if c.index_hints:
-            a, b, s = hinted(a, c.reverse_operands), hinted(b, c.reverse_operands), hinted(s, c.reverse_answer)
+            start = p["hint_start"] if "hint_start" in p else np.zeros(n, dtype=np.int64)
+            a, b, s = (hinted(a, c.reverse_operands, start), hinted(b, c.reverse_operands, start),
+                       hinted(s, c.reverse_answer, start))
         if c.delimiters:
             lb, rb = field_const("[", n), field_const("]", n)
             return render_fields([lb, a, rb, field_const("+", n), lb, b, rb, field_const("=", n)], [lb, s, rb])

@@ -1,6 +1,7 @@
 """Position ids that come with the data (tasks/positions.py): each scheme against a reference
 computed from Python strings, the training offsets, and decoding's continuation of the ids."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -158,6 +159,43 @@ def test_index_hints_render_and_parse():
         assert task.parse_answer(wrong) in (None, 68) and task.parse_answer(wrong) != 168
     with pytest.raises(ValueError, match="index_hints"):
         AdditionConfig(max_digits=30, ood_max_digits=60, index_hints=True)
+
+
+def hints_reference(text: str, start: int, reverse: bool) -> str:
+    """A plain number's digits with their letters, from the string: significance i -> HINTS[start + i]."""
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    sig = range(len(text)) if reverse else range(len(text) - 1, -1, -1)
+    return "".join(letters[start + i] + d for i, d in zip(sig, text))
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), max_digits=st.integers(1, 6), reverse_operands=st.booleans())
+def test_random_hint_starts_move_every_number_of_a_training_problem_alike(seed, max_digits, reverse_operands):
+    """hint_start=random: a training row is the plain row with letters from one random start, the
+    same for a, b and the sum; test and ood rows start at "a"; training rows use every letter."""
+    cfg = AdditionConfig(max_digits=max_digits, index_hints=True, hint_start="random",
+                         reverse_operands=reverse_operands)
+    task, plain = AdditionTask(cfg), AdditionTask(dataclasses.replace(cfg, index_hints=False, hint_start="a"))
+    trained = set()
+    for split in ("train", "test", "ood"):
+        p = task.problems(np.random.default_rng(seed), 300, split)
+        r, bare = task.render(p), plain.render(p)
+        for i in range(len(p)):
+            start = int(p["hint_start"][i]) if split == "train" else 0
+            a, b = bare.prompt(i)[:-1].split("+")
+            want = (hints_reference(a, start, reverse_operands) + "+" + hints_reference(b, start, reverse_operands)
+                    + "=", hints_reference(bare.target(i), start, True))
+            assert (r.prompt(i), r.target(i)) == want
+            assert set(r.prompt(i) + r.target(i)) <= set(task.vocab.chars)
+            trained |= set(r.target(i)[0::2]) if split == "train" else set()
+    assert trained == set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"[: task.hint_letters])
+
+
+def test_hint_start_needs_index_hints():
+    with pytest.raises(ValueError, match="hint_start='random' moves index hints"):
+        AdditionConfig(hint_start="random")
+    with pytest.raises(ValueError, match="hint_start must be"):
+        AdditionConfig(index_hints=True, hint_start="z")
 
 
 def test_ood_lengths_sampling_gives_equal_and_mixed_lengths():
