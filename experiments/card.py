@@ -24,9 +24,11 @@ from typing import Any
 import torch
 
 from experiments.errors import UserError
+from experiments.outputs import METRICS
 from experiments.rundir import read_config
 from experiments.runspec import model_of
 from experiments.tables import markdown_table, pct
+from gpt.checkpoint import read_metrics
 from gpt.model import GPT, GPTConfig, count_parameters
 
 CARD_DIR = Path("docs/results/card")
@@ -96,7 +98,28 @@ def run_summary(run: Path) -> list[tuple[str, str]]:
     return [("run", str(run)), ("task", f"{task.get('name')} (preset {record.get('preset') or '-'})"),
             ("model", shape), ("options", options),
             ("parameters", f"{unique:,} unique (AdderBoard's count: a tied or shared tensor once, fixed "
-                           f"encodings free); {entries:,} in the state dict (a tied tensor once per name)")]
+                           f"encodings free); {entries:,} in the state dict (a tied tensor once per name)"),
+            *([("trained", trained)] if (trained := training_compute(run, record, cfg, unique)) else [])]
+
+
+def training_compute(run: Path, record: dict[str, Any], cfg: GPTConfig, params: int) -> str | None:
+    """Steps, tokens, FLOPs and time of a run's training so far, from metrics.jsonl; None before a step.
+
+    Tokens are the target positions computed, padding included: each record's tokens/s times the
+    time it covers.  FLOPs per token are 6N + 12 L d T (the PaLM and nanoGPT estimate, T the mean
+    row width), for the forward and backward passes; evals are not counted."""
+    records = [r for r in read_metrics(run / METRICS) if "tokens_per_s" in r]
+    if not records:
+        return None
+    train = record.get("train", {})
+    every = train.get("log_interval", 1)
+    tokens = sum(r["tokens_per_s"] * r["ms_per_step"] * every / 1000 for r in records)
+    step = records[-1]["step"]
+    width = tokens / max(step * train.get("batch_size", 1) * train.get("grad_accum", 1), 1)
+    flops = tokens * (6 * params + 12 * cfg.n_layer * cfg.n_embd * width)
+    count = f"{tokens / 1e9:.3g}B" if tokens >= 1e9 else f"{tokens / 1e6:.3g}M" if tokens >= 1e6 else f"{tokens:,.0f}"
+    return (f"{step:,} steps, {count} tokens (padding included), about {flops:.2g} FLOPs "
+            f"(6N + 12LdT per token), {duration(records[-1]['train_time'])}").replace("e+", "e")
 
 
 def duration(seconds: float) -> str:
