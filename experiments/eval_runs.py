@@ -7,7 +7,9 @@ holds one kind: mixing them is refused.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,8 @@ import pandas as pd
 from experiments.errors import UserError
 from experiments.evaluate import TooLong, evaluate, evaluate_loss
 from experiments.load import Run, load_run
-from tasks.base import Task
+from gpt.progress import duration
+from tasks.base import EVAL_CHUNK, Task
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ def _score_accuracy(run: Run, path: Path, n: int, split: str, by: str | None, pl
                         "(--by a_digits,b_digits)")
     try:
         t = evaluate(run.model, task, split=split, n=n, by=cols, batch_size=batch_size, seed=seed, samples=samples,
-                     whole=True)
+                     whole=True, progress=_progress(path, n))
     except TooLong as e:  # a problem longer than max_length's estimate: its answer would be cut, never scored so
         raise UserError(_too_long(path, block, split, e.need)) from None
     except OSError as e:
@@ -85,6 +88,20 @@ def _score_accuracy(run: Run, path: Path, n: int, split: str, by: str | None, pl
             raise
         raise UserError(f"cannot write --samples {samples}: {e.strerror or e}") from None
     return t, cols
+
+
+def _progress(path: Path, n: int) -> Callable[[int], None] | None:
+    """A line on stderr after each chunk of a long eval (more than one chunk), with the time left."""
+    if n <= EVAL_CHUNK:
+        return None
+    start = time.perf_counter()
+
+    def say(done: int) -> None:
+        spent = time.perf_counter() - start
+        left = f", about {duration(spent * (n - done) / done)} more" if done < n else ""
+        print(f"{path}: scored {done:,} of {n:,} ({duration(spent)}{left})", file=sys.stderr, flush=True)
+
+    return say
 
 
 def _too_long(path: Path, block: int, split: str, need: int) -> str:

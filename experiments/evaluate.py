@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -127,19 +127,22 @@ def accuracy(model: GPT, task: Task, problems, batch_size: int = 1024) -> float:
 
 def evaluate(model: GPT, task: Task, split: str = "test", n: int = 10_000, by: Sequence[str] = (),
              batch_size: int = 1024, seed: int = EVAL_SEED, samples: Path | None = None,
-             use_cache: bool = True, whole: bool = False) -> pd.DataFrame:
+             use_cache: bool = True, whole: bool = False,
+             progress: Callable[[int], None] | None = None) -> pd.DataFrame:
     """Bucketed accuracy table: rows per bucket of `by` plus an 'all' row.
 
     `by` may name the task's buckets and its fault_buckets (each wrong completion's first wrong
     step and its kind). Its `baseline` column is the accuracy of always giving the set's most common
     answer (found in its first chunk, 10,000 problems, so that a million problems still take
     constant memory): what a model that learned only the answers' distribution scores, bucket by
-    bucket.  whole: raise TooLong at a problem the model's block cannot hold (score_chunk)."""
+    bucket.  whole: raise TooLong at a problem the model's block cannot hold (score_chunk).
+    progress(done) is called after each chunk of problems is scored."""
     model.eval()
     counts: pd.DataFrame | None = None
     common: str | None = None
     faults = any(b in task.fault_buckets for b in by)
     keys = ("prompt", "expected", "got", *task.buckets, *task.fault_buckets)  # the rest are metrics, summed
+    done = 0
     with atomic_text_file(samples) if samples else nullcontext() as sample_file:
         for problems in task.eval_problems(seed, split, n):
             df = score_chunk(model, task, problems, batch_size, use_cache, faults, whole)
@@ -152,6 +155,9 @@ def evaluate(model: GPT, task: Task, split: str = "test", n: int = 10_000, by: S
             metrics = [c for c in df.columns if c not in keys]
             part = _counts(df, list(by), metrics)
             counts = part if counts is None else counts.add(part, fill_value=0)
+            done += len(problems)
+            if progress:
+                progress(done)
     assert counts is not None  # n >= 1 is checked by the caller
     return _table(counts.reset_index(), list(by))
 

@@ -27,7 +27,7 @@ def _fmt(key: str, v: Any) -> str:
     return f"{key} {v:.4f}"
 
 
-def _duration(s: float) -> str:
+def duration(s: float) -> str:
     s = int(round(s))
     if s < 60:
         return f"{s}s"
@@ -88,9 +88,9 @@ class TrainProgress:
         done = step - self.start
         eta = ""
         if 0 < done and step < self.total:
-            left = _duration(el / done * (self.total - step))
+            left = duration(el / done * (self.total - step))
             eta = f", at most {left} more: stops at {self.stop_at}" if self.stop_at else f", ETA {left}"
-        print(f"step {step}/{self.total}  {self._stats}  ({_duration(el)}{eta})", file=sys.stderr, flush=True)
+        print(f"step {step}/{self.total}  {self._stats}  ({duration(el)}{eta})", file=sys.stderr, flush=True)
         self._next_line = now + self.interval
 
     def print(self, msg: str) -> None:

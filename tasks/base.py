@@ -57,6 +57,7 @@ FAULTS = {
     "unfinished": "every step is right, but the trace stops before its answer",
 }
 HOLDOUT_SALT = 0x5EED_CAFE_F00D
+EVAL_CHUNK = 10_000  # problems an evaluation set is made and scored in at a time
 POOL_STEP = 1 << 45  # the step id a finite training pool is drawn at; no batch uses it
 METRICS = ("accuracy", "loss")  # how a task is scored: exact-match answers, or next-token loss only
 
@@ -540,7 +541,7 @@ class Task(BaseTask):
         # loses its tail rather than stopping the run
         return x[:, :block_size], y[:, :block_size]
 
-    def eval_problems(self, seed: int, split: str, n: int, chunk: int = 10_000) -> Iterator[Problems]:
+    def eval_problems(self, seed: int, split: str, n: int, chunk: int = EVAL_CHUNK) -> Iterator[Problems]:
         """A fixed, reproducible evaluation set, streamed in chunks (constant memory)."""
         for start in range(0, n, chunk):
             rng = np.random.default_rng([seed, SPLIT_IDS[split], 1 << 50, start])

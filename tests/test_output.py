@@ -424,3 +424,15 @@ def test_eval_tables_carry_the_baseline_of_the_most_common_answer(two_runs, tmp_
     assert 0 < rows[-1]["baseline"] < 1  # addition's answers repeat, but no answer is every answer
     code, out, err = cli(capsys, "eval", two_runs[0], "--n", "300", "--device", "cpu")
     assert code == 0 and "baseline" in out, out  # the printed table has the column too
+
+
+def test_a_long_eval_says_how_far_it_is_after_each_chunk(two_runs, capsys):
+    """More than one chunk of problems (10,000): a line on stderr after each, the last without a time left."""
+    code, _, err = cli(capsys, "eval", two_runs[0], "--n", "10001")
+    assert code == 0
+    lines = [x for x in err.splitlines() if "scored" in x]
+    assert len(lines) == 2
+    assert re.fullmatch(rf"{re.escape(str(two_runs[0]))}: scored 10,000 of 10,001 \(\d+s, about \d+s more\)", lines[0])
+    assert re.fullmatch(rf"{re.escape(str(two_runs[0]))}: scored 10,001 of 10,001 \(\d+s\)", lines[1])
+    code, _, err = cli(capsys, "eval", two_runs[0], "--n", "300")
+    assert code == 0 and "scored" not in err  # one chunk: no progress to tell
