@@ -223,15 +223,17 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "mul-lengthgen",
-            "N x 1 and N x 2 multiplication on N <= 10, tested to N = 20: the scratchpad with coupled ids",
+            "N x 1 and N x 2 multiplication on N <= 10, tested to N = 25: the scratchpad with coupled ids",
             # as lengthgen, with the multiplier's digits in fixed position slots that every answer digit
             # attends to (tasks/multiplication.py); the scratchpad's partial products and sums count up
             # from their own "+" or "=", so every carry is at most 8 and local (docs/LOG.md 2026-12-01).
             # coupled_local: the slots and "*" do not read a, whose length then reaches no digit
-            # (N = 20: 1.5% -> 96.7% on seed 2); packed rows, as rows vary 2x in length (0.45x the step)
-            dataclasses.replace(_MUL_LENGTHGEN_MODEL, block_size=96, pos="coupled_local"),
+            # (N = 20: 1.5% -> 96.7% on seed 2); packed rows, as rows vary 2x in length (0.45x the step).
+            # The bias reads id differences only, so the block is the one limit on length: 224 holds
+            # N = 50, and costs training nothing (packed rows are as wide as the batch's longest)
+            dataclasses.replace(_MUL_LENGTHGEN_MODEL, block_size=224, pos="coupled_local"),
             dataclasses.replace(_SMALL_TRAIN, steps=6000, eval_interval=1000, pack=True),
-            task_options=(("format", "scratchpad"), *_MUL_LENGTHGEN_TASK),
+            task_options=(("format", "scratchpad"), *_MUL_LENGTHGEN_TASK[:-1], ("ood_max_digits", 25)),
             for_tasks=("multiplication",),
         ),
         Preset(
