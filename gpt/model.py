@@ -87,7 +87,8 @@ class CausalSelfAttention(nn.Module):
                 layer: int = 0, attention: list[torch.Tensor] | None = None,
                 pos_ids: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
         """index (1 or B, T): each token's position.  bias (B, H or 1, T, S): added to the
-        attention scores (model.pos=coupled_rel, packed rows), or None."""
+        attention scores (model.pos=coupled_rel, packed rows), -inf where a key is hidden, the
+        causal mask included (GPT.forward makes it once for every layer), or None."""
         B, T, C = x.shape
         q, k, v = self.split(self.c_attn(x), C)
         # (B, T, C) -> (B, H, T, D): the heads become a batch dimension
@@ -101,10 +102,7 @@ class CausalSelfAttention(nn.Module):
         if attention is not None:  # recording: the explicit softmax, whose weights make y
             y, att = explicit_attention(q, k, v, scale, self.dropout if self.training else 0.0, bias)
             attention.append(att)
-        elif bias is not None:  # a float mask: the bias where a key is visible, -inf where not
-            mask = cache.mask(T) if cache is not None else causal_mask(T, T, q.device)
-            if mask is not None:
-                bias = bias.masked_fill(~mask, float("-inf"))
+        elif bias is not None:  # a float mask: the bias where a key is visible, -inf where not (causal included)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=scale,
                                                dropout_p=self.dropout if self.training else 0.0)
         elif cache is None:
@@ -209,9 +207,10 @@ class GPT(nn.Module):
             index = segment_positions(segments)  # (B, T)
         x = self.drop(self.wte(idx) + self.pos.embed(idx, index, cache, pos_ids))  # (B, T, C)
         key_ids = pos_ids if cache is None or pos_ids is None else cache.update_ids(pos_ids)  # (B, S)
-        bias = self.pos.attn_bias(pos_ids, key_ids)  # (B, H, T, S) or None: the same in every layer
+        hide = None if T == 1 else ~causal_mask(T, start + T, idx.device)  # (T, S); one new token sees every key
+        bias = self.pos.attn_bias(pos_ids, key_ids, hide)  # (B, H, T, S) or None: the same in every layer
         if segments is not None:
-            bias = segment_bias(segments, bias)  # (B, H or 1, T, T)
+            bias = segment_bias(segments, bias, hide)  # (B, H or 1, T, T)
         for i, block in enumerate(self.blocks):
             x = block(x, self.pos, index, cache, i, attention, pos_ids, bias)
         x = self.ln_f(x)
@@ -263,10 +262,11 @@ def segment_positions(segments: torch.Tensor) -> torch.Tensor:
     return t - first
 
 
-def segment_bias(segments: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """Hide every key of another segment: -inf there, added to the encoding's bias (or 0).
-    The causal part is left to the attention, which masks it in every case."""
-    other = (segments[:, :, None] != segments[:, None, :])[:, None]  # (B, 1, T, T)
+def segment_bias(segments: torch.Tensor, bias: torch.Tensor | None, hide: torch.Tensor | None) -> torch.Tensor:
+    """Hide every key of another segment, and every key `hide` (T, T) hides (the causal mask):
+    -inf there, added to the encoding's bias (or 0)."""
+    other = segments[:, :, None] != segments[:, None, :]
+    other = (other if hide is None else other | hide)[:, None]  # (B, 1, T, T)
     base = torch.zeros(other.shape, device=segments.device) if bias is None else bias
     return base.masked_fill(other, float("-inf"))
 

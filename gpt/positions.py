@@ -5,7 +5,8 @@
 Every encoding answers two questions, so the model has no branches:
     embed(idx, index, cache, pos_ids) -> what to add to the token embeddings (or 0)
     rotate(q, k, index, pos_ids)      -> queries and keys, rotated or as they were
-    attn_bias(pos_ids, key_ids)       -> what to add to the attention scores (or None)
+    attn_bias(pos_ids, key_ids, hide) -> what to add to the attention scores (or None), -inf
+                                         where hide (T, S) says a key is hidden (the causal mask)
 
 `index` (1 or B, T) is each token's position: 0, 1, 2, ... from the row's start (from
 cache.pos while decoding with a KV cache), or from its problem's start in a packed row.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from gpt.config import GIVEN
 
@@ -42,7 +44,8 @@ class NoPositions(nn.Module):
                ) -> tuple[torch.Tensor, torch.Tensor]:
         return q, k
 
-    def attn_bias(self, pos_ids: torch.Tensor | None, key_ids: torch.Tensor | None) -> torch.Tensor | None:
+    def attn_bias(self, pos_ids: torch.Tensor | None, key_ids: torch.Tensor | None,
+                  hide: torch.Tensor | None = None) -> torch.Tensor | None:
         return None
 
 
@@ -166,15 +169,20 @@ class GivenRelative(NoPositions):
         required(pos_ids)
         return 0.0
 
-    def attn_bias(self, pos_ids: torch.Tensor | None, key_ids: torch.Tensor | None) -> torch.Tensor:
-        q, k = pos_ids[:, :, None], key_ids[:, None, :]  # (B, T, 1), (B, 1, S)
-        diff = q - k
+    def attn_bias(self, pos_ids: torch.Tensor | None, key_ids: torch.Tensor | None,
+                  hide: torch.Tensor | None = None) -> torch.Tensor:
+        # ids fit in int32 (half the memory traffic of int64 over B x T x S), which embedding takes
+        q, k = pos_ids.int()[:, :, None], key_ids.int()[:, None, :]  # (B, T, 1), (B, 1, S)
         none = 2 * self.clip + 1
-        both = (q > 0) & (k > 0)
         slot = none + (-k).clamp(0, self.slots)  # k > 0 and k == 0 give `none`, k = -s gives none + s
-        bucket = torch.where(both, diff.clamp(-self.clip, self.clip) + self.clip, torch.where(q > 0, slot, none))
-        bias = self.rel(bucket).permute(0, 3, 1, 2)  # (B, H, T, S)
-        return bias.masked_fill(self.hidden(q, k)[:, None], float("-inf"))
+        bucket = torch.where((q > 0) & (k > 0), (q - k).clamp(-self.clip, self.clip) + self.clip,
+                             torch.where(q > 0, slot, none))
+        # a hidden key (cut off, or hidden by the causal mask) reads a last row of -inf: one
+        # gather makes the bias and every mask at once
+        cut = self.hidden(q, k) if hide is None else self.hidden(q, k) | hide
+        table = torch.cat([self.rel.weight, self.rel.weight.new_full((1, self.rel.weight.size(1)), float("-inf"))])
+        bias = F.embedding(bucket.masked_fill_(cut, self.rel.num_embeddings), table)  # (B, T, S, H)
+        return bias.permute(0, 3, 1, 2).contiguous()  # (B, H, T, S), laid out as SDPA reads a mask: once, not per layer
 
     def hidden(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """(B, T, 1) query ids, (B, 1, S) key ids -> (B, T, S) True where the key is cut off:
