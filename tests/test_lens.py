@@ -1,22 +1,28 @@
 """Run.to_transformer_lens(): a TransformerLens HookedTransformer with the run's weights gives the
 run's own logits and attention on its own batches, for every model option TransformerLens can
-express; the rest is refused by name."""
+express; the rest is refused by name.  And the worked example (benchmarks/carry_patching.py):
+on a trained addition run, patching finds the head that carries, the head `workbench attention`
+shows reading the place below."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from conftest import need_module
+from experiments.attention import attention_of
 from experiments.build import build_task, fit_model
 from experiments.errors import UserError, install_hint
-from experiments.load import LENS_NEEDS, Run
+from experiments.load import LENS_NEEDS, Run, load_run
 from experiments.runspec import resolve_spec
 from gpt.config import GIVEN
 from gpt.model import GPT
+from helpers import ROOT
 
 
 
@@ -110,3 +116,37 @@ def test_without_the_extra_one_line_names_it(missing, monkeypatch):
         hand_run([]).to_transformer_lens()
     assert str(e.value) == f"Run.to_transformer_lens() needs {LENS_NEEDS}: {install_hint('lens')}"
     assert install_hint("lens").endswith("[lens]'")
+
+
+# ---- the worked example: which head carries ------------------------------------------------------
+
+def carry_patching():
+    """benchmarks/carry_patching.py as a module (registered first: its dataclasses look themselves up)."""
+    if "carry_patching" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("carry_patching", ROOT / "benchmarks" / "carry_patching.py")
+        sys.modules["carry_patching"] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules["carry_patching"]
+
+
+def test_patching_finds_the_head_that_attention_shows_reading_the_place_below(addition_run):
+    example = carry_patching()
+    run = load_run(addition_run, device="cpu")
+    heads = example.carry_heads(run, n=60)
+    top = heads.patched_head
+    assert top == heads.attending_head  # the two methods agree
+    others = np.delete(np.abs(heads.patching).ravel(), np.ravel_multi_index(top, heads.patching.shape))
+    assert heads.patching[top] > 0.5 and heads.patching[top] > 4 * others.max()  # and by a wide margin
+    # what `workbench attention RUN 358+467` draws: in 358+467=5280, the rows of 5, 2 and 8 (which
+    # predict the tens, hundreds and thousands) of that head put the most weight on the place below
+    maps = attention_of(run, "358+467")
+    P = maps.prompt_len
+    below = np.array([maps.weights[:, :, P + j, [2 - j, 6 - j]].sum(-1) for j in range(3)]).mean(0)  # (L, H)
+    assert np.unravel_index(below.argmax(), below.shape) == top and below[top] > 0.5
+
+
+def test_the_example_refuses_a_layout_it_cannot_read():
+    example = carry_patching()
+    run = hand_run(["task.zero_pad=false"])
+    with pytest.raises(UserError, match="task.zero_pad=False"):
+        example.carry_heads(run, n=4)
