@@ -14,21 +14,29 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from experiments.build import build_task, decode_positions
 from experiments.devices import resolve_device
-from experiments.errors import UserError
+from experiments.errors import UserError, optional_module
 from experiments.modelfolder import WEIGHTS, check_vocab_file, exported_state, is_exported, read_weights_meta
 from experiments.rundir import RUN_FORMAT
 from experiments.runspec import RunSpec, read_run_spec, to_jsonable
 from gpt.checkpoint import CheckpointError, load_checkpoint, state_mismatch
 from gpt.generate import greedy_complete
+from gpt.lens import to_hooked_transformer, unsupported
 from gpt.model import GPT, GPTConfig, tied_names
 from tasks.base import Task
 from tasks.encode import Rendered, field_strings
+
+if TYPE_CHECKING:  # the lens extra: imported when Run.to_transformer_lens() is called, never before
+    from transformer_lens import HookedTransformer
+
+# 4.0 removed HookedTransformer (for TransformerBridge, which wraps Hugging Face models); the extra pins 3.x
+LENS_NEEDS = "transformer-lens 3.x (4.0 removed HookedTransformer)"
 
 @dataclass
 class Run:
@@ -65,6 +73,20 @@ class Run:
         out = greedy_complete(self.model, ids, end_id, block if max_new_tokens is None else max_new_tokens,
                               batch_size, positions=positions, counts=counts)
         return [self.task.vocab.decode(o) for o in out]
+
+    def to_transformer_lens(self) -> HookedTransformer:
+        """The model as a TransformerLens HookedTransformer (gpt/lens.py): its logits, on its device,
+        with every activation hooked.  A copy: changing it leaves run.model as it is.  A model option
+        TransformerLens has no counterpart for is refused, named, before the extra is imported."""
+        if (reason := unsupported(self.model.config)) is not None:
+            raise UserError(f"run {self.path} cannot be a HookedTransformer: {reason}")
+        return to_hooked_transformer(self.model, transformer_lens())
+
+
+def transformer_lens() -> ModuleType:
+    """The transformer_lens package, 3.x; missing, or a 4.x without the class, one line naming the extra."""
+    optional_module("transformer_lens.HookedTransformer", "lens", "Run.to_transformer_lens()", LENS_NEEDS)
+    return optional_module("transformer_lens", "lens", "Run.to_transformer_lens()", LENS_NEEDS)
 
 
 def load_run(path: str | os.PathLike, device: str = "auto", checkpoint: str = "ckpt.pt",

@@ -143,7 +143,7 @@ class SwiGLU(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        hidden = -(-8 * config.n_embd // 3 // 8) * 8
+        hidden = swiglu_width(config.n_embd)
         self.c_fc = make_linear(config, config.n_embd, 2 * hidden)  # gate and value, fused
         self.c_proj = make_linear(config, hidden, config.n_embd)
         self.c_proj.RESIDUAL = True
@@ -152,6 +152,11 @@ class SwiGLU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, value = self.c_fc(x).chunk(2, dim=-1)
         return self.dropout(self.c_proj(F.silu(gate) * value))
+
+
+def swiglu_width(n_embd: int) -> int:
+    """SwiGLU's hidden width: 8C/3 rounded up to a multiple of 8."""
+    return -(-8 * n_embd // 3 // 8) * 8
 
 
 _MLP_CLASSES = {"gelu": GeluMLP, "swiglu": SwiGLU, "relu2": ReLU2MLP}

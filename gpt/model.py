@@ -50,8 +50,14 @@ class QueryTranspose(nn.Module):
         self.n_embd = n_embd
         self.bias = nn.Parameter(torch.zeros(n_embd)) if bias else None
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """W_Q^T (C, C): what a full Linear would hold (gpt/lens.py reads it, as it reads
+        LowRankLinear's A @ B)."""
+        return self.source[0].weight[: self.n_embd].t()
+
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return F.linear(y, self.source[0].weight[: self.n_embd].t(), self.bias)
+        return F.linear(y, self.weight, self.bias)
 
 
 def make_out_proj(config: GPTConfig, c_attn: nn.Module) -> nn.Module:

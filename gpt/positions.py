@@ -27,6 +27,8 @@ import torch.nn.functional as F
 
 from gpt.config import GIVEN
 
+ROPE_BASE = 10000.0  # RoPE's wavelengths: base ** (2i / head_size)
+
 
 class NoPositions(nn.Module):
     """NoPE (Kazemnejad et al. 2023): nothing; the causal mask alone lets the model count.
@@ -65,7 +67,7 @@ class RotaryPositions(NoPositions):
     """RoPE (Su et al. 2021): rotate each (q, k) pair of channels by an angle proportional to
     the position, so q.k depends only on the distance between two tokens."""
 
-    def __init__(self, config, base: float = 10000.0):
+    def __init__(self, config, base: float = ROPE_BASE):
         super().__init__(config)
         d = config.head_size
         inv_freq = 1.0 / base ** (torch.arange(0, d, 2, dtype=torch.float32) / d)  # (D/2,)
@@ -123,7 +125,7 @@ class GivenRotary(NoPositions):
     0 and "the digits one below" a difference of 1, whatever the significance: one attention
     pattern serves every length, where learned id vectors must be trained id by id."""
 
-    def __init__(self, config, base: float = 10000.0):
+    def __init__(self, config, base: float = ROPE_BASE):
         super().__init__(config)
         d = config.head_size
         self.register_buffer("inv_freq", 1.0 / base ** (torch.arange(0, d, 2, dtype=torch.float32) / d),

@@ -1,3 +1,4 @@
+import fcntl
 import getpass
 import importlib
 import os
@@ -60,6 +61,27 @@ def shakespeare() -> Path:
             pytest.fail(msg + " (CI is set, so a missing dataset fails instead of skipping)", pytrace=False)
         pytest.skip(msg)
     return p
+
+
+@pytest.fixture(scope="session")
+def addition_run(tmp_path_factory) -> Path:
+    """The default addition preset with 1 layer, trained for 150 steps: about 90% of held-out
+    problems right, and one layer-0 head already reads the place below (the carry; tests/test_lens.py).
+    Read-only for its users.  Trained once per session: under pytest-xdist the first worker to ask
+    trains it, holding a lock in the folder the workers share, and the others wait and read it."""
+    from experiments.cli import main  # as the other training fixtures import it: when first needed
+
+    shared = tmp_path_factory.getbasetemp()
+    shared = shared.parent if os.environ.get("PYTEST_XDIST_WORKER") else shared
+    out, done = shared / "addition-run", shared / "addition-run.done"
+    with open(shared / "addition-run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            code = main(["train", "--task", "addition", "--steps", "150", "--set", "model.n_layer=1",
+                         "--set", "train.eval_interval=75", "--out", str(out), "--quiet", "--device", "cpu"])
+            assert code == 0
+            done.touch()
+    return out
 
 
 def need_module(module: str, extra: str):

@@ -14,15 +14,9 @@ from helpers import ROOT, TINY, cli, metrics
 
 
 @pytest.fixture(scope="module")
-def add_run(tmp_path_factory):
-    """A small addition run trained for a few hundred steps (not to convergence)."""
-    from experiments.cli import main
-
-    out = tmp_path_factory.mktemp("runs") / "add"
-    code = main(["train", "--task", "addition", "--steps", "150", "--set", "model.n_layer=1",
-                 "--set", "train.eval_interval=75", "--out", str(out), "--quiet", "--device", "cpu"])
-    assert code == 0
-    return out
+def add_run(addition_run):
+    """A small addition run trained for 150 steps (not to convergence): conftest's, shared with tests/test_lens.py."""
+    return addition_run
 
 
 def test_train_shakespeare_end_to_end(tmp_path, capsys, shakespeare):

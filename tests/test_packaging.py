@@ -14,8 +14,9 @@ def _lower_bounds() -> dict[str, str]:
     for r in reqs:
         if r.startswith("workbench["):  # an extra made of other extras (all, dev)
             continue
-        m = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*>=\s*([0-9][0-9.]*)", r.split(";")[0].strip())
-        assert m, f"pyproject.toml: {r!r} needs a plain lower bound (>=X.Y)"
+        # a ceiling only where a release removed what the project uses (transformer-lens 4: HookedTransformer)
+        m = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*>=\s*([0-9][0-9.]*)(?:\s*,\s*<\s*[0-9][0-9.]*)?", r.split(";")[0].strip())
+        assert m, f"pyproject.toml: {r!r} needs a plain lower bound (>=X.Y), and at most a ceiling (,<Z)"
         bounds[m[1].lower()] = m[2]
     return bounds
 
