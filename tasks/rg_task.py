@@ -115,9 +115,10 @@ class RGConfig(TaskConfig):
         """The reasoning-gym dataset; ValueError when it refuses these options."""
         if self.dataset not in DATASETS:
             raise ValueError(f"no reasoning-gym dataset named {self.dataset!r}: name one as rg:NAME")
+        options = self.rg_options()
         try:
-            return reasoning_gym.create_dataset(self.dataset, **self.rg_options())
-        except (AssertionError, TypeError) as e:  # reasoning-gym validates with assert
+            return reasoning_gym.create_dataset(self.dataset, **options)
+        except Exception as e:  # noqa: BLE001 - it validates with assert, and a bad option can fail anywhere after
             raise ValueError(f"reasoning-gym's {self.dataset} refuses these options: {e or type(e).__name__}") from None
 
 

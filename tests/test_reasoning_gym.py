@@ -22,10 +22,11 @@ from experiments.errors import install_hint
 from experiments.rundir import new_run_dir
 from experiments.runspec import resolve_spec
 from experiments.training import TrainOptions, start_run
-from helpers import TINY, cli
+from helpers import ROOT, TINY, cli
 from tasks.addition import AdditionTask
 from tasks.base import makes_problems
 from tasks.testing import check_task
+from test_guide import blocks
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +169,20 @@ def test_addition_items_are_held_out_sums(wrg, seed, size):
         assert it["answer"] == str(a + b)[::-1] and it["metadata"]["expected"] == str(a + b)
         assert (it["metadata"]["a_digits"], it["metadata"]["b_digits"]) == (len(str(a)), len(str(b)))
         assert data.score_answer(it["answer"], it) == 1.0 and data.score_answer(str(a + b + 1)[::-1], it) == 0.0
+
+
+def test_the_guide_s_reasoning_gym_section_runs(wrg, tmp_path, monkeypatch):
+    """docs/adding-a-task.md, section 8: its digit_sum task, registered from the file, scores its own answers."""
+    guide = (ROOT / "docs" / "adding-a-task.md").read_text(encoding="utf-8")
+    (_, task_file), = blocks(guide, "file")
+    (tmp_path / "digit_sum.py").write_text(task_file, encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", guide[guide.index("## 8. "):], re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    run: dict = {}
+    exec(compile(code, "adding-a-task.md, section 8", "exec"), run)  # noqa: S102 - the guide's own code
+    item = run["item"]
+    assert str(sum(map(int, item["question"].removesuffix("=")))) == item["answer"]  # Python's digit sum
+    assert run["data"].score_answer(item["answer"], item) == 1.0 and item["metadata"]["length"] <= 8
 
 
 def test_the_docstring_examples_run(wrg):
