@@ -189,17 +189,8 @@ def test_the_docstring_examples_run(wrg):
     assert doctest.testmod(wrg).failed == 0  # partial credit as tasks/rewards.py gives it, on a calculator trace
 
 
-@pytest.fixture(scope="module")
-def addition_run(tmp_path_factory):
-    """The default addition run with one layer at batch 64, stopped at 100 steps: some answers right."""
-    out = tmp_path_factory.mktemp("runs") / "add"
-    sets = ["model.n_layer=1", "train.batch_size=64", "train.eval_interval=100"]
-    spec = resolve_spec("addition", sets=sets, steps=100, target_acc=0)
-    start_run(spec, TrainOptions(out=out, device="cpu", quiet=True, eval_n=0))
-    return out
-
-
 def test_round_trip_reasoning_gym_scores_workbench_eval_s_completions_alike(rg, wrg, addition_run, tmp_path, capsys):
+    """The shared 150-step addition run (tests/conftest.py): most answers right, some wrong."""
     samples = tmp_path / "samples.jsonl"
     code, out, err = cli(capsys, "eval", addition_run, "--n", "300", "--seed", "5", "--samples", samples,
                          "--format", "json")
