@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from experiments.errors import UserError
-from experiments.registry import task_class
+from experiments.registry import check_buckets, task_class
 from experiments.runspec import RunSpec
 from gpt.model import GPTConfig
 from gpt.config import GIVEN, RELATIVE, SLOTTED
@@ -31,9 +31,11 @@ def build_task(spec: RunSpec) -> Task:
     """The spec's task, configured; a task that cannot start (missing data, a bad option) is a user error."""
     cls = task_class(spec.task, spec.include)
     try:
-        return cls(spec.task_config)
+        task = cls(spec.task_config)
+        check_buckets(task)  # buckets an option names (rg:NAME's) are known only now
     except ValueError as e:  # tasks.data.DataError included
         raise UserError(str(e)) from None
+    return task
 
 
 def fit_model(task: Task, model: GPTConfig) -> GPTConfig:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any
 
 from experiments.errors import UserError
@@ -24,7 +25,7 @@ class Preset:
     train: TrainConfig  # its target_acc is the preset's early-stopping rule (0: never)
     task_options: tuple[tuple[str, Any], ...] = ()  # task config overrides, as --set task.KEY=V
     for_tasks: tuple[str, ...] = ()  # the tasks it is meant for; empty = any
-    default_for: tuple[str, ...] = ()  # the tasks that use it when no --preset is given
+    default_for: tuple[str, ...] = ()  # the tasks that use it when no --preset is given (fnmatch patterns)
     # kept only so that a figure of docs/LOG.md reproduces: `workbench presets` lists it with --all
     archived: bool = False
 
@@ -260,6 +261,15 @@ PRESETS: dict[str, Preset] = {
             for_tasks=("modular",), default_for=("modular",),
         ),
         Preset(
+            "rg",
+            "reasoning-gym datasets (rg:NAME): 2 layers x 4 heads x 64, block 96, batch 64",
+            # a question's English costs every step: at 64 wide and batch 64 one CPU core makes 1,600-6,000
+            # steps in 10 minutes on the questions of docs/results/reasoning_gym (35-80 characters)
+            GPTConfig(block_size=96, n_layer=2, n_head=4, n_embd=64, dropout=0.0),
+            dataclasses.replace(_SMALL_TRAIN, batch_size=64),
+            default_for=("rg:*",),
+        ),
+        Preset(
             "small",
             "a small general-purpose model for algorithmic tasks",
             GPTConfig(block_size=64, n_layer=2, n_head=4, n_embd=128, dropout=0.0),
@@ -273,7 +283,7 @@ FALLBACK_PRESET = "small"
 
 
 def default_preset(task: str) -> str:
-    return next((p.name for p in PRESETS.values() if task in p.default_for), FALLBACK_PRESET)
+    return next((p.name for p in PRESETS.values() if any(fnmatchcase(task, t) for t in p.default_for)), FALLBACK_PRESET)
 
 
 def get_preset(name: str) -> Preset:

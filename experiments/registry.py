@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import tasks as task_registry
-from experiments.errors import UserError
+from experiments.errors import UserError, optional_module
 from tasks.base import Task, check_contract
 
 # Columns the workbench's own tables use: a scored problem's row (experiments/evaluate.py), an eval
@@ -33,6 +33,8 @@ def include_all(include: Sequence[str], sha256: Sequence[str | None] = ()) -> No
 def task_class(name: str, include: Sequence[str] = (), sha256: Sequence[str | None] = ()) -> type[Task]:
     """The task class called `name`, after importing the --include files (each of a known hash,
     where given: nothing else runs); checked against the contract."""
+    if name.startswith(task_registry.RG_PREFIX):  # the extra it needs, in one line, before its import fails
+        optional_module("reasoning_gym", "rg", f"task {name!r}", "reasoning-gym")
     try:
         include_all(include, sha256)
         cls = task_registry.get_task_class(name)
@@ -45,7 +47,9 @@ def task_class(name: str, include: Sequence[str] = (), sha256: Sequence[str | No
         raise UserError(f"task {name!r} does not meet the task contract: {e}") from None
 
 
-def check_buckets(cls: type[Task]) -> None:
+def check_buckets(cls: type[Task] | Task) -> None:
+    """ValueError for a bucket named as a result column; a task whose config names its buckets
+    (rg:NAME) is checked as built (experiments/build.py)."""
     clash = [b for b in cls.buckets if b in RESULT_COLUMNS]
     if clash:
         raise ValueError(f"task {cls.name!r} has a bucket column named {clash[0]!r}, a column the workbench's "
@@ -62,6 +66,8 @@ def known_tasks(include: Sequence[str] = ()) -> dict[str, str]:
 
 
 def origin_of(name: str) -> str:
+    if name.startswith(task_registry.RG_PREFIX):
+        return "reasoning-gym"
     known = task_registry.available()
     return known[name][0] if name in known else "include"
 

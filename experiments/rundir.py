@@ -247,8 +247,9 @@ class RunLock(FileLock):
 
 
 def new_run_dir(task: str) -> Path:
-    """runs/TASK-TIMESTAMP, with -2, -3, ... when runs started in the same second."""
-    base = Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """runs/TASK-TIMESTAMP, with -2, -3, ... when runs started in the same second (rg:NAME's
+    folder is rg-NAME-...: a colon is no file name character everywhere)."""
+    base = Path("runs") / f"{task.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
     path, n = base, 1
     while os.path.lexists(path):
         n += 1

@@ -3,7 +3,7 @@
 BUILTIN is the one explicit list of built-in tasks ("module:Class", imported
 on first use).  Installed packages add tasks through the entry-point group
 `workbench.tasks`; they are also loaded lazily, and one that fails to import
-does not break the others.
+does not break the others.  A name rg:NAME is reasoning-gym's dataset NAME (RG_PREFIX).
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ BUILTIN: dict[str, str] = {
 }
 
 ENTRY_POINT_GROUP = "workbench.tasks"
+# rg:NAME is reasoning-gym's dataset NAME (the `rg` extra): tasks/rg_task.py makes its class, one for
+# each of reasoning-gym's datasets, so they are not listed here or by available()
+RG_PREFIX = "rg:"
+RG_TASKS = "tasks.rg_task:task_class"
 
 
 class TaskNotFound(LookupError):
@@ -147,6 +151,8 @@ def import_object(spec: str, name: str = ""):
 
 
 def get_task_class(name: str):
+    if name.startswith(RG_PREFIX):
+        return import_object(RG_TASKS, name)(name.removeprefix(RG_PREFIX))
     known = available()
     if name not in known:
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)

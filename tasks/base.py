@@ -59,6 +59,7 @@ FAULTS = {
 HOLDOUT_SALT = 0x5EED_CAFE_F00D
 EVAL_CHUNK = 10_000  # problems an evaluation set is made and scored in at a time
 POOL_STEP = 1 << 45  # the step id a finite training pool is drawn at; no batch uses it
+EVAL_CHUNK = 10_000  # eval_problems' chunk: part of what (seed, split, n) gives, so fixed
 METRICS = ("accuracy", "loss")  # how a task is scored: exact-match answers, or next-token loss only
 
 
@@ -544,8 +545,14 @@ class Task(BaseTask):
     def eval_problems(self, seed: int, split: str, n: int, chunk: int = EVAL_CHUNK) -> Iterator[Problems]:
         """A fixed, reproducible evaluation set, streamed in chunks (constant memory)."""
         for start in range(0, n, chunk):
-            rng = np.random.default_rng([seed, SPLIT_IDS[split], 1 << 50, start])
-            yield self.problems(rng, min(chunk, n - start), split)
+            yield self.eval_chunk(seed, split, n, start, chunk)
+
+    def eval_chunk(self, seed: int, split: str, n: int, start: int, chunk: int = EVAL_CHUNK) -> Problems:
+        """The chunk of eval_problems(seed, split, n, chunk) that begins with its problem `start`
+        (a multiple of chunk), drawn on its own: a reader of one problem (tasks/reasoning_gym.py)
+        need not draw the chunks before it."""
+        rng = np.random.default_rng([seed, SPLIT_IDS[split], 1 << 50, start])
+        return self.problems(rng, min(chunk, n - start), split)
 
 
 def _plain(v: Any) -> Any:
