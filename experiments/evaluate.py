@@ -62,8 +62,8 @@ def complete_rendered(model: GPT, task: Task, r: Rendered, batch_size: int = 102
 def answers(model: GPT, task: Task, r: Rendered, batch_size: int = 1024, use_cache: bool = True) -> list[str]:
     """What complete_rendered gives, found faster: the rows that greedy decoding would write exactly
     as their target are found in one forward pass (gpt.generate.greedy_writes), and only the rest
-    are decoded.  An eval of a trained model decodes few rows; 100-digit sums score about
-    N times as fast (docs/benchmarks.md, "Evaluation")."""
+    are decoded.  An eval of a trained model decodes few rows; sums of 11-100 digits score 3.4x
+    as fast (docs/benchmarks.md, "Evaluation")."""
     vocab = task.vocab
     past = np.arange(r.chars.shape[1])[None, :] >= r.length[:, None]
     ids = vocab.ids_of_codepoints(np.where(past, ord(END), r.chars))
