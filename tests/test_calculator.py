@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.calculator import CalculatorConfig, CalculatorTask, evaluate_python, has_big_step
+from tasks.calculator import CalculatorConfig, CalculatorTask, _cdf, _draw, evaluate_python, has_big_step
 from tasks.expr import Num, Syntax, render_trace, split_trace
 from tasks.testing import check_task
 
@@ -315,6 +315,7 @@ def test_big_weight_reweights_training_problems_only():
     assert big == [has_big_step(nd, 2) for nd in base["tree"]]
     assert any(big) and has_big_step(plain.parse_prompt("76*57/12"), 2)  # the docstring's 4,332 / 12
     assert not has_big_step(plain.parse_prompt("5+76*57-96"), 2)  # 4,332 is only added to
+    assert has_big_step(plain.parse_prompt("5+123*4"), 2)  # a typed literal can be long too
     p = heavy.problems(rng(), 3000, "train")
     share, was = np.mean([big_reference(nd, plain) for nd in p["tree"]]), np.mean(big)
     want = 4 * was / (4 * was + 1 - was)  # the odds of a big problem, times 4
@@ -408,3 +409,17 @@ def test_old_option_names_in_run_records_and_set():
     record["division_digits"] = "plain"
     assert from_dict(CalculatorConfig, record, "task") == CalculatorConfig(cot="full", division_digit_order="plain")
     assert apply_overrides(CalculatorConfig(), {"division_digits": "plain"}, "task").division_digit_order == "plain"
+
+
+@settings(max_examples=50, deadline=None)
+@given(weights=st.lists(st.integers(0, 9), min_size=1, max_size=6).filter(any), size=st.sampled_from([None, 1, 3]),
+       seed=st.integers(0, 2**32))
+def test_weighted_draws_are_numpys_choice_draw_for_draw(weights, size, seed):
+    """The sampler draws weighted indices from a cdf made once (tasks/calculator.py: _draw); they
+    are rng.choice's, draw for draw, so weighted data is what it was before the speed-up."""
+    odds = np.array(weights, float) / sum(weights)
+    mine, numpy = np.random.default_rng(seed), np.random.default_rng(seed)
+    for _ in range(20):
+        got, want = _draw(mine, len(weights), _cdf(odds), size), numpy.choice(len(weights), size=size, p=odds)
+        assert np.array_equal(got, want)
+    assert mine.random() == numpy.random()  # and the stream goes on in step
