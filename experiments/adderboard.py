@@ -112,7 +112,7 @@ def tricks(task: Task, cfg: GPTConfig) -> list[str]:
 def metadata(run: Run, name: str, author: str) -> dict[str, Any]:
     cfg = run.model.config
     arch = (f"{cfg.n_layer}L decoder (workbench GPT), d={cfg.n_embd}, {cfg.n_head}h, hd={cfg.head_size}, "
-            f"{cfg.norm}, {cfg.mlp} MLP, pos={cfg.pos}")
+            f"{cfg.norm}, {cfg.mlp} MLP of {cfg.mlp_width}, pos={cfg.pos}")
     return {"name": name, "author": author, "params": count_parameters(run.model), "architecture": arch,
             "tricks": tricks(run.task, cfg), "source": f"{run.path.name}, step {run.step}"}
 
@@ -123,7 +123,8 @@ def constants(run: Run, meta: dict[str, Any]) -> str:
     rules = task.position_scheme(GIVEN[cfg.pos]).token_rules(task.vocab.chars) if cfg.pos in GIVEN else None
     values = {"VOCAB": task.vocab.chars, "END": task.end_id, "N_LAYER": cfg.n_layer, "N_HEAD": cfg.n_head,
               "N_EMBD": cfg.n_embd, "BLOCK_SIZE": cfg.block_size, "BIAS": cfg.bias, "TIE_WEIGHTS": cfg.tie_weights,
-              "RANK": cfg.rank, "MAX_POS": cfg.max_pos, "POS_SLOTS": cfg.pos_slots, "REL_CLIP": cfg.rel_clip,
+              "RANK": cfg.rank, "MLP_WIDTH": cfg.mlp_width, "MAX_POS": cfg.max_pos, "POS_SLOTS": cfg.pos_slots,
+              "REL_CLIP": cfg.rel_clip,
               "MAX_DIGITS": c.max_digits, "ZERO_PAD": c.zero_pad, "REVERSE_OPERANDS": c.reverse_operands,
               "REVERSE_ANSWER": c.reverse_answer, "STEP": coupling_step(c.coupled_ids),
               "RULES": rules, "METADATA": meta}

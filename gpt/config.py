@@ -42,6 +42,7 @@ class GPTConfig:
     tie_kv: bool = False  # keys and values from one projection: K = V
     tie_qo: bool = False  # the attention's output projection is the query projection transposed: O = Q^T
     share_norms: bool = False  # one norm for the whole model (every block's two and the final one; and q/k's one)
+    mlp_hidden: int = 0  # the MLP's hidden width; 0: 4C (SwiGLU: 8C/3 rounded up to a multiple of 8, as many weights)
 
     def __post_init__(self) -> None:
         for name, allowed in (("pos", POSITIONS), ("norm", NORMS), ("mlp", MLPS)):
@@ -72,13 +73,27 @@ class GPTConfig:
                 raise ValueError(f"model.{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.rank, int) or isinstance(self.rank, bool) or self.rank < 0:
             raise ValueError(f"model.rank must be a non-negative integer (0: full rank), got {self.rank!r}")
+        if not isinstance(self.mlp_hidden, int) or isinstance(self.mlp_hidden, bool) or self.mlp_hidden < 0:
+            raise ValueError(f"model.mlp_hidden must be a non-negative integer (0: the MLP's usual width), "
+                             f"got {self.mlp_hidden!r}")
         if self.rank >= self.n_embd:  # A @ B of rank n_embd has more weights than the full matrix
             raise ValueError(f"model.rank={self.rank} saves nothing at model.n_embd={self.n_embd}: "
                              f"give a rank below {self.n_embd}, or 0 for full rank")
+        if self.rank and self.rank >= self.mlp_hidden > 0:
+            raise ValueError(f"model.rank={self.rank} saves nothing in an MLP of model.mlp_hidden={self.mlp_hidden}: "
+                             f"give a rank below {self.mlp_hidden}, or 0 for full rank")
 
     @property
     def head_size(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def mlp_width(self) -> int:
+        """The MLP's hidden width: mlp_hidden if given, else 4C, or SwiGLU's 8C/3 rounded up to a
+        multiple of 8, which keeps its three matrices at the weights of GELU's two."""
+        if self.mlp_hidden:
+            return self.mlp_hidden
+        return -(-8 * self.n_embd // 3 // 8) * 8 if self.mlp == "swiglu" else 4 * self.n_embd
 
 
 @dataclass(frozen=True)

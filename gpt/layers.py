@@ -116,12 +116,12 @@ def make_norms(config) -> Norms:
 
 
 class GeluMLP(nn.Module):
-    """GPT-2's MLP: Linear(C, 4C) -> GELU -> Linear(4C, C)."""
+    """GPT-2's MLP: Linear(C, H) -> GELU -> Linear(H, C), H = 4C unless model.mlp_hidden says."""
 
     def __init__(self, config):
         super().__init__()
-        self.c_fc = make_linear(config, config.n_embd, 4 * config.n_embd)
-        self.c_proj = make_linear(config, 4 * config.n_embd, config.n_embd)
+        self.c_fc = make_linear(config, config.n_embd, config.mlp_width)
+        self.c_proj = make_linear(config, config.mlp_width, config.n_embd)
         self.c_proj.RESIDUAL = True  # marks it for the 1/sqrt(2*n_layer) init
         self.dropout = nn.Dropout(config.dropout)
 
@@ -139,11 +139,11 @@ class ReLU2MLP(GeluMLP):
 class SwiGLU(nn.Module):
     """silu(x W) * (x V) -> W2 (Shazeer 2020).  Hidden width 8C/3 (rounded up to a multiple
     of 8) keeps the parameter count equal to the 4C GELU MLP's, so ablations compare like
-    with like."""
+    with like (model.mlp_hidden sets it instead)."""
 
     def __init__(self, config):
         super().__init__()
-        hidden = swiglu_width(config.n_embd)
+        hidden = config.mlp_width
         self.c_fc = make_linear(config, config.n_embd, 2 * hidden)  # gate and value, fused
         self.c_proj = make_linear(config, hidden, config.n_embd)
         self.c_proj.RESIDUAL = True
@@ -152,11 +152,6 @@ class SwiGLU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, value = self.c_fc(x).chunk(2, dim=-1)
         return self.dropout(self.c_proj(F.silu(gate) * value))
-
-
-def swiglu_width(n_embd: int) -> int:
-    """SwiGLU's hidden width: 8C/3 rounded up to a multiple of 8."""
-    return -(-8 * n_embd // 3 // 8) * 8
 
 
 _MLP_CLASSES = {"gelu": GeluMLP, "swiglu": SwiGLU, "relu2": ReLU2MLP}

@@ -34,7 +34,6 @@ import torch
 import torch.nn as nn
 
 from gpt.config import GIVEN, GPTConfig
-from gpt.layers import swiglu_width
 from gpt.model import GPT, Block
 from gpt.positions import ROPE_BASE
 
@@ -62,9 +61,7 @@ def lens_config(config: GPTConfig) -> dict[str, Any]:
     """The HookedTransformerConfig arguments of a model with this config."""
     if (reason := unsupported(config)) is not None:
         raise Unsupported(reason)
-    mlp = {"gelu": ("gelu", 4 * config.n_embd), "relu2": ("relu2", 4 * config.n_embd),
-           "swiglu": ("silu", swiglu_width(config.n_embd))}
-    act_fn, d_mlp = mlp[config.mlp]
+    act_fn, d_mlp = {"gelu": "gelu", "relu2": "relu2", "swiglu": "silu"}[config.mlp], config.mlp_width
     args = dict(d_model=config.n_embd, d_head=config.head_size, n_heads=config.n_head, n_layers=config.n_layer,
                 n_ctx=config.block_size, d_vocab=config.vocab_size, d_mlp=d_mlp, act_fn=act_fn,
                 gated_mlp=config.mlp == "swiglu", normalization_type="RMS" if config.norm == "rmsnorm" else "LN",

@@ -39,6 +39,7 @@ OPTIONS = {
     "swiglu": ["model.mlp=swiglu"], "relu2": ["model.mlp=relu2"], "untied": ["model.tie_weights=false"],
     "bias": ["model.bias=true"], "qk_norm": ["model.qk_norm=true"], "rank": ["model.rank=4"],
     "tie_kv": ["model.tie_kv=true"], "tie_qo": ["model.tie_qo=true"], "share_norms": ["model.share_norms=true"],
+    "mlp_hidden": ["model.mlp_hidden=6"], "swiglu of 5": ["model.mlp=swiglu", "model.mlp_hidden=5"],
     "savers, rope, rms, swiglu, qk_norm": ["model.rank=3", "model.tie_kv=true", "model.tie_qo=true",
                                            "model.share_norms=true", "model.pos=rope", "model.norm=rmsnorm",
                                            "model.mlp=swiglu", "model.qk_norm=true", "model.tie_weights=false"],

@@ -1,4 +1,4 @@
-"""The parameter savers (model.rank, model.tie_kv, model.tie_qo, model.share_norms), each against an
+"""The parameter savers (model.rank, model.tie_kv, model.tie_qo, model.share_norms, model.mlp_hidden), each against an
 independent reference, and count_parameters, AdderBoard's unique-parameter count, on hand-built cases."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from helpers import overfit
 BASE = GPTConfig(vocab_size=13, block_size=24, n_layer=2, n_head=2, n_embd=16, pos="none")
 C, L = BASE.n_embd, BASE.n_layer
 SAVERS = [dict(rank=3), dict(tie_kv=True), dict(tie_qo=True), dict(share_norms=True),
+          dict(mlp_hidden=5), dict(mlp_hidden=7, mlp="swiglu"),
           dict(rank=2, tie_kv=True, tie_qo=True, share_norms=True)]
 
 # a default model's checkpoint keys: every run trained before these options existed holds exactly these
@@ -131,6 +132,18 @@ def test_shared_norms_are_one_module_and_equal_separate_norms_with_equal_weights
     assert count_parameters(separate) - count_parameters(shared) == saved
 
 
+@pytest.mark.parametrize("mlp,hidden,weights", [
+    ("gelu", 5, 2 * C * 5), ("relu2", 9, 2 * C * 9), ("swiglu", 7, 3 * C * 7),  # c_fc (C -> H, SwiGLU's twice), c_proj
+])
+def test_mlp_hidden_sets_the_mlps_width_and_nothing_else(mlp, hidden, weights):
+    narrow, usual = model(mlp=mlp, mlp_hidden=hidden), model(mlp=mlp)
+    usual_weights = {"swiglu": 3 * C * 48, "gelu": 2 * C * 4 * C, "relu2": 2 * C * 4 * C}[mlp]  # SwiGLU: 8C/3 -> 48
+    assert count_parameters(usual) - count_parameters(narrow) == L * (usual_weights - weights)
+    assert narrow.blocks[0].mlp.c_proj.weight.shape == (C, hidden)
+    assert list(narrow.state_dict()) == list(usual.state_dict())  # same names, narrower tensors
+    assert model(mlp=mlp, mlp_hidden=usual.config.mlp_width).config.mlp_width == usual.config.mlp_width
+
+
 @pytest.mark.parametrize("kw", SAVERS, ids=str)
 def test_every_saver_trains_and_decodes_as_it_recomputes(kw):
     m = model(**kw)
@@ -154,6 +167,9 @@ def test_tied_names_group_every_shared_tensor():
     (dict(rank=16), "model.rank=16 saves nothing at model.n_embd=16"),
     (dict(tie_kv="yes"), "model.tie_kv must be true or false"),
     (dict(share_norms=1), "model.share_norms must be true or false"),
+    (dict(mlp_hidden=-1), "model.mlp_hidden must be a non-negative integer"),
+    (dict(mlp_hidden=2.5), "model.mlp_hidden must be a non-negative integer"),
+    (dict(rank=4, mlp_hidden=4), "model.rank=4 saves nothing in an MLP of model.mlp_hidden=4"),
 ])
 def test_bad_saver_settings_are_refused_with_a_clear_line(kw, message):
     with pytest.raises(ValueError, match=message):
@@ -162,8 +178,9 @@ def test_bad_saver_settings_are_refused_with_a_clear_line(kw, message):
 
 def test_savers_are_set_from_the_command_line():
     spec = resolve_spec("addition", sets=["model.rank=4", "model.tie_kv=true", "model.tie_qo=true",
-                                          "model.share_norms=true"])
+                                          "model.share_norms=true", "model.mlp_hidden=6"])
     assert (spec.model.rank, spec.model.tie_kv, spec.model.tie_qo, spec.model.share_norms) == (4, True, True, True)
+    assert spec.model.mlp_width == 6
     with pytest.raises(UserError, match="model.rank"):
         resolve_spec("addition", sets=[f"model.rank={spec.model.n_embd}"])
 
