@@ -165,13 +165,20 @@ def test_an_existing_file_is_never_replaced(trained, capsys):
     assert code == 2 and ".py" in err and not file.with_suffix(".txt").exists()
 
 
-def test_the_verify_script_runs_the_protocol_on_it(trained):
-    _, file = trained
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "adderboard_verify.py"), str(file), "--n", "40"],
-                          capture_output=True, text=True, timeout=600)
-    assert "claims 1932 parameters, counted 1932" in done.stdout
-    assert "random pairs (n=40, seed=2025)" in done.stdout
-    assert done.returncode == 1 and "FAILS" in done.stdout  # 20 steps do not make an adder
+def test_the_verify_script_scores_the_file_and_the_run_alike(trained):
+    """adderboard_verify.py on the exported file (one add() a pair, as verify.py calls it) and on the
+    run directory (batched decoding) print the same edge-case failures and the same totals."""
+    run_path, file = trained
+    outputs = []
+    for target in (file, run_path):
+        done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "adderboard_verify.py"), str(target),
+                               "--n", "40"], capture_output=True, text=True, timeout=600)
+        assert "counted 1932" in done.stdout and "random pairs (n=40, seed=2025)" in done.stdout
+        assert done.returncode == 1 and "FAILS" in done.stdout  # 20 steps do not make an adder
+        outputs.append([line for line in done.stdout.splitlines()  # less the name and the time taken
+                        if not line.startswith("random pairs") and "claims" not in line])
+    assert outputs[0] == outputs[1]
+    assert any(line.startswith("all cases: ") and "/50 = " in line for line in outputs[0])  # 40 pairs + 10 edge cases
 
 
 def test_show_run_prints_both_counts(trained, capsys):
