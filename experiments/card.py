@@ -84,7 +84,7 @@ def parameter_counts(cfg: GPTConfig) -> tuple[int, int]:
 
 
 SHAPE = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "pos", "norm", "mlp")
-SAVERS = ("qk_norm", "tie_weights", "rank", "tie_kv", "tie_qo", "share_norms")
+SAVERS = ("qk_norm", "tie_weights", "rank", "tie_kv", "tie_qo", "share_norms", "mlp_hidden")
 
 
 def run_summary(run: Path) -> list[tuple[str, str]]:

@@ -23,7 +23,7 @@ from tasks.encode import END
 
 # fields that decide the shape or the function of the weights: they must match the source
 SHAPE_FIELDS = ("n_layer", "n_head", "n_embd", "bias", "pos", "norm", "mlp", "qk_norm", "tie_weights",
-                "max_pos", "rank", "tie_kv", "tie_qo", "share_norms")
+                "max_pos", "rank", "tie_kv", "tie_qo", "share_norms", "mlp_hidden")
 
 
 def check_shapes(source: GPTConfig, target: GPTConfig, run: Path) -> None:

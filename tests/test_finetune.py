@@ -52,6 +52,9 @@ def test_init_from_refuses_missing_characters_and_other_shapes(text_run, tmp_pat
     code, _, err = cli(capsys, "train", "--task", "addition", "--preset", "small", "--init-from", text_run,
                        "--set", "model.n_layer=2", "--steps", "1", "--out", tmp_path / "b", "--quiet")
     assert code == 2 and "model.n_layer 1 vs 2" in err
+    code, _, err = cli(capsys, "train", "--task", "addition", "--preset", "small", "--init-from", text_run,
+                       "--set", "model.mlp_hidden=8", "--steps", "1", "--out", tmp_path / "b", "--quiet")
+    assert code == 2 and "model.mlp_hidden 0 vs 8" in err
     code, _, err = cli(capsys, "train", "--task", "addition", "--init-from", tmp_path / "nope", "--steps", "1",
                        "--out", tmp_path / "c", "--quiet")
     assert code == 2 and "nope" in err
