@@ -87,9 +87,10 @@ def run_adder(path: Path, checkpoint: str) -> tuple[Adder, dict, int]:
         completions = run.complete([run.task.prompt(a, b) for a, b in pairs])
         return [-1 if (v := run.task.parse_answer(c)) is None else v for c in completions]
 
-    params = count_parameters(run.model)
-    meta = {"name": path.name, "author": "this run", "params": params, "architecture": "", "tricks": []}
-    return answers, meta, params
+    # the claim is the workbench's count, checked against this script's own, as a file's would be
+    meta = {"name": path.name, "author": "this run", "params": count_parameters(run.model), "architecture": "",
+            "tricks": []}
+    return answers, meta, unique_params(run.model)
 
 
 def score(adder: Adder, pairs: list[tuple[int, int]]) -> tuple[int, list[tuple[int, int, int]]]:
