@@ -5,6 +5,7 @@ clipping, fused AdamW. 10 warm-up steps, then the median of 30. What `workbench 
 offer, this script switches on:
 
     --compile        torch.compile(model, dynamic=True) (the chunks' widths vary every step)
+    --compile-mode M with --compile: torch.compile's mode (max-autotune, ...); --static: dynamic=False
     --bf16           torch.autocast("cpu", bfloat16) around the forward
     --sdpa-fp32      with --bf16: attention in fp32 (its bf16 backward is slow on CPU)
     --round N        pad each chunk to a multiple of N columns (fewer distinct matmul shapes)
@@ -63,6 +64,8 @@ def main() -> None:
     ap.add_argument("--preset", default=None)
     ap.add_argument("--set", dest="sets", action="append", default=[])
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--compile-mode", default=None)
+    ap.add_argument("--static", action="store_true")
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--sdpa-fp32", action="store_true")
     ap.add_argument("--round", type=int, default=0)
@@ -73,6 +76,8 @@ def main() -> None:
     a = ap.parse_args()
     if a.sdpa_fp32 and not a.bf16:
         ap.error("--sdpa-fp32 only means something with --bf16")
+    if (a.compile_mode or a.static) and not a.compile:
+        ap.error("--compile-mode and --static only mean something with --compile")
 
     spec = resolve_spec(a.task, a.preset, a.sets, seed=1337)
     built = build(spec)
@@ -89,7 +94,7 @@ def main() -> None:
     torch.manual_seed(1337)
     model = GPT(cfg)
     opt = make_optimizer(model, tr)
-    fwd = torch.compile(model, dynamic=True) if a.compile else model
+    fwd = torch.compile(model, dynamic=not a.static, mode=a.compile_mode) if a.compile else model
     batch = make_batch_fn(built.task, spec.seed, tr.batch_size, cfg.block_size, torch.device("cpu"), ids=ids)
     if a.sdpa_fp32:
         sdpa = F.scaled_dot_product_attention

@@ -86,6 +86,8 @@ class Problems:
 
     @staticmethod
     def concat(parts: Sequence["Problems"]) -> "Problems":
+        if len(parts) == 1:  # a batch's usual case: nothing to pad or copy
+            return parts[0]
         keys = parts[0].columns.keys()
         return Problems(**{k: _concat([p[k] for p in parts]) for k in keys})
 

@@ -124,12 +124,9 @@ def concat(*fields: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarr
     total = sum(f[1] for f in fields)
     out = np.zeros((n, int(total.max()) if n else 0), dtype=np.int64)
     offset = np.zeros(n, dtype=np.int64)
-    rows = np.arange(n)[:, None]
     for mat, lens in fields:
-        w = mat.shape[1]
-        valid = np.arange(w)[None, :] < lens[:, None]
-        cols = offset[:, None] + np.arange(w)[None, :]
-        out[np.broadcast_to(rows, (n, w))[valid], cols[valid]] = np.broadcast_to(mat, (n, w))[valid]
+        rows, cols = np.nonzero(np.arange(mat.shape[1]) < lens[:, None])  # each row's characters
+        out[rows, offset[rows] + cols] = mat[rows, cols]
         offset = offset + lens
     return out, total
 

@@ -128,18 +128,23 @@ ABACUS = Scheme(abacus_prompt, DIGITS)
 
 def count_on(prompt: np.ndarray, r: Rendered, counting: str, step: int = 1, restart: str = "") -> np.ndarray:
     """Ids for every character of r: the prompt's from `prompt`, each target character's by the
-    counting rule (see the module docstring); 0 past each row's length."""
+    counting rule (see the module docstring); 0 past each row's length.
+
+    A target character in `counting` takes the id before it plus step; every other column is an
+    anchor with an id of its own (the prompt's, 1 for a `restart` character, else 0).  So a
+    counting column's id is its last anchor's plus step times the distance to it: one pass of
+    maximum.accumulate over the columns, not a loop over them (a batch's hot path)."""
     n, w = r.chars.shape
-    counts = np.isin(r.chars, codepoints(counting))
-    restarts = np.isin(r.chars, codepoints(restart)) if restart else np.zeros_like(counts)
     col = np.arange(w)[None, :]
     in_prompt = col < r.prompt_len[:, None]
-    ids = np.where(in_prompt, prompt[:, :w], 0).astype(np.int64)
-    prev = np.zeros(n, dtype=np.int64)
-    for j in range(w):
-        ids[:, j] = np.where(in_prompt[:, j], ids[:, j],
-                             np.where(counts[:, j], prev + step, np.where(restarts[:, j], 1, 0)))
-        prev = ids[:, j]
+    counted = np.isin(r.chars, codepoints(counting)) & ~in_prompt
+    anchor_id = np.where(in_prompt, prompt[:, :w], 0).astype(np.int64)
+    if restart:
+        anchor_id[np.isin(r.chars, codepoints(restart)) & ~in_prompt & ~counted] = 1
+    # the last anchor at or before each column; -1 (an id-0 anchor before column 0) if none
+    last = np.maximum.accumulate(np.where(counted, -1, col), axis=1)
+    base = np.take_along_axis(anchor_id, np.maximum(last, 0), axis=1) * (last >= 0)
+    ids = base + step * (col - last) * counted
     return np.where(col < r.length[:, None], ids, 0)
 
 

@@ -16,7 +16,8 @@ from tasks.addition import AdditionConfig, AdditionTask
 from tasks.base import hash_rows
 from tasks.encode import field_strings
 from tasks.multiplication import MultiplicationConfig, MultiplicationTask
-from tasks.positions import PositionIds, digit_index
+from tasks.encode import Rendered
+from tasks.positions import PositionIds, count_on, digit_index
 from tasks.testing import check_task
 
 
@@ -29,6 +30,38 @@ def naive_index(text: str, from_right: bool = False) -> list[int]:
         run = run + 1 if ch.isdigit() else 0
         out.append(run)
     return out
+
+
+def naive_count_on(text: str, prompt_ids: list[int], prompt_len: int, counting: str, step: int,
+                   restart: str) -> list[int]:
+    """The counting rule character by character: the prompt's ids, then each counting character
+    the id before it plus step, a restart character 1, anything else 0."""
+    out: list[int] = []
+    for j, ch in enumerate(text):
+        if j < prompt_len:
+            out.append(prompt_ids[j])
+        elif ch in counting:
+            out.append((out[-1] if out else 0) + step)
+        else:
+            out.append(1 if ch in restart else 0)
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows=st.lists(st.tuples(st.text(alphabet="0123456789+=r,", max_size=24), st.integers(0, 24)),
+                     min_size=1, max_size=5),
+       step=st.integers(1, 3), restart=st.sampled_from(["", "r", "r,"]), seed=st.integers(0, 2**16))
+def test_count_on_matches_the_rule_character_by_character(rows, step, restart, seed):
+    texts = [t for t, _ in rows]
+    chars, lens = field_strings(texts)
+    prompt_len = np.array([min(k, len(t)) for t, k in rows], dtype=np.int64)
+    prompt = np.random.default_rng(seed).integers(0, 50, size=chars.shape)
+    r = Rendered(chars, prompt_len, lens)
+    got = count_on(prompt, r, "0123456789", step, restart)
+    for i, (t, _) in enumerate(rows):
+        want = naive_count_on(t, prompt[i].tolist(), int(prompt_len[i]), "0123456789", step, restart)
+        assert got[i, : len(t)].tolist() == want
+        assert not got[i, len(t):].any()
 
 
 @settings(max_examples=60, deadline=None)
