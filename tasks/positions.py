@@ -134,7 +134,7 @@ def count_on(prompt: np.ndarray, r: Rendered, counting: str, step: int = 1, rest
     anchor with an id of its own (the prompt's, 1 for a `restart` character, else 0).  So a
     counting column's id is its last anchor's plus step times the distance to it: one pass of
     maximum.accumulate over the columns, not a loop over them (a batch's hot path)."""
-    n, w = r.chars.shape
+    w = r.chars.shape[1]
     col = np.arange(w)[None, :]
     in_prompt = col < r.prompt_len[:, None]
     counted = np.isin(r.chars, codepoints(counting)) & ~in_prompt
