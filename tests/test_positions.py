@@ -14,9 +14,8 @@ from gpt.generate import next_position
 from helpers import TINY, cli
 from tasks.addition import AdditionConfig, AdditionTask
 from tasks.base import hash_rows
-from tasks.encode import field_strings
+from tasks.encode import Rendered, field_strings
 from tasks.multiplication import MultiplicationConfig, MultiplicationTask
-from tasks.encode import Rendered
 from tasks.positions import PositionIds, count_on, digit_index
 from tasks.testing import check_task
 
