@@ -107,7 +107,8 @@ def training_compute(run: Path, record: dict[str, Any], cfg: GPTConfig, params: 
 
     Tokens are the target positions computed, padding included: each record's tokens/s times the
     time it covers.  FLOPs per token are 6N + 12 L d T (the PaLM and nanoGPT estimate, T the mean
-    row width), for the forward and backward passes; evals are not counted."""
+    row width), for the forward and backward passes; with train.hard_pool = K, the scoring forward
+    over K times the rows adds K (2N + 4 L d T) per token; evals are not counted."""
     records = [r for r in read_metrics(run / METRICS) if "tokens_per_s" in r]
     if not records:
         return None
@@ -116,7 +117,10 @@ def training_compute(run: Path, record: dict[str, Any], cfg: GPTConfig, params: 
     tokens = sum(r["tokens_per_s"] * r["ms_per_step"] * every / 1000 for r in records)
     step = records[-1]["step"]
     width = tokens / max(step * train.get("batch_size", 1) * train.get("grad_accum", 1), 1)
+    pool = train.get("hard_pool", 1)
     flops = tokens * (6 * params + 12 * cfg.n_layer * cfg.n_embd * width)
+    if pool > 1:  # the pool's scoring pass: a forward over pool times the rows kept
+        flops += tokens * pool * (2 * params + 4 * cfg.n_layer * cfg.n_embd * width)
     count = f"{tokens / 1e9:.3g}B" if tokens >= 1e9 else f"{tokens / 1e6:.3g}M" if tokens >= 1e6 else f"{tokens:,.0f}"
     return (f"{step:,} steps, {count} tokens (padding included), about {flops:.2g} FLOPs "
             f"(6N + 12LdT per token), {duration(records[-1]['train_time'])}").replace("e+", "e")

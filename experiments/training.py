@@ -316,7 +316,7 @@ def _batch_source(spec: RunSpec, opts: TrainOptions, task: Task, model_cfg: GPTC
                   dist: Dist, schedule: LevelSchedule | None) -> tuple[BatchFn, Callable[[], None]]:
     """The loop's batch function (this rank's micro-batches, at the curriculum's level), and what closes it."""
     curriculum, level = (schedule.curriculum, lambda: schedule.level) if schedule else (None, lambda: 0)
-    return batch_source(task, spec.seed, spec.train.batch_size, model_cfg.block_size, device, dist.rank,
+    return batch_source(task, spec.seed, spec.train.drawn_rows, model_cfg.block_size, device, dist.rank,
                         spec.train.grad_accum, opts.batch_workers, position_ids(model_cfg), curriculum, level)
 
 

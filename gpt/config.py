@@ -120,6 +120,9 @@ class TrainConfig:
     length_chunks: int = 1  # >1: split each micro-batch by length into this many trimmed chunks
     pack: bool = False  # pack each micro-batch's rows end to end, one attention segment a problem (pack_rows)
     pack_width: int = 0  # with pack: the packed rows' columns; 0: the micro-batch's width
+    # online hard-example mining: each micro-batch is drawn hard_pool times as large, and the
+    # batch_size rows the model gets most wrong (highest mean loss) are the ones it trains on
+    hard_pool: int = 1  # 1: off, every row drawn is trained on
     # a curriculum through the task's levels of difficulty: the workbench runs it (experiments/curriculum.py)
     # and checks these (experiments/curriculum_config.py); the loop never reads them
     curriculum: str = "off"  # off | auto: move up a level when accuracy on it reaches the threshold
@@ -128,7 +131,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval",
-                    "length_chunks")
+                    "length_chunks", "hard_pool")
         for name in positive:
             v = getattr(self, name)
             if not isinstance(v, int) or v <= 0:
@@ -157,3 +160,8 @@ class TrainConfig:
             raise ValueError(f"train.target_acc must be in [0, 1], got {self.target_acc!r}")
         if self.nan_policy not in ("stop", "skip"):
             raise ValueError(f"train.nan_policy must be stop or skip, got {self.nan_policy!r}")
+
+    @property
+    def drawn_rows(self) -> int:
+        """Rows a training micro-batch draws: batch_size, or the hard-example pool's batch_size * hard_pool."""
+        return self.batch_size * self.hard_pool

@@ -2,7 +2,8 @@
 
     Trainer.run -> _loop: while no stop rule holds (gpt/stopping.py):
         train_step   one optimizer update: forward and backward over the micro-batches' parts
-                     (gpt/packing.py), the NaN policy, the optimizer step
+                     (gpt/packing.py; with train.hard_pool, the hardest rows of a larger draw:
+                     hardest_rows), the NaN policy, the optimizer step
         _step_record what the step logs (every log_interval steps)
         _evaluate_*  at an eval: losses, the task's metrics, the stop rule that ended it, a checkpoint
 
@@ -28,12 +29,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from gpt.checkpoint import MetricsLog, save_checkpoint
 from gpt.config import TrainConfig
 from gpt.distributed import Dist
 from gpt.faults import KillPoints, die
-from gpt.model import GPT
+from gpt.model import GPT, IGNORE_INDEX
 from gpt.packing import batch_parts
 from gpt.protocols import BatchFn, EvalFn, MetricSink, Schedule
 from gpt.stopping import keep_update, out_of_time, reached_target, stop_reason
@@ -105,6 +107,21 @@ def release_free_memory() -> None:
     the training step's own working set (tests/test_long_runs.py)."""
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
+
+
+@torch.no_grad()
+def hardest_rows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, keep: int) -> torch.Tensor:
+    """train.hard_pool: the indices of the `keep` rows of a drawn pool (x, y) with the highest
+    mean loss over their targets, in the pool's order (online hard-example mining: Loshchilov & Hutter 2015,
+    Shrivastava et al. 2016).  A row without targets has loss 0.  The scoring pass runs in
+    eval mode (no dropout), so which rows are kept depends on the weights alone."""
+    was_training = model.training
+    model.eval()
+    logits, _ = model(x)  # (N, T, V)
+    model.train(was_training)
+    loss = F.cross_entropy(logits.transpose(1, 2).float(), y, ignore_index=IGNORE_INDEX, reduction="none")  # (N, T)
+    row = loss.sum(1) / (y != IGNORE_INDEX).sum(1).clamp(min=1)  # (N,)
+    return row.topk(keep).indices.sort().values
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -294,7 +311,11 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         tokens = 0
         for micro in range(cfg.grad_accum):
-            x, y = self.batch("train", step, micro)
+            x, y = self.batch("train", step, micro)  # cfg.drawn_rows rows
+            if cfg.hard_pool > 1:
+                with autocast_for(self.device):
+                    rows = hardest_rows(self.eval_fwd, x, y, cfg.batch_size)
+                x, y = x[rows], y[rows]
             parts = batch_parts(x, y, cfg)
             for c, (xc, yc, share, segments) in enumerate(parts):
                 tokens += yc.numel()  # x may carry position ids beside the tokens

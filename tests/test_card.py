@@ -84,20 +84,22 @@ def _anchor(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
-def test_show_run_counts_the_tokens_and_time_its_training_took(tmp_path, capsys, shakespeare):
+@pytest.mark.parametrize("pool", [1, 3])
+def test_show_run_counts_the_tokens_and_time_its_training_took(tmp_path, capsys, shakespeare, pool):
     """Text windows are all block_size wide, so the tokens are steps x batch x block exactly; the
-    FLOPs follow from them and the parameter count; the time is the last record's."""
+    FLOPs follow from them and the parameter count (with train.hard_pool, plus the pool's scoring
+    forward); the time is the last record's."""
     run = tmp_path / "run"
     code, _, _ = cli(capsys, "train", "--task", "shakespeare", "--steps", "20", "--set", "train.batch_size=4",
                      "--set", "model.block_size=12", "--set", "model.n_layer=1", "--set", "model.n_embd=16",
                      "--set", "model.n_head=2", "--set", "train.eval_interval=20", "--set", "train.eval_iters=1",
-                     "--out", run, "--quiet", "--device", "cpu")
+                     "--set", f"train.hard_pool={pool}", "--out", run, "--quiet", "--device", "cpu")
     assert code == 0
     code, out, _ = cli(capsys, "show", run)
     line = next(x for x in out.splitlines() if x.startswith("trained"))
     params = int(re.search(r"parameters\s+([\d,]+) unique", out).group(1).replace(",", ""))
     tokens = 20 * 4 * 12
-    flops = tokens * (6 * params + 12 * 1 * 16 * 12)
+    flops = tokens * (6 * params + 12 * 1 * 16 * 12) + (pool > 1) * tokens * pool * (2 * params + 4 * 1 * 16 * 12)
     seconds = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()][-1]["train_time"]
     assert line.startswith(f"trained     20 steps, {tokens:,} tokens (padding included), about "
                            f"{flops:.2g} FLOPs".replace("e+", "e"))
