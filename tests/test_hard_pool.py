@@ -55,8 +55,7 @@ def reference_rows(model: GPT, x: torch.Tensor, y: torch.Tensor, keep: int) -> l
 def test_hardest_rows_keeps_the_rows_of_highest_mean_loss(seed, n, t, data):
     keep = data.draw(st.integers(1, n))
     model, x, y = model_and_pool(seed, n, t)
-    model.train()
-    want = reference_rows(model, x, y, keep)
+    want = reference_rows(model, x, y, keep)  # leaves the model in eval mode
     model.train()
     got = hardest_rows(model, x, y, keep).tolist()
     assert model.training  # the scoring pass leaves the model in the mode it found it in
